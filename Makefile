@@ -1,0 +1,58 @@
+# skinlib: `make help` lists the targets. Every target creates .venv and installs into it first.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SKINLIB := $(VENV)/bin/skinlib
+PROFILE ?= params/demo.yaml
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test test-fast lint format bench lab thesis clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbstripout --install --attributes .gitattributes
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install skinlib with its dev tools
+
+demo: $(STAMP) ## run the whole study on the embedded SynthDerm dataset (PROFILE=params/demo.yaml)
+	$(SKINLIB) pipeline --profile $(PROFILE)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP) ## print throughput figures (loader, generator, training)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lab: $(STAMP) ## start JupyterLab with the project's kernel registered as "skinlib"
+	$(PY) -m pip install -q -e ".[dev,lab]"
+	$(PY) -m ipykernel install --user --name skinlib --display-name "Python (skinlib)"
+	$(VENV)/bin/jupyter lab notebooks/
+
+thesis: ## build thesis/main.pdf with latexmk (after `make demo`)
+	@command -v latexmk >/dev/null || { echo "latexmk not found: install TeX Live (e.g. apt-get install latexmk texlive-latex-extra)"; exit 1; }
+	cd thesis && latexmk -pdf -interaction=nonstopmode main.tex
+
+clean: ## remove caches and build files (never experiments/ or figures/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+"""skinlib: dermoscopic skin-lesion classification study (data, training, evaluation, notebooks)."""
+
+__version__ = "0.1.0"

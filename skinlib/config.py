@@ -1,0 +1,212 @@
+"""One typed configuration object that flows from a YAML profile through every step and is saved
+with each run (``config.yaml`` in the run folder).
+
+Load with :func:`load_config`, override single values with ``--set section.key=value`` strings
+(:func:`apply_overrides`), and read the result as plain attributes (``cfg.train.epochs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skinlib.errors import ConfigError
+
+
+@dataclass
+class SynthConfig:
+    """SynthDerm generation, used when ``data.root`` is empty (the embedded offline dataset)."""
+
+    n: int = 2000  # number of images
+    size: int = 224  # side in pixels (square)
+    seed: int = 0
+    classes: str = "ham10000"  # "ham10000" (7 classes) or "isic2019" (8 classes)
+    difficulty: float = 0.5  # 0 = trivially separable, 1 = heavily overlapping classes
+    balanced: bool = False  # equal class shares instead of HAM10000's
+
+
+@dataclass
+class DataConfig:
+    """Where the images are and how they are split and fed."""
+
+    format: str = "ham10000"  # ham10000 | isic2019 | isic2020 | folder
+    root: str = ""  # dataset folder; empty = generate SynthDerm into the cache
+    task: str = "multiclass"  # multiclass | binary
+    positive: list[str] = field(default_factory=lambda: ["mel"])  # binary task: positive classes
+    image_size: int = 224  # training resolution; the model's native one if 0
+    split_file: str = ""  # CSV with a `split` column; empty = make one (grouped, stratified)
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+    folds: int = 0  # k-fold cross-validation when > 1 (`fold` selects the held-out fold)
+    fold: int = 0
+    split_seed: int = 0
+    cache: bool = True  # pre-resize images once into the cache (much faster epochs)
+    num_workers: int = 2  # DataLoader worker processes
+    skip_bad: bool = False  # skip unreadable images (counted in the log) instead of stopping
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Which timm architecture and how its head and regularisation are set."""
+
+    arch: str = "resnet18"  # any name from skinlib.models.ARCHITECTURES (or a timm name)
+    pretrained: bool = False  # ImageNet weights through timm (needs the hub or `weights`)
+    weights: str = ""  # local weights file (.pth/.safetensors) or timm cache dir for offline use
+    drop_rate: float = 0.0  # dropout before the classifier
+    drop_path_rate: float = 0.0  # stochastic depth (ViT, Swin, EfficientNet, ...)
+    native_resolution: bool = False  # use the model's own input size instead of data.image_size
+
+
+@dataclass
+class ImbalanceConfig:
+    """How class imbalance is handled; strategies combine."""
+
+    loss: str = "ce"  # ce | focal
+    class_weights: str = "none"  # none | inverse | effective
+    beta: float = 0.999  # effective-number-of-samples beta (Cui et al. 2019)
+    gamma: float = 2.0  # focal loss focusing parameter (0 = cross-entropy)
+    alpha: list[float] | None = None  # focal loss per-class alpha
+    sampler: str = "none"  # none | weighted (oversample rare classes)
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation loop."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 3e-4
+    backbone_lr_mult: float = 1.0  # backbone lr = lr * this (head uses lr)
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # SGD only
+    scheduler: str = "cosine"  # cosine | cosine_restarts | onecycle | plateau | none
+    warmup_epochs: float = 1.0
+    freeze_epochs: int = 0  # two-stage training: train the head alone for this many epochs
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off
+    accum_steps: int = 1  # gradient accumulation
+    grad_clip: float = 0.0  # clip gradient norm at this value, 0 = off
+    ema: bool = False  # exponential moving average of weights (timm ModelEmaV3)
+    ema_decay: float = 0.999
+    mixup: float = 0.0  # mixup alpha, 0 = off
+    cutmix: float = 0.0  # cutmix alpha, 0 = off
+    augment: str = "basic"  # none | basic | strong
+    progressive_resize: bool = False  # start at half resolution, reach full by mid-training
+    monitor: str = "balanced_accuracy"  # balanced_accuracy | macro_f1 | auc | loss
+    patience: int = 0  # early stopping patience in epochs, 0 = off
+    channels_last: bool = True
+    compile: bool = False  # torch.compile
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_steps_per_epoch: int = 0  # cap steps per epoch (smoke tests), 0 = no cap
+    selection_rate: float = 1.0  # adaptive sample selection: share of each batch back-propagated
+    log_resources: bool = False  # CPU/GPU utilisation and memory in the metrics file
+
+
+@dataclass
+class Config:
+    """The whole configuration of one run."""
+
+    study: str = "demo"  # experiments/<study>/
+    run: str = ""  # run folder name; empty = the architecture name
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    imbalance: ImbalanceConfig = field(default_factory=ImbalanceConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_name(self) -> str:
+        return self.run or self.model.arch
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate a (nested) dataclass from a dict, refusing unknown keys by name."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {unknown}; expected one of {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        f = fields[name]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            kwargs[name] = _build(sub, value or {}, f"{where}.{name}".lstrip("."))
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from a plain dict (e.g. a parsed YAML profile)."""
+    return _build(Config, values or {}, "")
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    """Return a copy of ``cfg`` with ``section.key=value`` overrides applied (values parsed as YAML)."""
+    values = cfg.to_dict()
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: write it as section.key=value")
+        key, raw = item.split("=", 1)
+        node = values
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a config section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(
+                f"override {item!r}: unknown key {parts[-1]!r}; expected one of {sorted(node)}"
+            )
+        node[parts[-1]] = _parse_value(raw)
+    return config_from_dict(values)
+
+
+def load_profile(path: str | Path) -> dict[str, Any]:
+    """Read a YAML profile as a dict, with a clear error when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"profile {path} not found; the profiles live in params/")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"profile {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load the run configuration from a profile's ``config`` section (or the whole file).
+
+    A profile may hold other sections (``pipeline``, ``architectures``); only ``config`` (when
+    present) is the run configuration.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        profile = load_profile(path)
+        values = profile.get("config", profile)
+    return apply_overrides(config_from_dict(values), overrides)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

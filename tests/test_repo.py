@@ -1,0 +1,92 @@
+"""Repository hygiene: the environment files agree, notebooks carry no outputs, config works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+
+import pytest
+import yaml
+
+from skinlib import paths
+from skinlib.config import Config, ConfigError, apply_overrides, load_config, save_config
+
+ROOT = paths.PROJECT_ROOT
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    expected = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    listed = {d for d in pip_section if not d.startswith("-e")}
+    assert listed == expected
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
+
+
+def _tracked(pattern: str) -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", pattern], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def test_committed_notebooks_have_no_outputs():
+    notebooks = _tracked("*.ipynb") or [
+        str(p.relative_to(ROOT)) for p in ROOT.glob("notebooks/*.ipynb")
+    ]
+    for name in notebooks:
+        nb = json.loads((ROOT / name).read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs"), f"{name} carries outputs: run nbstripout"
+                assert cell.get("execution_count") is None, f"{name} carries execution counts"
+
+
+def test_nbstripout_filter_declared():
+    assert "filter=nbstripout" in (ROOT / ".gitattributes").read_text()
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+    assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_config_overrides_parse_yaml_values(tmp_path):
+    cfg = apply_overrides(
+        Config(), ["train.epochs=3", "model.arch=vit_tiny", "data.positive=[mel,bcc]"]
+    )
+    assert cfg.train.epochs == 3
+    assert cfg.model.arch == "vit_tiny"
+    assert cfg.data.positive == ["mel", "bcc"]
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [("train.epochz=3", "epochz"), ("nosection.x=1", "nosection"), ("train.epochs", "key=value")],
+)
+def test_config_errors_name_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        apply_overrides(Config(), [override])
+
+
+def test_unknown_profile_key_is_refused(tmp_path):
+    (tmp_path / "p.yaml").write_text("config:\n  train:\n    lr: 0.1\n    warmup: 2\n")
+    with pytest.raises(ConfigError, match="warmup"):
+        load_config(tmp_path / "p.yaml")
+
+
+def test_paths_follow_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path))
+    assert paths.run_dir("s", "r") == tmp_path / "s" / "r"
+
+
+def test_cli_without_command_prints_help(capsys):
+    from skinlib.cli import main
+
+    assert main([]) == 2
+    assert "usage: skinlib" in capsys.readouterr().out
