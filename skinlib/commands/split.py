@@ -1,0 +1,37 @@
+"""``skinlib split DATA_DIR --format ... --out splits.csv``: a grouped, stratified split file."""
+
+from __future__ import annotations
+
+import argparse
+
+from skinlib.data.adapters import FORMATS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("split", help="write a lesion-grouped, class-stratified split file")
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--format", choices=FORMATS, default="ham10000")
+    p.add_argument("--out", required=True, help="split CSV to write")
+    p.add_argument(
+        "--folds", type=int, default=0, help="k-fold assignment instead of train/val/test"
+    )
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels-only", action="store_true", help="do not require the image files")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from skinlib.data import load_table
+    from skinlib.data.splits import audit_split, make_folds, make_split, save_split
+
+    table = load_table(args.root, args.format, require_images=not args.labels_only)
+    if args.folds:
+        table, column = make_folds(table, args.folds, args.seed), "fold"
+    else:
+        table, column = make_split(table, args.val, args.test, args.seed), "split"
+    save_split(table, args.out)
+    print(audit_split(table, column))
+    print(f"wrote {args.out} ({len(table)} images, {table['group'].nunique()} groups)")
+    return 0

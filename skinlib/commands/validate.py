@@ -1,0 +1,36 @@
+"""``skinlib validate DATA_DIR --format ...``: list every problem of a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from skinlib.data.adapters import FORMATS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="scan a dataset for missing, corrupt or mislabelled files")
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--format", choices=FORMATS, default="ham10000")
+    p.add_argument("--report", default="validation_report.csv", help="CSV report path")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from skinlib.data.validate import validate_dataset
+    from skinlib.io import atomic_write
+
+    report = validate_dataset(args.root, args.format, workers=args.workers)
+    atomic_write(args.report, lambda p: report.to_csv(p, index=False))
+    if report.empty:
+        print(f"{args.root}: no problems found (report: {args.report})")
+        return 0
+    print(report["problem"].value_counts().to_string())
+    for _, row in report.head(10).iterrows():
+        line = f", line {int(row['row'])}" if pd.notna(row["row"]) else ""
+        where = f"{row['file']}{line}"
+        print(f"  {where}: {row['detail']}")
+    print(f"{len(report)} problem(s); full list in {args.report}")
+    return 1
