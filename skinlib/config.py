@@ -146,8 +146,32 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(sub):
             kwargs[name] = _build(sub, value or {}, f"{where}.{name}".lstrip("."))
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, f.default, f"{where}.{name}".lstrip("."))
     return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    """Check a value against the type of its default (YAML may give "1e-3" as a string)."""
+    if default is dataclasses.MISSING or default is None or value is None:
+        return value
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind in (int, float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if kind is int:
+            if number != int(number):
+                raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{key}: expected text, got {value!r}")
+    return value
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
@@ -203,7 +227,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values: dict[str, Any] = {}
     if path is not None:
         profile = load_profile(path)
-        values = profile.get("config", profile)
+        values = dict(profile.get("config", profile))
+        if "config" in profile and "study" in profile:
+            values.setdefault("study", profile["study"])
     return apply_overrides(config_from_dict(values), overrides)
 
 

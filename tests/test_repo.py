@@ -90,3 +90,14 @@ def test_cli_without_command_prints_help(capsys):
 
     assert main([]) == 2
     assert "usage: skinlib" in capsys.readouterr().out
+
+
+def test_config_checks_value_types():
+    cfg = apply_overrides(Config(), ["train.lr=1e-3", "train.epochs=3.0"])
+    assert cfg.train.lr == 0.001 and isinstance(cfg.train.epochs, int)
+    with pytest.raises(ConfigError, match="train.epochs: expected a whole number"):
+        apply_overrides(Config(), ["train.epochs=2.5"])
+    with pytest.raises(ConfigError, match="train.ema: expected true or false"):
+        apply_overrides(Config(), ["train.ema=maybe"])
+    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+        apply_overrides(Config(), ["train.lr=fast"])

@@ -1,0 +1,176 @@
+"""One model factory over timm: architectures by short name, their preprocessing, their Grad-CAM
+layer, and parameter groups. Nothing outside this module names an architecture.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from skinlib.config import ModelConfig
+from skinlib.errors import ConfigError, TrainingError
+
+# short name -> (timm name, family). Families decide the Grad-CAM reshape, nothing else.
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    **{f"resnet{d}": (f"resnet{d}", "cnn") for d in (18, 34, 50, 101)},
+    **{f"efficientnet_b{i}": (f"efficientnet_b{i}", "cnn") for i in range(6)},
+    "densenet121": ("densenet121", "cnn"),
+    "densenet201": ("densenet201", "cnn"),
+    "vit_tiny": ("vit_tiny_patch16_224", "vit"),
+    "vit_small": ("vit_small_patch16_224", "vit"),
+    "vit_base": ("vit_base_patch16_224", "vit"),
+    "swin_tiny": ("swin_tiny_patch4_window7_224", "swin"),
+    "swin_small": ("swin_small_patch4_window7_224", "swin"),
+    "swin_base": ("swin_base_patch4_window7_224", "swin"),
+}
+
+
+def resolve_arch(name: str) -> tuple[str, str]:
+    """(timm name, family) for a short name or a timm name; unknown names list close ones."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    if name in timm.list_models():
+        family = "vit" if name.startswith(("vit", "deit")) else "swin" if "swin" in name else "cnn"
+        return name, family
+    candidates = list(dict.fromkeys(list(ARCHITECTURES) + timm.list_models()))
+    close = difflib.get_close_matches(name, candidates, n=5)
+    raise ConfigError(
+        f"unknown architecture {name!r}; close names: {close or 'none'}; "
+        f"the study's short names are {sorted(ARCHITECTURES)}"
+    )
+
+
+def native_size(arch: str) -> int:
+    """The input size the architecture was designed and pretrained for (from timm's config)."""
+    timm_name, _ = resolve_arch(arch)
+    return int(timm.models.get_pretrained_cfg(timm_name).input_size[-1])
+
+
+def _pretrained_kwargs(cfg: ModelConfig) -> dict:
+    if not cfg.pretrained:
+        return {"pretrained": False}
+    if not cfg.weights:
+        return {"pretrained": True}
+    path = Path(cfg.weights).expanduser()
+    if path.is_dir():  # a Hugging Face / timm cache directory
+        os.environ.setdefault("HF_HUB_CACHE", str(path))
+        return {"pretrained": True}
+    if not path.is_file():
+        raise ConfigError(f"model.weights={cfg.weights}: no such file or directory")
+    return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+
+
+def create_model(cfg: ModelConfig, num_classes: int, img_size: int | None = None) -> nn.Module:
+    """A timm model with a fresh head for ``num_classes`` outputs (1 for a binary task).
+
+    Args:
+        cfg: architecture, pretrained weights, dropout and drop-path.
+        num_classes: outputs of the new head.
+        img_size: input size for models whose position embeddings depend on it (ViT, Swin).
+    """
+    timm_name, family = resolve_arch(cfg.arch)
+    kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate}
+    if cfg.drop_path_rate:
+        kwargs["drop_path_rate"] = cfg.drop_path_rate
+    if family in ("vit", "swin") and img_size:
+        kwargs["img_size"] = img_size
+    try:
+        return timm.create_model(timm_name, **_pretrained_kwargs(cfg), **kwargs)
+    except (OSError, RuntimeError, ValueError) as err:
+        if not cfg.pretrained:
+            raise
+        raise ConfigError(
+            f"could not load pretrained weights for {cfg.arch} ({timm_name}): {err}. Offline? "
+            "Download them once where the hub is reachable and point model.weights at the file "
+            "(e.g. model.weights=/path/to/model.safetensors) or at the cache folder, or train "
+            "from scratch with model.pretrained=false"
+        ) from None
+
+
+def data_config(model: nn.Module) -> dict:
+    """Preprocessing the model expects (mean, std, interpolation, input_size, crop_pct)."""
+    return timm.data.resolve_model_data_config(model)
+
+
+def family_of(model: nn.Module) -> str:
+    name = model.pretrained_cfg.get("architecture", type(model).__name__.lower())
+    return resolve_arch(name)[1] if name else "cnn"
+
+
+@dataclass
+class CamSpec:
+    """What pytorch-grad-cam needs for one model."""
+
+    target_layers: list[nn.Module]
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def _vit_reshape(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    prefix = getattr(model, "num_prefix_tokens", 1)
+    grid = model.patch_embed.grid_size
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        x = tokens[:, prefix:, :]
+        return x.reshape(x.shape[0], grid[0], grid[1], x.shape[-1]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def _swin_reshape(tokens: torch.Tensor) -> torch.Tensor:
+    return tokens.permute(0, 3, 1, 2)  # timm's Swin blocks are channels-last (B, H, W, C)
+
+
+def cam_spec(model: nn.Module) -> CamSpec:
+    """Grad-CAM target layer and token reshape for this model's family."""
+    family = family_of(model)
+    if family == "vit":
+        return CamSpec([model.blocks[-1].norm1], _vit_reshape(model))
+    if family == "swin":
+        return CamSpec([model.layers[-1].blocks[-1].norm1], _swin_reshape)
+    module = model.get_submodule(model.feature_info[-1]["module"])
+    return CamSpec([module], None)
+
+
+def param_groups(
+    model: nn.Module, lr: float, backbone_lr_mult: float, weight_decay: float
+) -> list[dict]:
+    """Backbone and head as separate groups (head at ``lr``, backbone at ``lr * mult``);
+    norms and biases get no weight decay."""
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    groups: dict[tuple[str, bool], list] = {}
+    for name, param in model.named_parameters():
+        part = "head" if id(param) in head_ids else "backbone"
+        decay = param.ndim > 1 and not name.endswith(".bias")
+        groups.setdefault((part, decay), []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": lr if part == "head" else lr * backbone_lr_mult,
+            "weight_decay": weight_decay if decay else 0.0,
+            "name": f"{part}{'' if decay else '_no_decay'}",
+        }
+        for (part, decay), params in groups.items()
+    ]
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    """Freeze (two-stage training, stage one) or unfreeze everything but the head."""
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    for param in model.parameters():
+        if id(param) not in head_ids:
+            param.requires_grad_(trainable)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_weights_error(err: Exception) -> TrainingError:
+    return TrainingError(f"checkpoint does not match the model: {err}")

@@ -1,0 +1,55 @@
+"""From a config to the table a run trains on: load, binarise, split, cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from skinlib.config import Config
+from skinlib.data import load_table
+from skinlib.data.classes import class_list, to_binary
+from skinlib.data.splits import apply_split, fold_to_split, make_folds, make_split
+
+log = logging.getLogger(__name__)
+
+
+def data_root(cfg: Config, progress: bool = True) -> Path:
+    """The dataset folder: ``data.root``, or SynthDerm generated into the cache when empty."""
+    if cfg.data.root:
+        return Path(cfg.data.root).expanduser()
+    from skinlib.data.synthetic import ensure_synthderm
+
+    return ensure_synthderm(cfg.data.synth, progress=progress)
+
+
+def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
+    """The labelled table with a ``split`` column (train/val/test), as the config describes.
+
+    A saved split file (``data.split_file``) is read rather than recomputed; otherwise a grouped,
+    stratified split is made with ``data.split_seed`` (or k folds, holding out ``data.fold``).
+    """
+    table = load_table(data_root(cfg, progress), cfg.data.format, skip_missing=cfg.data.skip_bad)
+    if cfg.data.task == "binary":
+        table = to_binary(table, cfg.data.positive)
+    elif cfg.data.task != "multiclass":
+        raise ValueError(f"data.task={cfg.data.task!r}; choose multiclass or binary")
+    if cfg.data.split_file:
+        table = apply_split(table, cfg.data.split_file)
+        if "split" not in table:
+            table = fold_to_split(table, cfg.data.fold, cfg.data.val_frac, cfg.data.split_seed)
+    elif cfg.data.folds > 1:
+        table = make_folds(table, cfg.data.folds, cfg.data.split_seed)
+        table = fold_to_split(table, cfg.data.fold, cfg.data.val_frac, cfg.data.split_seed)
+    else:
+        table = make_split(table, cfg.data.val_frac, cfg.data.test_frac, cfg.data.split_seed)
+    return table
+
+
+def table_classes(table: pd.DataFrame, cfg: Config) -> list[str]:
+    """Class order of a run: binary runs are [other, positive]."""
+    if cfg.data.task == "binary":
+        positive = [c for c in class_list(table) if c != "other"]
+        return ["other", *positive]
+    return class_list(table)
