@@ -177,6 +177,8 @@ def run_pipeline(
         log.info("%s: running %s", step.name, step.notebook)
         start = time.perf_counter()
         state.pop(step.name, None)
+        if force:  # --force also retrains runs that a complete run folder would satisfy
+            step = Step(step.name, step.notebook, {**step.parameters, "retrain": True}, step.needs)
         execute_step(step, output, progress)
         seconds = time.perf_counter() - start
         state[step.name] = fp

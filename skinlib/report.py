@@ -17,12 +17,23 @@ def format_ci(value: float, low: float, high: float, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _number(value: float, float_format: str) -> str:
+    """Three decimals for rates and errors; fewer for large numbers (sizes, images/s)."""
+    if pd.isna(value):
+        return "--"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return float_format.format(value)
+
+
 def to_latex(df: pd.DataFrame, caption: str, label: str, float_format: str = "{:.3f}") -> str:
     """A booktabs table; underscores, percent signs and ampersands are escaped."""
     body = df.copy()
     for col in body.columns:
         if pd.api.types.is_float_dtype(body[col]):
-            body[col] = body[col].map(lambda v: "--" if pd.isna(v) else float_format.format(v))
+            body[col] = body[col].map(lambda v: _number(v, float_format))
     styler = body.style.hide(axis="index") if body.index.name is None else body.style
     styler = styler.format(escape="latex").format_index(escape="latex", axis=1)
     if body.index.name is not None:

@@ -125,8 +125,10 @@ class Trainer:
             native_size(cfg.model.arch) if cfg.model.native_resolution else cfg.data.image_size
         )
         seed_everything(cfg.train.seed)
-        if cfg.train.deterministic:
+        if cfg.train.deterministic and self.device.type == "cuda":
+            # CPU kernels are already deterministic; forcing the flag there slows attention ~5x.
             torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
         self.model = create_model(cfg.model, 1 if self.binary else len(self.classes), self.size)
         self.data_cfg = data_config(self.model)
         self.table = self._cached(table)
@@ -542,14 +544,18 @@ class Trainer:
         )
 
 
+def _same_config(run_dir: Path, cfg: Config) -> bool:
+    import yaml
+
+    saved = run_dir / "config.yaml"
+    return saved.is_file() and config_from_dict(yaml.safe_load(saved.read_text())) == cfg
+
+
 def _run_is_complete(run_dir: Path, cfg: Config) -> bool:
     meta = run_dir / "meta.json"
     if not meta.is_file() or read_json(meta).get("status") != "complete":
         return False
-    saved = run_dir / "config.yaml"
-    import yaml
-
-    return saved.is_file() and config_from_dict(yaml.safe_load(saved.read_text())) == cfg
+    return _same_config(run_dir, cfg)
 
 
 def train(
@@ -572,6 +578,9 @@ def train(
         raise ConfigError("the table passed to train() needs a split column (skinlib.data.splits)")
     trainer = Trainer(cfg, table, progress)
     last = run_dir / "checkpoints" / "last.pt"
+    if resume and last.is_file() and not _same_config(run_dir, cfg):
+        log.warning("%s was started with another config; training it afresh", run_dir)
+        resume = False
     if resume and last.is_file():
         trainer.restore(last)
         log.info("resuming %s after epoch %d", cfg.run_name, trainer.state.epoch + 1)

@@ -1,0 +1,410 @@
+"""The study, step by step: what each numbered notebook computes, as functions a test can reach.
+
+Notebooks create a :class:`Study` from their ``profile`` parameter and call its methods; every
+number, table and figure comes from here, and every file lands where :mod:`skinlib.paths` says.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from skinlib import paths, plots
+from skinlib.calibration import calibration_report, reliability
+from skinlib.config import Config
+from skinlib.data.splits import audit_split, shared_groups
+from skinlib.evaluation import ensemble, predict_table, split_rows
+from skinlib.io import read_json, write_json
+from skinlib.metrics import bootstrap_ci, classification_report, paired_comparison
+from skinlib.predictions import Predictions
+from skinlib.profile import load_study_profile
+from skinlib.report import format_ci, write_table
+from skinlib.runs import load_model, run_meta
+from skinlib.thresholds import (
+    operating_point,
+    operating_points_table,
+    positive_score,
+    positive_truth,
+    save_thresholds,
+)
+from skinlib.training import prepare_table, train
+
+log = logging.getLogger(__name__)
+ENSEMBLE = "ensemble"
+
+
+class Study:
+    """One profile's study: data, runs, results, figures and tables.
+
+    Args:
+        profile: profile path, relative to the project root (as notebooks give it) or absolute.
+        overrides: ``section.key=value`` changes to the run config.
+        retrain: train again even where a complete run with the same config exists.
+    """
+
+    def __init__(
+        self, profile: str | Path = "params/demo.yaml", overrides=(), retrain: bool = False
+    ):
+        self.profile = load_study_profile(profile, list(overrides))
+        self.name = self.profile.study
+        self.config: Config = self.profile.config
+        self.evaluation = self.profile.evaluation
+        self.retrain = retrain
+        self.dir = paths.study_dir(self.name)
+        self.figures_dir = paths.study_figures_dir(self.name)
+        self.tables_dir = paths.generated_tables_dir(self.name)
+        self._table: pd.DataFrame | None = None
+        plots.set_style()
+
+    def __repr__(self) -> str:
+        return (
+            f"Study({self.name!r}: data={self.config.data.root or 'SynthDerm'} "
+            f"({self.config.data.format}), architectures={self.profile.architectures}, "
+            f"results in {self.dir})"
+        )
+
+    # --- data and runs -------------------------------------------------------------------------
+
+    def table(self) -> pd.DataFrame:
+        """The labelled images with their (grouped, stratified) split."""
+        if self._table is None:
+            self._table = prepare_table(self.config)
+        return self._table
+
+    def train(self, cfg: Config) -> Path:
+        """Train a run, or reuse the complete run with this exact config (resumes a partial one)."""
+        return train(cfg, self.table(), resume=not self.retrain)
+
+    def train_architecture(self, arch: str) -> Path:
+        return self.train(self.profile.run_config(arch))
+
+    def train_strategy(self, name: str) -> Path:
+        return self.train(self.profile.strategy_config(name))
+
+    def run_dir(self, run: str) -> Path:
+        return paths.run_dir(self.name, run)
+
+    @property
+    def runs(self) -> list[str]:
+        """The architecture runs of the study (run name = architecture)."""
+        return list(self.profile.architectures)
+
+    def predictions(self, run: str, split: str = "test", tta: bool = False) -> Predictions:
+        """A run's predictions on a split (TTA ones are computed once and stored beside them)."""
+        suffix = "_tta" if tta else ""
+        path = self.run_dir(run) / f"predictions_{split}{suffix}.csv"
+        if tta and not path.is_file():
+            loaded = load_model(self.run_dir(run))
+            predict_table(loaded, split_rows(self.run_dir(run), split), tta=True).save(path)
+        return Predictions.load(path)
+
+    def temperature(self, run: str) -> float:
+        path = self.run_dir(run) / "calibration.json"
+        return float(read_json(path)["temperature"]) if path.is_file() else 1.0
+
+    def history(self, run: str) -> pd.DataFrame:
+        return pd.read_csv(self.run_dir(run) / "metrics.csv")
+
+    # --- saving --------------------------------------------------------------------------------
+
+    def save_figure(self, fig, name: str) -> list[Path]:
+        return plots.save_figure(fig, self.figures_dir / name)
+
+    def save_table(self, df: pd.DataFrame, name: str, caption: str) -> pd.DataFrame:
+        write_table(df, self.tables_dir / name, caption, f"tab:{name}")
+        return df
+
+    # --- 01 EDA --------------------------------------------------------------------------------
+
+    def class_counts(self) -> pd.DataFrame:
+        t = self.table()
+        counts = t["label"].value_counts()
+        out = pd.DataFrame({"images": counts, "lesions": t.groupby("label")["group"].nunique()})
+        out["share"] = out["images"] / out["images"].sum()
+        out.index.name = "class"
+        return out.sort_values("images", ascending=False)
+
+    def metadata_by_class(self) -> pd.DataFrame:
+        t = self.table()
+        out = t.groupby("label").agg(
+            age_mean=("age", "mean"),
+            age_sd=("age", "std"),
+            male=("sex", lambda s: float((s == "male").mean())),
+            top_site=("site", lambda s: s.mode().iloc[0] if s.notna().any() else "--"),
+        )
+        out.index.name = "class"
+        return out
+
+    def image_sizes(self, n: int = 200) -> pd.DataFrame:
+        from PIL import Image
+
+        rows = self.table().sample(min(n, len(self.table())), random_state=0)
+        sizes = [Image.open(p).size for p in rows["path"]]
+        return (
+            pd.DataFrame(sizes, columns=["width", "height"])
+            .value_counts()
+            .rename("images")
+            .reset_index()
+        )
+
+    def split_audit(self) -> pd.DataFrame:
+        """Grouped split vs a naive image-level split of the same images: lesions shared."""
+        t = self.table()
+        audit = audit_split(t)
+        rng = np.random.default_rng(0)
+        naive = t.assign(split=rng.choice(["train", "val", "test"], len(t), p=[0.7, 0.15, 0.15]))
+        counts = audit.counts.copy()
+        counts["max deviation (points)"] = (audit.max_deviation * 100).round(2)
+        counts.index.name = "class"
+        self.split_leak = pd.DataFrame(
+            {
+                "split": ["grouped by lesion (used)", "image-level random"],
+                "lesions in two splits": [audit.shared_groups, len(shared_groups(naive))],
+            }
+        )
+        return counts
+
+    # --- evaluation of runs --------------------------------------------------------------------
+
+    def metrics_with_ci(self, preds: Predictions, temperature: float = 1.0) -> pd.DataFrame:
+        proba = preds.probabilities(temperature)
+        return bootstrap_ci(preds.labels, proba, preds.group, n_boot=self.evaluation.n_boot)
+
+    def report(self, run: str, split: str = "test"):
+        p = self.predictions(run, split)
+        return classification_report(p.labels, p.probabilities(), p.classes)
+
+    def headline(self, run: str, split: str = "test", tta: bool = False) -> dict:
+        """One row of the comparison table: metrics with CIs, ECE, size and speed."""
+        preds = self.predictions(run, split, tta)
+        t = self.temperature(run)
+        ci = self.metrics_with_ci(preds, t).set_index("metric")
+        from skinlib.calibration import ece
+
+        row = {"model": run + (" + TTA" if tta else "")}
+        for m in ("balanced_accuracy", "macro_f1", "macro_auc"):
+            row[m] = ci.loc[m, "value"]
+            row[f"{m}_low"], row[f"{m}_high"] = ci.loc[m, "low"], ci.loc[m, "high"]
+        row["ece"] = ece(preds.labels, preds.probabilities(t))
+        meta_path = self.run_dir(run) / "meta.json"
+        if meta_path.is_file():
+            meta = run_meta(self.run_dir(run))
+            row.update(
+                params_m=meta["n_params"] / 1e6,
+                train_min=meta["train_seconds"] / 60,
+                train_img_s=meta["train_images_per_s"],
+                eval_img_s=meta["eval_images_per_s"],
+            )
+        return row
+
+    def comparison_table(self, rows: list[dict]) -> pd.DataFrame:
+        """Pretty table (values with CIs) from :meth:`headline` rows."""
+        df = pd.DataFrame(rows)
+        out = pd.DataFrame({"model": df["model"]})
+        for m, name in (
+            ("balanced_accuracy", "bal. acc."),
+            ("macro_f1", "macro F1"),
+            ("macro_auc", "AUC"),
+        ):
+            out[name] = [
+                format_ci(v, lo, hi)
+                for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"], strict=True)
+            ]
+        out["ECE"] = df["ece"].round(3)
+        for col, name, digits in (
+            ("params_m", "params (M)", 1),
+            ("train_min", "train (min)", 1),
+            ("train_img_s", "train img/s", 0),
+            ("eval_img_s", "eval img/s", 0),
+        ):
+            if col in df:
+                out[name] = df[col].round(digits)
+        return out
+
+    def paired_tests(self, best: str, others: list[str]) -> pd.DataFrame:
+        """Each model against the best on the same test images."""
+        b = self.predictions(best)
+        rows = []
+        for run in others:
+            o = self.predictions(run)
+            res = paired_comparison(
+                b.labels,
+                b.probabilities(),
+                o.probabilities(),
+                b.group,
+                n_boot=self.evaluation.n_boot,
+            )
+            rows.append(
+                {
+                    "comparison": f"{best} - {run}",
+                    "difference": format_ci(res["difference"], res["low"], res["high"]),
+                    "p (bootstrap)": res["p_bootstrap"],
+                    "p (McNemar)": res["p_mcnemar"],
+                }
+            )
+        return pd.DataFrame(rows)
+
+    # --- 04 calibration ------------------------------------------------------------------------
+
+    def calibrate(self, run: str) -> pd.DataFrame:
+        """Fit the temperature on validation, store it with the run, report before/after."""
+        val, test = self.predictions(run, "val"), self.predictions(run, "test")
+        table, t = calibration_report(val.logits, val.labels, test.logits, test.labels)
+        write_json(
+            self.run_dir(run) / "calibration.json",
+            {"temperature": t, "fitted_on": "val", "method": "temperature scaling"},
+        )
+        return table.assign(model=run)
+
+    def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
+        p = self.predictions(run, split)
+        return {
+            "before": reliability(p.labels, p.probabilities()),
+            "after": reliability(p.labels, p.probabilities(self.temperature(run))),
+        }
+
+    # --- 05 thresholds -------------------------------------------------------------------------
+
+    def operating_points(self, run: str, positive=None) -> pd.DataFrame:
+        """Operating points for the positive set (chosen on val, tested on test); the first
+        (target specificity) is stored with the run for the app."""
+        positive = list(positive or self.evaluation.positive)
+        t = self.temperature(run)
+        val, test = self.predictions(run, "val"), self.predictions(run, "test")
+        vp, tp = val.probabilities(t), test.probabilities(t)
+        targets = (
+            ("specificity", self.evaluation.specificity),
+            ("specificity", 0.90),
+            ("sensitivity", 0.95),
+            ("youden", None),
+        )
+        table = operating_points_table(
+            vp, val.labels, tp, test.labels, val.classes, positive, targets, t
+        )
+        if positive == list(self.evaluation.positive):
+            point = operating_point(
+                positive_truth(val.labels, val.classes, positive),
+                positive_score(vp, val.classes, positive),
+                None,
+                None,
+                positive,
+                "specificity",
+                self.evaluation.specificity,
+                t,
+            )
+            save_thresholds(self.run_dir(run) / "thresholds.json", [point])
+        return table.assign(model=run)
+
+    def roc(self, run: str, positive=None):
+        from sklearn.metrics import roc_auc_score, roc_curve
+
+        positive = list(positive or self.evaluation.positive)
+        p = self.predictions(run, "test")
+        truth = positive_truth(p.labels, p.classes, positive)
+        score = positive_score(p.probabilities(self.temperature(run)), p.classes, positive)
+        fpr, tpr, _ = roc_curve(truth, score)
+        return fpr, tpr, roc_auc_score(truth, score)
+
+    # --- 06 XAI --------------------------------------------------------------------------------
+
+    def _images(self, run: str, rows: pd.DataFrame):
+        from skinlib.data.images import load_image
+
+        loaded = load_model(self.run_dir(run))
+        pil = [load_image(p) for p in rows["path"]]
+        return loaded, pil, torch.stack([loaded.transform(im) for im in pil])
+
+    def cam_scores(self, run: str) -> tuple[pd.DataFrame, list, np.ndarray]:
+        """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
+        from PIL import Image
+
+        from skinlib.xai import compute_cams, faithfulness_scores, mask_scores
+
+        rows = split_rows(self.run_dir(run), "test").head(self.evaluation.xai_images)
+        loaded, pil, x = self._images(run, rows)
+        cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
+        if "mask_path" in rows and rows["mask_path"].notna().all():
+            size = run_meta(self.run_dir(run))["image_size"]
+            masks = [self._crop_like(Image.open(m), size) for m in rows["mask_path"]]
+            scores = mask_scores(cams, masks)
+        else:
+            scores = pd.DataFrame({"road": faithfulness_scores(loaded.model, x, cams)})
+        return scores.assign(model=run), pil, cams
+
+    @staticmethod
+    def _crop_like(mask_image, size: int) -> np.ndarray:
+        """The mask through the same resize and centre crop as the image."""
+        from torchvision.transforms import v2 as T
+
+        crop = T.Compose(
+            [T.Resize(size, interpolation=T.InterpolationMode.NEAREST), T.CenterCrop(size)]
+        )
+        return np.asarray(crop(mask_image)) > 0
+
+    def gallery(self, run: str, cls: str | None = None):
+        """Grad-CAM overlays of true positives, false negatives and false positives of a class."""
+        from skinlib.xai import compute_cams, gallery_indices, overlay
+
+        cls = cls or self.evaluation.positive[0]
+        preds = self.predictions(run, "test")
+        if cls not in preds.classes:
+            cls = preds.classes[-1]
+        rows = split_rows(self.run_dir(run), "test")
+        proba = preds.probabilities(self.temperature(run))
+        picks = gallery_indices(
+            preds.labels, proba, preds.classes.index(cls), self.evaluation.gallery_per_kind
+        )
+        images, titles = [], []
+        for kind, idx in picks.items():
+            if not idx:
+                continue
+            loaded, pil, x = self._images(run, rows.iloc[idx])
+            cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
+            for i, im, cam in zip(idx, pil, cams, strict=True):
+                small = np.asarray(im.resize((160, 160)))
+                images.append(overlay(small, cam))
+                titles.append(
+                    f"{kind}\n{preds.classes[preds.labels[i]]}, p({cls})={proba[i, preds.classes.index(cls)]:.2f}"
+                )
+        return plots.image_gallery(
+            images, titles, ncols=max(3, self.evaluation.gallery_per_kind * 2)
+        )
+
+    # --- 07 comparison: TTA and ensemble ---------------------------------------------------------
+
+    def build_ensemble(self, runs: list[str] | None = None, weighted: bool = True) -> str:
+        """Average the runs' calibrated probabilities (weighted by validation balanced accuracy);
+        written as a run folder of its own (``ensemble``) so every step and the app can use it."""
+        runs = runs or self.runs
+        weights = None
+        if weighted:
+            weights = [self.report(r, "val").summary["balanced_accuracy"] for r in runs]
+        out = self.run_dir(ENSEMBLE)
+        out.mkdir(parents=True, exist_ok=True)
+        for split in ("val", "test"):
+            members = []
+            for r in runs:
+                p = self.predictions(r, split)
+                members.append(
+                    Predictions(
+                        p.image_id, p.group, p.labels, p.logits / self.temperature(r), p.classes
+                    )
+                )
+            ensemble(members, weights).save(out / f"predictions_{split}.csv")
+        split_file = self.run_dir(runs[0]) / "split.csv"
+        (out / "split.csv").write_bytes(split_file.read_bytes())
+        write_json(
+            out / "ensemble.json",
+            {
+                "members": [str(self.run_dir(r)) for r in runs],
+                "weights": weights,
+                "combine": "mean of calibrated probabilities",
+            },
+        )
+        self.calibrate(ENSEMBLE)
+        self.operating_points(ENSEMBLE)
+        return ENSEMBLE

@@ -1,0 +1,131 @@
+"""The whole study on the smoke profile: every output exists and holds sane values."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nbformat
+import pandas as pd
+import pytest
+from pylatexenc.latexwalker import LatexWalker
+
+from skinlib import paths
+from skinlib.pipeline import PipelineError, Step, execute_step, run_pipeline
+
+FIGURES = [
+    "eda_samples",
+    "eda_class_counts",
+    "imbalance_recall",
+    "calibration_reliability",
+    "thresholds_roc",
+    "xai_gallery",
+    "comparison_forest",
+    "comparison_curves",
+    "train_resnet18_confusion",
+    "train_vit_tiny_loss",
+]
+TABLES = [
+    "eda_counts",
+    "split_audit",
+    "imbalance",
+    "metrics_resnet18",
+    "calibration",
+    "operating_points",
+    "xai_scores",
+    "comparison",
+    "paired_tests",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    env = {
+        "SKINLIB_EXPERIMENTS": root / "exp",
+        "SKINLIB_FIGURES": root / "fig",
+        "SKINLIB_THESIS": root / "thesis",
+        "SKINLIB_CACHE": root / "cache",
+    }
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, str(value))
+    outcome = run_pipeline("params/smoke.yaml", progress=False)
+    yield root, outcome
+    mp.undo()
+
+
+@pytest.mark.slow
+def test_every_step_runs_and_writes_its_outputs(smoke):
+    root, outcome = smoke
+    assert set(outcome.values()) == {"ran"} and len(outcome) == 8
+    for name in FIGURES:
+        for suffix in (".pdf", ".png"):
+            assert (root / "fig" / "smoke" / f"{name}{suffix}").stat().st_size > 1000, name
+    for name in TABLES:
+        tex = (root / "thesis" / "generated" / "smoke" / f"{name}.tex").read_text()
+        assert "\\toprule" in tex and "\\bottomrule" in tex
+        LatexWalker(tex).get_latex_nodes()  # parses
+        assert (root / "thesis" / "generated" / "smoke" / f"{name}.csv").is_file()
+    for nb in (root / "exp" / "smoke" / "notebooks").glob("*.ipynb"):
+        cells = nbformat.read(nb, as_version=4).cells
+        assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+
+
+@pytest.mark.slow
+def test_results_hold_sane_values(smoke):
+    root, _ = smoke
+    gen = root / "thesis" / "generated" / "smoke"
+    metrics = pd.read_csv(gen / "metrics_resnet18.csv")
+    assert metrics[["value", "low", "high"]].stack().between(0, 1).all()
+    assert (metrics["low"] <= metrics["value"]).all() and (
+        metrics["value"] <= metrics["high"]
+    ).all()
+    calib = pd.read_csv(gen / "calibration.csv")
+    for _, group in calib[calib["split"] == "val"].groupby("model"):
+        before = group.loc[group["stage"] == "before", "nll"].item()
+        after = group.loc[group["stage"] == "after", "nll"].item()
+        assert after <= before + 1e-9  # temperature minimises validation NLL
+        assert group["ece"].between(0, 1).all()
+    run = root / "exp" / "smoke" / "resnet18"
+    assert json.loads((run / "calibration.json").read_text())["temperature"] > 0
+    assert (
+        json.loads((run / "thresholds.json").read_text())["operating_points"][0]["val_specificity"]
+        >= 0.9
+    )
+    assert (root / "exp" / "smoke" / "ensemble" / "predictions_test.csv").is_file()
+    points = pd.read_csv(gen / "operating_points.csv")
+    assert points["val_specificity"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_step(smoke):
+    start = time.perf_counter()
+    outcome = run_pipeline("params/smoke.yaml", progress=False)
+    assert set(outcome.values()) == {"skipped"}
+    assert time.perf_counter() - start < 30
+
+
+def test_failing_notebook_names_the_cell(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('bad input row 7')"),
+    ]
+    nbformat.write(nb, tmp_path / "99_broken.ipynb")
+    monkeypatch.setattr(paths, "notebooks_dir", lambda: tmp_path)
+    out = tmp_path / "out" / "99_broken.ipynb"
+    with pytest.raises(PipelineError) as err:
+        execute_step(Step("99_broken", "99_broken.ipynb", {}), out, progress=False)
+    message = str(err.value)
+    assert (
+        "99_broken failed in cell 1" in message
+        and "bad input row 7" in message
+        and str(out) in message
+    )
+    assert out.is_file()
