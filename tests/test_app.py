@@ -1,0 +1,433 @@
+"""The web app without a browser: upload validation, the Predictor on a tiny trained run, the page."""
+
+from __future__ import annotations
+
+import doctest
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_jpeg
+from PIL import Image
+
+from skinlib import app
+from skinlib.app import Predictor, answer, example_images
+from skinlib.app_inputs import UploadError, read_upload
+from skinlib.cli import main
+from skinlib.data.images import load_image
+from skinlib.io import write_json
+from skinlib.predictions import Predictions
+
+POSITIVE = ["mel"]
+
+
+def build_tiny_run(root: Path, task: str = "multiclass") -> Path:
+    """Train a run once per session as the study would, with its calibration and threshold files.
+
+    One epoch of resnet18 (no pretrained weights) on 42 SynthDerm images (96 px, fed at 48 px);
+    then the temperature is fitted on the validation predictions and a 90%-specificity operating
+    point for melanoma is chosen there, with the calibration and threshold modules of the study.
+    """
+    from skinlib.calibration import TemperatureScaler
+    from skinlib.config import Config, apply_overrides
+    from skinlib.data import load_table
+    from skinlib.data.splits import make_split
+    from skinlib.data.synthetic import generate
+    from skinlib.thresholds import operating_point, positive_score, positive_truth, save_thresholds
+    from skinlib.training import train
+
+    run = root / "experiments" / "app" / task
+    if (run / "thresholds.json").is_file():
+        return run  # built earlier in this session (the browser test shares it)
+    data = root / "synthderm"
+    if not (data / "HAM10000_metadata.csv").is_file():
+        generate(data, n=42, seed=0, size=96, balanced=True, workers=1, progress=False)
+    table = make_split(load_table(data, "ham10000"), 0.3, 0.3, seed=0)
+    overrides = [
+        f"run={task}", "study=app", f"data.task={task}", "data.image_size=48", "data.cache=false",
+        "data.num_workers=0", "train.epochs=1", "train.batch_size=8", "train.device=cpu",
+    ]  # fmt: skip
+    if task == "binary":
+        from skinlib.data.classes import to_binary
+
+        table = to_binary(table, POSITIVE)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SKINLIB_EXPERIMENTS", str(root / "experiments"))
+        env.setenv("SKINLIB_CACHE", str(root / "cache"))
+        run = train(apply_overrides(Config(), overrides), table, progress=False)
+    val = Predictions.load(run / "predictions_val.csv")
+    temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
+    write_json(run / "calibration.json", {"temperature": temperature, "fitted_on": "val"})
+    score = positive_score(val.probabilities(temperature), val.classes, POSITIVE)
+    truth = positive_truth(val.labels, val.classes, POSITIVE)
+    point = operating_point(truth, score, None, None, POSITIVE, "specificity", 0.9, temperature)
+    save_thresholds(run / "thresholds.json", [point])
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return build_tiny_run(tmp_path_factory.getbasetemp() / "app")
+
+
+@pytest.fixture(scope="session")
+def predictor(tiny_run) -> Predictor:
+    return Predictor(tiny_run)
+
+
+def uncalibrated_copy(run: Path, folder: Path) -> Path:
+    """The same run without calibration.json and thresholds.json (checkpoints linked, not copied)."""
+    folder.mkdir(parents=True)
+    (folder / "checkpoints").symlink_to(run / "checkpoints", target_is_directory=True)
+    for name in ("meta.json", "config.yaml", "split.csv"):
+        (folder / name).write_bytes((run / name).read_bytes())
+    return folder
+
+
+# --- files a browser can send ---------------------------------------------------------------
+
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` but holds almost no data (a 'bomb')."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def _frames(n: int, size=(24, 24)) -> list[Image.Image]:
+    return [Image.new("RGB", size, (40 * i, 80, 120)) for i in range(n)]
+
+
+def make_bad_file(kind: str, folder: Path) -> Path:
+    """One file per way an upload can be wrong (or merely unusual)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if kind == "text":
+        path = folder / "notes.txt"
+        path.write_text("this is not an image\n")
+    elif kind == "text_named_jpg":
+        path = folder / "lesion.jpg"
+        path.write_text("<html>not an image either</html>")
+    elif kind == "empty":
+        path = folder / "empty.png"
+        path.write_bytes(b"")
+    elif kind == "huge":
+        path = png_declaring(folder / "huge.png", 8000, 8000)  # 64 megapixels
+    elif kind == "bomb":
+        path = png_declaring(folder / "bomb.png", 30000, 30000)  # 900 megapixels
+    elif kind == "gif":
+        path = folder / "animated.gif"
+        first, *rest = _frames(3)
+        first.save(path, save_all=True, append_images=rest, duration=100, loop=0)
+    elif kind == "tiff_pages":
+        path = folder / "pages.tif"
+        first, *rest = _frames(2)
+        first.save(path, save_all=True, append_images=rest)
+    elif kind == "truncated":
+        whole = write_jpeg(folder / "whole.jpg", size=(64, 64))
+        path = folder / "truncated.jpg"
+        path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    elif kind == "grey16":
+        path = folder / "grey16.png"
+        ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+        Image.fromarray(ramp).save(path)
+    elif kind == "cmyk":
+        path = folder / "cmyk.jpg"
+        Image.new("CMYK", (32, 32), (0, 200, 200, 0)).save(path)
+    else:
+        raise ValueError(kind)
+    return path
+
+
+REFUSED = {
+    "text": "not an image",
+    "text_named_jpg": "not an image",
+    "empty": "empty (0 bytes)",
+    "huge": "above the limit of 50 megapixels",
+    "bomb": "decompression bomb",
+    "gif": "3 frames",
+    "tiff_pages": "2 frames",
+    "truncated": "truncated or corrupt",
+}
+CONVERTED = {"grey16": "16-bit", "cmyk": "CMYK"}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_bad_uploads_are_refused_with_a_message(kind, tmp_path):
+    path = make_bad_file(kind, tmp_path)
+    with pytest.raises(UploadError) as err:
+        read_upload(path)
+    message = str(err.value)
+    assert REFUSED[kind] in message
+    assert path.name in message  # names the file the user chose
+    assert str(tmp_path) not in message  # but not the server's temporary folder
+
+
+@pytest.mark.parametrize("kind", sorted(CONVERTED))
+def test_unusual_images_are_converted_with_a_note(kind, tmp_path):
+    upload = read_upload(make_bad_file(kind, tmp_path))
+    assert upload.image.mode == "RGB"
+    assert upload.image.size == (32, 32)
+    assert any(CONVERTED[kind] in note for note in upload.notes)
+
+
+def test_sixteen_bit_values_are_scaled_not_clipped(tmp_path):
+    pixels = np.asarray(read_upload(make_bad_file("grey16", tmp_path)).image)
+    # the ramp covers 0..65535, so the 8-bit copy must cover 0..255 (clipping would give 255s)
+    assert pixels.min() == 0 and pixels.max() == 255
+    assert np.mean(pixels == 255) < 0.01
+
+
+def test_ordinary_image_and_file_size_limit(tmp_path):
+    path = write_jpeg(tmp_path / "lesion.jpg", size=(40, 30))
+    upload = read_upload(path)
+    assert upload.image.size == (40, 30) and upload.notes == [] and upload.name == "lesion.jpg"
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (3 * 2**20 // 2))  # 1.5 MB, refused before it is even opened
+    with pytest.raises(UploadError, match="is 1.5 MB, above the limit of 1 MB"):
+        read_upload(big, max_bytes=2**20)
+
+
+def test_pixel_limit_is_adjustable(tmp_path):
+    path = write_jpeg(tmp_path / "lesion.jpg", size=(40, 30))
+    with pytest.raises(UploadError, match="40x30 pixels"):
+        read_upload(path, max_pixels=1000)
+
+
+# --- the Predictor on a trained run ---------------------------------------------------------
+
+
+def _test_rows(run: Path):
+    import pandas as pd
+
+    table = pd.read_csv(run / "split.csv", dtype={"image_id": str})
+    return table[table["split"] == "test"].reset_index(drop=True)
+
+
+def test_probabilities_match_the_training_runs_own_test_predictions(tiny_run, predictor):
+    """Same preprocessing and temperature as evaluation: the app reproduces predictions_test.csv."""
+    temperature = app.read_temperature(tiny_run)
+    assert temperature is not None and predictor.calibrated
+    stored = Predictions.load(tiny_run / "predictions_test.csv")
+    expected = stored.probabilities(temperature)
+    rows = _test_rows(tiny_run)
+    for i in range(3):
+        assert stored.image_id[i] == rows.loc[i, "image_id"]
+        got = predictor.probabilities(load_image(rows.loc[i, "path"]))
+        np.testing.assert_allclose(got, expected[i], atol=1e-5)
+        assert got.sum() == pytest.approx(1.0)
+
+
+def test_prediction_result_is_complete(tiny_run, predictor):
+    image = load_image(_test_rows(tiny_run).loc[0, "path"])
+    result = predictor.predict(image)
+    proba = np.array(list(result.probabilities.values()))
+    assert list(result.probabilities) == predictor.classes
+    assert [c for c, _ in result.top3] == [predictor.classes[i] for i in np.argsort(-proba)[:3]]
+    assert result.top_class == result.cam_class
+    assert result.cam_overlay.dtype == np.uint8 and result.cam_overlay.shape == (320, 320, 3)
+    assert result.cam_overlay.std() > 0  # a heat map, not a blank image
+    assert "resnet18" in result.run_info and "checkpoints/best.pt" in result.run_info
+    assert "temperature" in result.run_info and not result.notes
+    # the decision compares the calibrated melanoma probability with the stored threshold
+    point = app.read_operating_point(tiny_run)
+    mel = result.probabilities["mel"]
+    side = "above" if mel >= point.threshold else "below"
+    assert f"melanoma probability {mel:.2f} is {side} the threshold {point.threshold:.2f}" in (
+        result.decision
+    )
+    assert "90% specificity on validation" in result.decision
+
+
+def test_decision_text_and_doctest():
+    from skinlib.thresholds import OperatingPoint
+
+    point = OperatingPoint(["mel", "bcc"], "sensitivity", 0.95, 0.5, 1.0, 0.95, 0.6)
+    classes = ["bcc", "mel", "nv"]
+    text = app.describe_decision(np.array([0.3, 0.25, 0.45]), classes, point)
+    assert text.startswith("melanoma + basal cell carcinoma probability 0.55 is above")
+    assert text.endswith("chosen for 95% sensitivity on validation: refer.")
+    assert "below" in app.describe_decision(np.array([0.1, 0.2, 0.7]), classes, point)
+    assert "no thresholds.json" in app.describe_decision(np.array([1.0, 0, 0]), classes, None)
+    point.positive = ["scc"]
+    assert "does not predict" in app.describe_decision(np.array([0.3, 0.25, 0.45]), classes, point)
+    assert doctest.testmod(app).failed == 0
+
+
+def test_uncalibrated_run_says_so(tiny_run, tmp_path):
+    plain = Predictor(uncalibrated_copy(tiny_run, tmp_path / "plain"))
+    image = load_image(_test_rows(tiny_run).loc[0, "path"])
+    result = plain.predict(image)
+    raw = Predictions.load(tiny_run / "predictions_test.csv").probabilities(1.0)[0]
+    np.testing.assert_allclose(list(result.probabilities.values()), raw, atol=1e-5)
+    assert any("Uncalibrated" in note for note in result.notes)
+    assert "uncalibrated" in result.run_info
+    assert result.decision.startswith("No operating point is stored")
+
+
+def test_ensemble_averages_calibrated_members_with_weights(tiny_run, predictor, tmp_path):
+    plain = uncalibrated_copy(tiny_run, tmp_path / "plain")
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    write_json(
+        folder / "ensemble.json", {"members": [str(tiny_run), "../plain"], "weights": [1, 3]}
+    )
+    ensemble = Predictor(folder)
+    image = load_image(_test_rows(tiny_run).loc[1, "path"])
+    calibrated = predictor.probabilities(image)
+    raw = Predictor(plain).probabilities(image)
+    np.testing.assert_allclose(ensemble.probabilities(image), (calibrated + 3 * raw) / 4, atol=1e-6)
+    assert not ensemble.calibrated  # one member has no temperature
+    assert "Ensemble" in ensemble.describe() and ensemble.describe().count("run `") == 2
+    # the ensemble's own temperature (fitted by the study on the averaged output) comes last
+    write_json(folder / "calibration.json", {"temperature": 2.0})
+    mean = (calibrated + 3 * raw) / 4
+    expected = np.sqrt(mean) / np.sqrt(mean).sum()  # softmax(log(p) / 2)
+    np.testing.assert_allclose(Predictor(folder).probabilities(image), expected, atol=1e-5)
+
+
+def test_tta_averages_over_flips_and_rotations(tiny_run, predictor):
+    from skinlib.evaluation import TTA_VIEWS
+
+    image = load_image(_test_rows(tiny_run).loc[0, "path"])
+    views = [
+        image,
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        image.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+        image.transpose(Image.Transpose.ROTATE_90),
+        image.transpose(Image.Transpose.ROTATE_180),
+        image.transpose(Image.Transpose.ROTATE_270),
+    ]
+    assert len(views) == len(TTA_VIEWS)
+    loaded = predictor.members[0]
+    with torch.no_grad():
+        raw = [torch.softmax(loaded.model(loaded.transform(v)[None]), 1)[0] for v in views]
+    mean = torch.stack(raw).mean(0).numpy()
+    temperature = app.read_temperature(tiny_run)
+    expected = mean ** (1 / temperature) / (mean ** (1 / temperature)).sum()
+    tta = Predictor(tiny_run, tta=True)
+    got = tta.probabilities(image)
+    # PIL transposes before resizing vs tensor flips after: equal up to float rounding
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.abs(got - predictor.probabilities(image)).max() > 5e-4  # TTA did change something
+    assert "test-time augmentation on" in tta.describe()
+
+
+@pytest.mark.slow
+def test_binary_run(tmp_path_factory):
+    run = build_tiny_run(tmp_path_factory.getbasetemp() / "app", task="binary")
+    binary = Predictor(run)
+    assert binary.binary and binary.classes == ["other", "mel"]
+    result = binary.predict(load_image(_test_rows(run).loc[0, "path"]))
+    assert len(result.top3) == 2 and sum(result.probabilities.values()) == pytest.approx(1.0)
+    assert result.cam_overlay.shape == (320, 320, 3)
+    assert "melanoma probability" in result.decision
+
+
+def test_broken_run_files_give_messages(tiny_run, tmp_path):
+    folder = uncalibrated_copy(tiny_run, tmp_path / "broken")
+    (folder / "calibration.json").write_text('{"temp": 1.5}')
+    with pytest.raises(app.DataError, match="no usable 'temperature'"):
+        Predictor(folder)
+    (folder / "calibration.json").write_text('{"temperature": 1.5}')
+    (folder / "thresholds.json").write_bytes((tiny_run / "thresholds.json").read_bytes())
+    result = Predictor(folder).predict(load_image(_test_rows(tiny_run).loc[0, "path"]))
+    assert any("re-run the thresholds step" in note for note in result.notes)
+    write_json(tmp_path / "ens" / "ensemble.json", {"members": ["../nowhere"]})
+    with pytest.raises(app.DataError, match="without checkpoints"):
+        Predictor(tmp_path / "ens")
+
+
+# --- the page's answers (what the browser shows), bad input first ---------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_page_answers_bad_files_with_a_message_then_predicts_again(
+    kind, tiny_run, predictor, tmp_path
+):
+    bad = answer(predictor, make_bad_file(kind, tmp_path))
+    assert bad.status.startswith("**Could not use this file.**")
+    assert REFUSED[kind] in bad.status
+    assert bad.probabilities is None and bad.cam is None and bad.preview is None
+    good = answer(predictor, _test_rows(tiny_run).loc[0, "path"])
+    assert good.status.startswith("Prediction for")
+    assert good.cam is not None and good.cam.size == (320, 320)
+    assert len(good.probabilities) == len(predictor.classes)
+
+
+@pytest.mark.parametrize("kind", sorted(CONVERTED))
+def test_page_notes_conversions(kind, predictor, tmp_path):
+    page = answer(predictor, make_bad_file(kind, tmp_path))
+    assert page.status.startswith("Prediction for") and CONVERTED[kind] in page.status
+    assert page.cam is not None
+
+
+def test_page_survives_a_failing_model(predictor, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(predictor, "predict", broken)
+    page = answer(predictor, write_jpeg(tmp_path / "lesion.jpg"))
+    assert "The model failed on 'lesion.jpg'" in page.status and page.probabilities is None
+    monkeypatch.undo()
+    assert answer(predictor, tmp_path / "lesion.jpg").status.startswith("Prediction for")
+
+
+def test_page_limits_upload_size(predictor, tmp_path):
+    path = write_jpeg(tmp_path / "lesion.jpg", size=(64, 64))
+    page = answer(predictor, path, max_bytes=100)
+    assert "above the limit" in page.status
+
+
+def test_examples_come_from_the_test_split(tiny_run):
+    rows = _test_rows(tiny_run)
+    examples = example_images(tiny_run, n=4)
+    assert len(examples) == 4
+    labels = dict(zip(rows["path"], rows["label"], strict=True))
+    assert len({labels[str(p)] for p in examples}) == 4  # one class after another
+    assert (
+        app.folder_images(examples[0].parent, n=2) == sorted(examples[0].parent.glob("*.jpg"))[:2]
+    )
+
+
+def test_build_app_wires_the_page(predictor, tiny_run):
+    demo = app.build_app(predictor, example_images(tiny_run, n=2), max_upload_mb=5)
+    ids = {block.elem_id for block in demo.blocks.values()}
+    assert {"upload", "status", "probabilities", "cam", "decision", "run-info"} <= ids
+    assert not demo.analytics_enabled
+
+
+def test_serve_refuses_a_missing_run(tmp_path, capsys):
+    assert main(["serve", "--run", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_serve_reports_a_busy_port(tiny_run, capsys, monkeypatch):
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--run", str(tiny_run), "--port", str(port), "--device", "cpu"]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False)],
+)
+def test_loopback_detection(host, loopback):
+    from skinlib.commands.serve import _is_loopback
+
+    assert _is_loopback(host) is loopback
