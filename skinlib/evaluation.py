@@ -90,10 +90,13 @@ def predict_table(
     chunks = []
     for images, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
         images = images.to(device)
+        if len(views) == 1:  # keep the raw logits (what training wrote)
+            chunks.append(loaded.model(_view(images, views[0])).float().cpu().numpy())
+            continue
         proba = sum(_proba(loaded.model(_view(images, v)), binary) for v in views) / len(views)
-        chunks.append(proba.float().cpu().numpy())
-    proba = np.concatenate(chunks) if chunks else np.zeros((0, len(classes)))
-    logits = probabilities_to_logits(proba, binary) if len(views) > 1 else _logits(proba, binary)
+        chunks.append(probabilities_to_logits(proba.float().cpu().numpy(), binary))
+    width = 1 if binary else len(classes)
+    logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
     return Predictions(
         image_id=table["image_id"].to_numpy(),
         group=table["group"].to_numpy(),
@@ -112,10 +115,6 @@ def _proba(logits: torch.Tensor, binary: bool) -> torch.Tensor:
         p = torch.sigmoid(logits.float().reshape(-1))
         return torch.stack([1 - p, p], dim=1)
     return torch.softmax(logits.float(), dim=1)
-
-
-def _logits(proba: np.ndarray, binary: bool) -> np.ndarray:
-    return probabilities_to_logits(proba, binary)
 
 
 def ensemble(
@@ -157,3 +156,95 @@ def split_rows(run_dir: str | Path, split: str) -> pd.DataFrame:
     if rows.empty:
         raise DataError(f"{path} has no rows with split == {split!r}")
     return rows.reset_index(drop=True)
+
+
+def external_table(
+    loaded, root: str | Path, format: str, drop_unmapped: bool = False
+) -> pd.DataFrame:
+    """Another dataset's images with labels in the run's vocabulary.
+
+    Binary runs see the same positive set; multi-class runs need every class to have a
+    counterpart (``drop_unmapped`` drops the rows that have none, e.g. ISIC 2019's scc for a
+    HAM10000 model, and says how many).
+    """
+    from skinlib.data import load_table
+    from skinlib.data.classes import canonical, map_labels, to_binary
+
+    table = load_table(root, format)
+    if _is_binary(loaded):
+        positive = loaded.config.data.positive
+        if format == "isic2020":  # already melanoma vs rest
+            return table.assign(
+                label=table["label"].map({"mel": "+".join(sorted(positive)), "other": "other"})
+            )
+        return to_binary(table, positive)
+    if drop_unmapped:
+        keep = table["label"].map(lambda x: (canonical(x) or x) in loaded.classes)
+        if (~keep).any():
+            log.warning(
+                "dropping %d images whose class has no counterpart in %s",
+                int((~keep).sum()),
+                loaded.classes,
+            )
+        table = table[keep]
+    return map_labels(table, loaded.classes).reset_index(drop=True)
+
+
+def evaluate_external(
+    run_dir: str | Path,
+    root: str | Path,
+    format: str,
+    out_dir: str | Path,
+    tta: bool = False,
+    drop_unmapped: bool = False,
+    n_boot: int = 1000,
+) -> dict:
+    """Test a trained run on another dataset: predictions file and full metrics report.
+
+    Uses the run's own preprocessing, its temperature (``calibration.json``) and its stored
+    operating point (``thresholds.json``) when present.
+    """
+    from skinlib.io import read_json, write_json
+    from skinlib.metrics import bootstrap_ci, classification_report
+    from skinlib.runs import load_model
+    from skinlib.thresholds import load_thresholds, positive_score, positive_truth, sens_spec
+
+    run_dir, out = Path(run_dir), Path(out_dir)
+    loaded = load_model(run_dir)
+    table = external_table(loaded, root, format, drop_unmapped)
+    preds = predict_table(loaded, table, tta=tta)
+    out.mkdir(parents=True, exist_ok=True)
+    preds.save(out / "predictions.csv")
+    calib = run_dir / "calibration.json"
+    temperature = float(read_json(calib)["temperature"]) if calib.is_file() else 1.0
+    proba = preds.probabilities(temperature)
+    report = classification_report(preds.labels, proba, preds.classes)
+    ci = bootstrap_ci(preds.labels, proba, preds.group, n_boot=n_boot)
+    ci.to_csv(out / "metrics.csv", index=False)
+    report.per_class.to_csv(out / "per_class.csv")
+    report.confusion.to_csv(out / "confusion.csv")
+    summary = {
+        "run": str(run_dir),
+        "data": str(root),
+        "format": format,
+        "images": len(preds.labels),
+        "tta": bool(tta),
+        "temperature": temperature,
+        **report.summary,
+    }
+    thresholds = run_dir / "thresholds.json"
+    if thresholds.is_file():
+        point = load_thresholds(thresholds)[0]
+        truth = positive_truth(preds.labels, preds.classes, point.positive)
+        score = positive_score(proba, preds.classes, point.positive)
+        sens, spec = sens_spec(truth, score, point.threshold)
+        summary["operating_point"] = {
+            "positive": point.positive,
+            "threshold": point.threshold,
+            "criterion": point.criterion,
+            "target": point.target,
+            "sensitivity": sens,
+            "specificity": spec,
+        }
+    write_json(out / "report.json", summary)
+    return summary

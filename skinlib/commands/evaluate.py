@@ -1,0 +1,40 @@
+"""``skinlib evaluate --run RUN --data DIR --format ... --out DIR``: external validation."""
+
+from __future__ import annotations
+
+import argparse
+
+from skinlib.data.adapters import FORMATS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate", help="test a trained run on another dataset (external validation)"
+    )
+    p.add_argument("--run", required=True, help="run folder, e.g. experiments/demo/resnet18")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--format", choices=FORMATS, default="ham10000")
+    p.add_argument(
+        "--out", required=True, help="folder for predictions.csv, metrics and report.json"
+    )
+    p.add_argument("--tta", action="store_true", help="average over flips and rotations")
+    p.add_argument(
+        "--drop-unmapped",
+        action="store_true",
+        help="drop images whose class the model does not know (else: an error)",
+    )
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from skinlib.evaluation import evaluate_external
+
+    summary = evaluate_external(
+        args.run, args.data, args.format, args.out, args.tta, args.drop_unmapped, args.n_boot
+    )
+    print(
+        f"{summary['images']} images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
+        f"macro AUC {summary['macro_auc']:.3f} (report: {args.out}/report.json)"
+    )
+    return 0
