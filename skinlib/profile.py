@@ -22,6 +22,8 @@ class ImbalanceStudy:
     """02_imbalance: one architecture trained under each strategy with equal budgets."""
 
     arch: str = "resnet18"
+    # overrides every strategy run shares (the equal budget), e.g. {"train.epochs": 4}
+    common: dict[str, Any] = field(default_factory=dict)
     # strategy name -> config overrides (``section.key: value``) applied to the base config
     strategies: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {
@@ -75,9 +77,8 @@ class StudyProfile:
                 f"unknown imbalance strategy {name!r}; the profile defines "
                 f"{sorted(self.imbalance.strategies)}"
             )
-        return self.run_config(
-            self.imbalance.arch, f"imbalance_{name}", self.imbalance.strategies[name]
-        )
+        overrides = {**self.imbalance.common, **self.imbalance.strategies[name]}
+        return self.run_config(self.imbalance.arch, f"imbalance_{name}", overrides)
 
 
 def _yaml_value(value: Any) -> str:
