@@ -12,16 +12,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("root", help="dataset folder")
     p.add_argument("--format", choices=FORMATS, default="ham10000")
     p.add_argument("--size", type=int, default=224, help="shorter side in pixels")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="processes resizing in parallel")
+    p.add_argument("--cache-root", default=None, help="default: <cache dir>/images")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from skinlib import paths
     from skinlib.data import load_table
     from skinlib.data.cache import build_cache
 
-    table = build_cache(load_table(args.root, args.format), args.size, workers=args.workers)
-    print(
-        f"cached {len(table)} images at {args.size}px under {table['path'].iloc[0].rsplit('/', 2)[0]}"
-    )
+    table = load_table(args.root, args.format)
+    cached = build_cache(table, args.size, args.cache_root, workers=args.workers)
+    root = Path(args.cache_root) if args.cache_root else paths.cache_dir() / "images"
+    kept = int((cached["path"] == cached["source_path"]).sum())
+    print(f"cached {len(cached) - kept} images at {args.size} px under {root / str(args.size)}")
+    if kept:
+        print(f"{kept} unreadable images were left out: run `skinlib validate {args.root}`")
     return 0

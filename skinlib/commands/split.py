@@ -9,14 +9,14 @@ from skinlib.data.adapters import FORMATS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="write a lesion-grouped, class-stratified split file")
-    p.add_argument("root", help="dataset folder")
+    p.add_argument("root", help="dataset folder (HAM10000: also the metadata CSV)")
     p.add_argument("--format", choices=FORMATS, default="ham10000")
     p.add_argument("--out", required=True, help="split CSV to write")
     p.add_argument(
-        "--folds", type=int, default=0, help="k-fold assignment instead of train/val/test"
+        "--folds", type=int, default=0, help="K-fold assignment (2-10) instead of train/val/test"
     )
-    p.add_argument("--val", type=float, default=0.15)
-    p.add_argument("--test", type=float, default=0.15)
+    p.add_argument("--val", type=float, default=0.15, help="validation fraction")
+    p.add_argument("--test", type=float, default=0.15, help="test fraction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels-only", action="store_true", help="do not require the image files")
     p.set_defaults(func=run)

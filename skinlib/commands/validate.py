@@ -1,4 +1,4 @@
-"""``skinlib validate DATA_DIR --format ...``: list every problem of a dataset."""
+"""``skinlib validate DATA_DIR --format ...``: list every problem of a dataset, in a CSV report."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="scan a dataset for missing, corrupt or mislabelled files")
     p.add_argument("root", help="dataset folder")
     p.add_argument("--format", choices=FORMATS, default="ham10000")
-    p.add_argument("--report", default="validation_report.csv", help="CSV report path")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--report", default="validation_report.csv", help="CSV report: file,row,problem,detail"
+    )
+    p.add_argument("--workers", type=int, default=2, help="threads decoding images")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0 when the dataset is clean, 1 when the report lists problems."""
     import pandas as pd
 
     from skinlib.data.validate import validate_dataset
@@ -29,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(report["problem"].value_counts().to_string())
     for _, row in report.head(10).iterrows():
-        line = f", line {int(row['row'])}" if pd.notna(row["row"]) else ""
-        where = f"{row['file']}{line}"
-        print(f"  {where}: {row['detail']}")
+        line = f", line {row['row']}" if pd.notna(row["row"]) else ""
+        print(f"  {row['file']}{line}: {row['detail']}")
     print(f"{len(report)} problem(s); full list in {args.report}")
     return 1

@@ -4,15 +4,15 @@ Columns: ``image_id, path, label, group, age, sex, site, source`` (+ the source'
 ``mask_path`` where ground-truth lesion masks exist). ``group`` is the id that must never cross
 splits: the lesion where the source records it, else the patient, else the image itself.
 
-Adapters collect row problems (:class:`Problem`) so that ``skinlib validate`` can list them all;
-:func:`load_table` raises the first one as a :class:`~skinlib.errors.DataError` naming the file
-and row.
+Readers collect row problems (:class:`Problem`) instead of stopping at the first one, so that
+``skinlib validate`` can list them all; :func:`load_table` raises the first one as a
+:class:`~skinlib.errors.DataError` naming the file and CSV line.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +24,17 @@ from skinlib.errors import DataError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm"}
+# Earlier suffixes win when one id has several files (ISIC 2020 ships JPEG and DICOM).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 SCHEMA = ["image_id", "path", "label", "group", "age", "sex", "site", "source"]
 FORMATS = ("ham10000", "isic2019", "isic2020", "folder")
 
 HAM10000_CSV = "HAM10000_metadata.csv"
 HAM10000_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
-HAM10000_IMAGE_DIRS = (
-    "HAM10000_images_part_1",
-    "HAM10000_images_part_2",
-    "HAM10000_images",
-    "images",
-)
+HAM10000_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
 HAM10000_MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
 ISIC2019_CSV = "ISIC_2019_Training_GroundTruth.csv"
+ISIC2019_ONEHOT = [*ISIC2019_COLUMNS, "UNK"]
 ISIC2019_META = "ISIC_2019_Training_Metadata.csv"
 ISIC2019_META_COLUMNS = ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"]
 ISIC2019_IMAGE_DIR = "ISIC_2019_Training_Input"
@@ -57,11 +54,11 @@ ISIC2020_COLUMNS = [
 
 @dataclass
 class Problem:
-    """One thing wrong with a dataset: where, what, and detail for the user."""
+    """One thing wrong with a dataset: where, what kind, and what to do about it."""
 
     file: str
-    row: int | None  # 1-based line number in the CSV (the header is line 1), if any
-    problem: str  # short kind: missing_image, unknown_label, onehot, ...
+    row: int | None  # line number in the CSV (the header is line 1), if the problem has one
+    problem: str  # kind: missing_image, unknown_label, onehot, duplicate_id, empty_file, ...
     detail: str
 
     def message(self) -> str:
@@ -70,16 +67,26 @@ class Problem:
 
 
 def _unknown_to_nan(series: pd.Series) -> pd.Series:
+    """Empty and ``unknown`` become NaN, so "not recorded" has one spelling."""
     s = series.astype("string").str.strip()
     return s.mask(s.isna() | s.str.lower().isin(["unknown", "", "nan"])).astype(object)
 
 
 def _read_csv(path: Path, expected: list[str], required: list[str] | None = None) -> pd.DataFrame:
-    """Read a label file (LF or CRLF), checking that the expected columns are there."""
+    """Read a label file (LF or CRLF, optional BOM) as strings, checking its columns.
+
+    A ``_line`` column holds each row's line number for messages.
+    """
     if not path.is_file():
-        raise DataError(f"{path} not found; the folder should hold {path.name} (see README)")
+        found = sorted(p.name for p in path.parent.glob("*.csv")) if path.parent.is_dir() else []
+        raise DataError(
+            f"{path} not found (CSV files there: {found or 'none'}); point at the dataset "
+            "folder and check --format / data.format"
+        )
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig"
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DataError(f"{path}: cannot be read as CSV ({err}); is it the right file?") from None
     df.columns = [c.strip() for c in df.columns]
@@ -88,55 +95,68 @@ def _read_csv(path: Path, expected: list[str], required: list[str] | None = None
         raise DataError(
             f"{path}: missing column(s) {missing}; expected {expected}, found {list(df.columns)}"
         )
+    df["_line"] = np.arange(len(df)) + 2
     return df
 
 
-def index_images(folders: list[Path]) -> dict[str, Path]:
-    """Map image id (file stem) to path for every image under the given folders (first wins)."""
+def index_images(folders: Iterable[Path]) -> dict[str, Path]:
+    """Map image id (file stem) to path for the images in ``folders``, scanning each once.
+
+    The first folder wins for an id found twice; within a folder JPEG wins over DICOM.
+    """
+    rank = {s: i for i, s in enumerate(IMAGE_SUFFIXES)}
     index: dict[str, Path] = {}
     for folder in folders:
         if not folder.is_dir():
             continue
-        for path in sorted(folder.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in index:
-                index[path.stem] = path.resolve()
+        found = (p for p in folder.iterdir() if p.suffix.lower() in rank)
+        for path in sorted(found, key=lambda p: (p.stem, rank[p.suffix.lower()], p.name)):
+            index.setdefault(path.stem, path.resolve())
     return index
 
 
-def _attach_paths(
-    df: pd.DataFrame, index: dict[str, Path], csv: Path, problems: list[Problem], folders: str
-) -> pd.DataFrame:
+def _row_problems(df, mask, file, kind, detail: Callable[[pd.Series], str]) -> list[Problem]:
+    """One Problem per row where ``mask`` holds, with the row's CSV line."""
+    return [
+        Problem(str(file), int(row["_line"]), kind, detail(row))
+        for _, row in df[np.asarray(mask, dtype=bool)].iterrows()
+    ]
+
+
+def _attach_paths(df, folders: list[Path], csv: Path, problems: list[Problem]) -> pd.DataFrame:
+    """Add ``path`` from an index of ``folders``; a missing image is a problem of its row."""
+    index = index_images(folders)
     paths = df["image_id"].map(lambda i: str(index[i]) if i in index else np.nan)
-    for row in np.flatnonzero(paths.isna().to_numpy()):
-        image = df["image_id"].iloc[row]
-        problems.append(
-            Problem(
-                str(csv),
-                int(df["_line"].iloc[row]),
-                "missing_image",
-                f"image {image} not found in {folders}; restore the file or remove the row "
-                "(training can skip it with data.skip_bad=true)",
-            )
-        )
+    where = ", ".join(str(f) for f in folders if f.is_dir()) or str(folders[0])
+    problems += _row_problems(
+        df,
+        paths.isna(),
+        csv,
+        "missing_image",
+        lambda r: (
+            f"image {r['image_id']} not found in {where}; restore the file or remove the "
+            "row (training can skip it: data.skip_bad=true / load_table(skip_missing=True))"
+        ),
+    )
     return df.assign(path=paths)
 
 
 def read_ham10000(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
     """HAM10000: metadata CSV + images in part_1/part_2 (or one folder); masks if present."""
-    csv = root / HAM10000_CSV if root.is_dir() else root
+    csv = root if root.is_file() else root / HAM10000_CSV
     root = csv.parent
+    # The newer release appends a `dataset` column (kept as a source column).
     df = _read_csv(csv, HAM10000_COLUMNS)
-    df["_line"] = np.arange(len(df)) + 2
-    for row in np.flatnonzero(~df["dx"].isin(HAM10000_CLASSES).to_numpy()):
-        problems.append(
-            Problem(
-                str(csv),
-                int(df["_line"].iloc[row]),
-                "unknown_label",
-                f"unknown dx {df['dx'].iloc[row]!r} for image {df['image_id'].iloc[row]}; "
-                f"HAM10000 classes are {list(HAM10000_CLASSES)}",
-            )
-        )
+    problems += _row_problems(
+        df,
+        ~df["dx"].isin(HAM10000_CLASSES),
+        csv,
+        "unknown_label",
+        lambda r: (
+            f"unknown dx {r['dx']!r} for image {r['image_id']}; HAM10000 classes are "
+            f"{list(HAM10000_CLASSES)}: fix or remove the row"
+        ),
+    )
     out = df.assign(
         label=df["dx"],
         group=df["lesion_id"].fillna(df["image_id"]),
@@ -144,56 +164,52 @@ def read_ham10000(root: Path, problems: list[Problem], require_images: bool = Tr
         sex=_unknown_to_nan(df["sex"]),
         site=_unknown_to_nan(df["localization"]),
         source="ham10000",
+        path=np.nan,
     )
     if require_images:
-        index = index_images([root / d for d in HAM10000_IMAGE_DIRS] + [root])
-        out = _attach_paths(
-            out, index, csv, problems, f"{root}/{{{','.join(HAM10000_IMAGE_DIRS)}}}"
-        )
-    else:
-        out["path"] = np.nan
+        folders = [root / d for d in HAM10000_IMAGE_DIRS] + [root / "images", root]
+        out = _attach_paths(out, folders, csv, problems)
     masks = root / HAM10000_MASK_DIR
     if masks.is_dir():
         found = out["image_id"].map(lambda i: masks / f"{i}_segmentation.png")
-        out["mask_path"] = [str(p) if p.is_file() else np.nan for p in found]
+        out["mask_path"] = [str(p.resolve()) if p.is_file() else np.nan for p in found]
     return out
+
+
+def _onehot_labels(df: pd.DataFrame, csv: Path, problems: list[Problem]) -> pd.Series:
+    """ISIC 2019 one-hot columns (1/0 or 1.0/0.0) -> canonical code; bad rows are problems."""
+    cols = [c for c in ISIC2019_ONEHOT if c in df.columns]
+    onehot = df[cols].apply(pd.to_numeric, errors="coerce")
+    bad = onehot.isna().any(axis=1) | ~onehot.isin([0, 1]).all(axis=1) | (onehot.sum(axis=1) != 1)
+
+    def detail(row: pd.Series) -> str:
+        ones = [c for c in cols if onehot.at[row.name, c] == 1]
+        return (
+            f"image {row['image']} has {len(ones)} classes marked ({ones or 'none'}); each row "
+            "needs exactly one 1 among the class columns (values 1/0 or 1.0/0.0): fix the row"
+        )
+
+    problems += _row_problems(df, bad, csv, "onehot", detail)
+    winner = onehot.fillna(0).idxmax(axis=1)
+    problems += _row_problems(
+        df,
+        (winner == "UNK") & ~bad,
+        csv,
+        "unknown_label",
+        lambda r: f"image {r['image']} is labelled UNK (no class); remove the row",
+    )
+    return winner.map(ISIC2019_COLUMNS)
 
 
 def read_isic2019(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
     """ISIC 2019: one-hot ground truth (+ optional metadata), images in ISIC_2019_Training_Input."""
     csv = root / ISIC2019_CSV
-    columns = ["image", *ISIC2019_COLUMNS, "UNK"]
-    df = _read_csv(csv, columns, required=["image", *ISIC2019_COLUMNS])
-    df["_line"] = np.arange(len(df)) + 2
-    onehot_cols = [c for c in columns[1:] if c in df.columns]
-    onehot = df[onehot_cols].apply(pd.to_numeric, errors="coerce")
-    bad = onehot.isna().any(axis=1) | ~onehot.isin([0, 1]).all(axis=1) | (onehot.sum(axis=1) != 1)
-    for row in np.flatnonzero(bad.to_numpy()):
-        ones = [c for c in onehot_cols if onehot[c].iloc[row] == 1]
-        problems.append(
-            Problem(
-                str(csv),
-                int(df["_line"].iloc[row]),
-                "onehot",
-                f"image {df['image'].iloc[row]} has {len(ones)} classes marked ({ones or 'none'}); "
-                "each row needs exactly one 1 (values 1/0 or 1.0/0.0)",
-            )
-        )
-    winner = onehot.fillna(0).idxmax(axis=1)
-    for row in np.flatnonzero(((winner == "UNK") & ~bad).to_numpy()):
-        problems.append(
-            Problem(
-                str(csv),
-                int(df["_line"].iloc[row]),
-                "unknown_label",
-                f"image {df['image'].iloc[row]} is labelled UNK; drop it or give it a class",
-            )
-        )
-    df = df.assign(label=winner.map(ISIC2019_COLUMNS), image_id=df["image"])
+    df = _read_csv(csv, ["image", *ISIC2019_ONEHOT], required=["image", *ISIC2019_COLUMNS])
+    df = df.assign(image_id=df["image"], label=_onehot_labels(df, csv, problems))
     meta_path = root / ISIC2019_META
     if meta_path.is_file():
-        meta = _read_csv(meta_path, ISIC2019_META_COLUMNS).drop_duplicates("image")
-        df = df.merge(meta, on="image", how="left")
+        meta = _read_csv(meta_path, ISIC2019_META_COLUMNS).drop(columns="_line")
+        df = df.merge(meta.drop_duplicates("image"), on="image", how="left")
     for col in ISIC2019_META_COLUMNS[1:]:
         if col not in df.columns:
             df[col] = np.nan
@@ -203,44 +219,43 @@ def read_isic2019(root: Path, problems: list[Problem], require_images: bool = Tr
         sex=_unknown_to_nan(df["sex"]),
         site=_unknown_to_nan(df["anatom_site_general"]),
         source="isic2019",
+        path=np.nan,
     )
     if require_images:
-        index = index_images([root / ISIC2019_IMAGE_DIR, root])
-        out = _attach_paths(out, index, csv, problems, str(root / ISIC2019_IMAGE_DIR))
-    else:
-        out["path"] = np.nan
+        images = root / ISIC2019_IMAGE_DIR
+        out = _attach_paths(out, [images, images / ISIC2019_IMAGE_DIR, root], csv, problems)
     return out
 
 
 def read_isic2020(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
-    """ISIC 2020: melanoma (target 1) vs rest; grouped by patient; JPEG or DICOM in train/."""
+    """ISIC 2020: melanoma (target 1) vs rest, grouped by patient; JPEG or DICOM in train/."""
     csv = root / ISIC2020_CSV
     df = _read_csv(csv, ISIC2020_COLUMNS)
-    df["_line"] = np.arange(len(df)) + 2
-    bad = ~df["target"].isin(["0", "1"])
-    for row in np.flatnonzero(bad.to_numpy()):
-        problems.append(
-            Problem(
-                str(csv),
-                int(df["_line"].iloc[row]),
-                "unknown_label",
-                f"image {df['image_name'].iloc[row]}: target {df['target'].iloc[row]!r} is not 0 or 1",
-            )
-        )
+    problems += _row_problems(
+        df,
+        ~df["target"].isin(["0", "1"]),
+        csv,
+        "unknown_label",
+        lambda r: f"image {r['image_name']}: target {r['target']!r} is not 0 or 1; fix the row",
+    )
     out = df.assign(
         image_id=df["image_name"],
         label=np.where(df["target"] == "1", "mel", NEGATIVE),
+        # The challenge groups by patient: one patient's lesions resemble each other.
         group=df["patient_id"].fillna(df["image_name"]),
         age=pd.to_numeric(df["age_approx"], errors="coerce"),
         sex=_unknown_to_nan(df["sex"]),
         site=_unknown_to_nan(df["anatom_site_general_challenge"]),
         source="isic2020",
+        path=np.nan,
     )
     if require_images:
-        index = index_images([root / "train", root / "jpeg" / "train", root])
-        out = _attach_paths(out, index, csv, problems, str(root / "train"))
-    else:
-        out["path"] = np.nan
+        folders = [
+            root / "train",
+            root / "jpeg" / "train",
+            root / "ISIC_2020_Training_JPEG" / "train",
+        ]
+        out = _attach_paths(out, folders, csv, problems)
     return out
 
 
@@ -252,31 +267,14 @@ def read_folder(root: Path, problems: list[Problem], require_images: bool = True
     for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = canonical(class_dir.name) or class_dir.name
         for path in sorted(class_dir.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                rows.append(
-                    {
-                        "image_id": path.stem,
-                        "path": str(path.resolve()),
-                        "label": label,
-                        "class_folder": class_dir.name,
-                    }
-                )
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+                rows.append((path.stem, str(path.resolve()), label, class_dir.name))
     if not rows:
         raise DataError(
-            f"{root}: no images found; expected one sub-folder per class holding images "
-            f"({', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"{root}: no images found; expected one sub-folder per class holding image files "
+            f"({', '.join(IMAGE_SUFFIXES)})"
         )
-    df = pd.DataFrame(rows)
-    dup = df["image_id"].duplicated(keep=False)
-    for _, r in df[dup].iterrows():
-        problems.append(
-            Problem(
-                r["path"],
-                None,
-                "duplicate_id",
-                f"image id {r['image_id']} appears in several class folders",
-            )
-        )
+    df = pd.DataFrame(rows, columns=["image_id", "path", "label", "class_folder"])
     return df.assign(
         group=df["image_id"], age=np.nan, sex=np.nan, site=np.nan, source="folder", _line=np.nan
     )
@@ -290,10 +288,28 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
 }
 
 
+def _duplicate_ids(table: pd.DataFrame, where: str) -> list[Problem]:
+    """An id twice would put one image in two splits (or twice in one)."""
+    dup = table[table["image_id"].duplicated(keep="first")]
+    return [
+        Problem(
+            where if pd.notna(r["_line"]) else str(r["path"]),
+            int(r["_line"]) if pd.notna(r["_line"]) else None,
+            "duplicate_id",
+            f"image id {r['image_id']} appears more than once; keep one row (or rename a file)",
+        )
+        for _, r in dup.iterrows()
+    ]
+
+
 def read_source(
     root: str | Path, format: str, require_images: bool = True
 ) -> tuple[pd.DataFrame, list[Problem]]:
-    """Read a dataset without stopping at bad rows: the table and the list of problems."""
+    """Read a dataset without stopping at bad rows: the raw table and the list of problems.
+
+    Raises:
+        DataError: only when nothing can be read (no folder, no label file, wrong columns).
+    """
     if format not in READERS:
         raise DataError(f"unknown dataset format {format!r}; choose one of {list(READERS)}")
     root = Path(root).expanduser()
@@ -301,23 +317,15 @@ def read_source(
         raise DataError(f"dataset folder {root} does not exist; check data.root / the path given")
     problems: list[Problem] = []
     table = READERS[format](root, problems, require_images)
-    ids = table["image_id"]
-    for image in ids[ids.duplicated()].unique():
-        line = table.loc[ids == image, "_line"].iloc[-1]
-        problems.append(
-            Problem(
-                str(root),
-                int(line) if pd.notna(line) else None,
-                "duplicate_id",
-                f"image id {image} appears more than once; keep one row",
-            )
-        )
+    csv = {"ham10000": HAM10000_CSV, "isic2019": ISIC2019_CSV, "isic2020": ISIC2020_CSV}
+    label_file = root if root.is_file() else root / csv.get(format, "")
+    problems += _duplicate_ids(table, str(label_file))
     return table, problems
 
 
 def _finish(table: pd.DataFrame) -> pd.DataFrame:
-    for col in ("group", "image_id"):
-        table[col] = table[col].astype(str)
+    """Common columns first, in schema order and types; the source's own columns after."""
+    table = table.assign(image_id=table["image_id"].astype(str), group=table["group"].astype(str))
     ordered = SCHEMA + [c for c in table.columns if c not in SCHEMA and c != "_line"]
     return table[ordered].reset_index(drop=True)
 
@@ -334,8 +342,8 @@ def load_table(
     Args:
         root: the dataset folder (for HAM10000 also the metadata CSV itself).
         format: ham10000 | isic2019 | isic2020 | folder.
-        skip_missing: drop rows whose image file is missing (logged and counted) instead of
-            raising. Other problems (labels, one-hot rows) always raise.
+        skip_missing: drop rows whose image file is missing (logged, counted in
+            ``table.attrs["skipped_missing"]``) instead of raising. Other problems still raise.
         require_images: False reads the labels alone (``path`` is NaN), e.g. to audit splits.
 
     Raises:
@@ -353,9 +361,7 @@ def load_table(
         problems = [p for p in problems if p.problem != "missing_image"]
     if problems:
         more = (
-            f" (and {len(problems) - 1} more problems: run `skinlib validate`)"
-            if len(problems) > 1
-            else ""
+            f" (and {len(problems) - 1} more: run `skinlib validate`)" if len(problems) > 1 else ""
         )
         raise DataError(problems[0].message() + more)
     table = _finish(table)

@@ -9,59 +9,101 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skinlib.errors import DataError
 
-# Pillow refuses absurdly large images (decompression bombs) with an error we turn into a message.
+# Pillow refuses absurdly large images (decompression bombs); we turn that into a message.
+# Truncated files must raise, so ImageFile.LOAD_TRUNCATED_IMAGES stays False.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
-def _scale_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Map an integer or float array onto 0..255 by its dtype range (16-bit: /257), not clipping."""
+
+def scale_to_uint8(array: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Map pixel values onto 0..255 by their container's range, never by clipping.
+
+    Args:
+        array: integer or float pixels.
+        bits: significant bits of an integer array (DICOM BitsStored); default 16, or the
+            array's own min..max when its values do not fit in 0..65535.
+
+    Unsigned 16-bit maps 0..65535 onto 0..255 (a dark 16-bit image stays dark); floats in
+    [0, 1] scale by 255, other floats and wider integers by their own min..max.
+    """
     if array.dtype == np.uint8:
         return array
-    if np.issubdtype(array.dtype, np.integer):
-        info = np.iinfo(array.dtype)
-        if info.max > 255 and array.max() <= 255 and array.min() >= 0:
-            return array.astype(np.uint8)  # 16-bit container holding 8-bit values
-        top = 65535 if array.max() > 255 else 255
-        return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
-    scaled = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
-    return (scaled * 255.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        lo, hi = float(np.nanmin(array)), float(np.nanmax(array))
+        if lo < 0 or hi > 1:
+            array = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
+        return np.round(np.nan_to_num(array) * 255.0).astype(np.uint8)
+    if bits is None:
+        lo, hi = int(array.min()), int(array.max())
+        if lo < 0 or hi > 65535:
+            return scale_to_uint8(array.astype(np.float64))  # min..max
+        bits = 16
+    top = float(2**bits - 1)
+    return np.round(np.clip(array, 0, top).astype(np.float64) * (255.0 / top)).astype(np.uint8)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB the way a viewer would show it."""
+    """Convert any Pillow mode to 8-bit RGB the way a viewer shows it.
+
+    Transparent areas are composited on white (as viewers and slide scanners show them; black
+    would look like a dark lesion border), 16-bit is scaled rather than clipped.
+    """
     if image.mode == "RGB":
         return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return Image.fromarray(_scale_to_uint8(np.asarray(image))).convert("RGB")
-    if image.mode == "P":
+    if image.mode in HIGH_BIT_MODES:
+        return Image.fromarray(scale_to_uint8(np.asarray(image))).convert("RGB")
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        # Transparent areas are shown on white, as every image viewer does.
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
+def _dicom_array(ds) -> np.ndarray:
+    """A DICOM dataset's first frame as uint8 (rows, cols[, 3])."""
+    from pydicom.pixels import apply_color_lut
+
+    # pydicom converts YBR_FULL/YBR_FULL_422 (what ISIC 2020's JPEG DICOMs hold) to RGB itself.
+    array = ds.pixel_array
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        array = array[0]
+    photometric = str(getattr(ds, "PhotometricInterpretation", "RGB"))
+    if photometric == "PALETTE COLOR":
+        return scale_to_uint8(apply_color_lut(array, ds))
+    bits = int(getattr(ds, "BitsStored", 8))
+    if getattr(ds, "PixelRepresentation", 0) == 1:  # signed: shift onto 0..2**bits-1
+        array = array.astype(np.int64) + 2 ** (bits - 1)
+    array = scale_to_uint8(np.asarray(array), bits=bits)
+    if photometric == "MONOCHROME1":  # 0 is white
+        array = 255 - array
+    return array
+
+
 def _load_dicom(path: Path) -> Image.Image:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(str(path))
-        array = ds.pixel_array
-    except Exception as err:  # pydicom raises many types for broken files
-        raise DataError(f"{path}: unreadable DICOM ({err}); re-export the file") from None
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        array = array.max() - array
-    if getattr(ds, "PhotometricInterpretation", "").startswith("YBR"):
-        from pydicom.pixels import convert_color_space
-
-        array = convert_color_space(array, ds.PhotometricInterpretation, "RGB")
-    array = _scale_to_uint8(np.asarray(array))
-    if array.ndim == 3 and array.shape[0] > 1 and array.shape[-1] not in (3, 4):
-        array = array[0]  # multi-frame: first frame
+        array = _dicom_array(pydicom.dcmread(str(path)))
+    except Exception as err:  # pydicom raises many types for broken or unsupported files
+        raise DataError(
+            f"{path}: unreadable DICOM ({type(err).__name__}: {err}); re-export it as JPEG/PNG "
+            "or install a decoder for its transfer syntax (pylibjpeg)"
+        ) from None
     return Image.fromarray(array).convert("RGB")
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM Part 10 files carry ``DICM`` after a 128-byte preamble, whatever their name."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False  # Pillow's open below reports it
 
 
 def load_image(path: str | Path) -> Image.Image:
@@ -75,15 +117,16 @@ def load_image(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: file not found; restore it or remove its row")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes); re-download it or remove its row")
-    if path.suffix.lower() == ".dcm":
+    if is_dicom(path):
         return _load_dicom(path)
     try:
         with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return to_rgb(image)
+            image.load()  # decode now: a truncated file raises here, not in a DataLoader worker
+            return to_rgb(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image Pillow can read; replace or remove it") from None
+        raise DataError(
+            f"{path}: not an image file Pillow can read; replace it or remove its row"
+        ) from None
     except Image.DecompressionBombError as err:
         raise DataError(f"{path}: image too large ({err}); downscale it first") from None
     except (OSError, SyntaxError, ValueError) as err:

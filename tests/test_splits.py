@@ -1,0 +1,170 @@
+"""Grouped, stratified splits on the real HAM10000 metadata; the audit catches leaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures.builders import HAM_CSV
+from sklearn.model_selection import train_test_split
+
+from skinlib.cli import main
+from skinlib.data import load_table
+from skinlib.data.splits import (
+    apply_split,
+    audit_split,
+    count_shared_groups,
+    fold_to_split,
+    load_split,
+    make_folds,
+    make_split,
+    save_split,
+    shared_groups,
+)
+from skinlib.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def ham():
+    """The real HAM10000 labels (10,015 images of 7,470 lesions), no images needed."""
+    return load_table(HAM_CSV, require_images=False)
+
+
+@pytest.fixture(scope="module")
+def ham_split(ham):
+    return make_split(ham, seed=0)
+
+
+@pytest.mark.slow
+def test_grouped_split_shares_no_lesion_and_keeps_class_shares(ham, ham_split):
+    audit = audit_split(ham_split)
+    assert audit.shared_groups == 0
+    assert count_shared_groups(ham_split["group"], ham_split["split"]) == 0
+    counts = ham["label"].value_counts()
+    big = counts[counts >= 100].index  # every HAM10000 class has >= 115 images
+    assert len(big) == 7
+    assert (audit.max_deviation[big] <= 0.02).all(), audit.max_deviation
+    shares = ham_split["split"].value_counts(normalize=True)
+    # test: 1 of round(1/0.15) = 7 folds; val: 1 of round(0.85/0.15) = 6 folds of the rest
+    assert shares["test"] == pytest.approx(1 / 7, abs=0.01)
+    assert shares["val"] == pytest.approx(6 / 7 / 6, abs=0.01)
+    assert shares["train"] == pytest.approx(1 - 2 / 7, abs=0.01)
+    assert ham_split.drop(columns="split").equals(ham)  # rows and order kept, input untouched
+    assert "split" not in ham
+
+
+def test_image_level_random_split_leaks_hundreds_of_lesions(ham):
+    idx = np.arange(len(ham))
+    train, rest = train_test_split(idx, test_size=0.3, random_state=0, stratify=ham["label"])
+    assignment = np.full(len(ham), "train", dtype=object)
+    assignment[rest] = "test"
+    leaked = count_shared_groups(ham["group"], assignment)
+    assert 600 < leaked < 1500  # ~1000 of HAM10000's 1,956 multi-image lesions
+    naive = ham.assign(split=assignment)
+    assert len(shared_groups(naive)) == leaked
+    with pytest.raises(DataError, match=r"\d+ groups appear in more than one split \(e.g. \['HAM_"):
+        audit_split(naive)
+    assert audit_split(naive, raise_on_leak=False).shared_groups == leaked
+
+
+def test_audit_known_answer():
+    table = pd.DataFrame(
+        {
+            "group": list("abcdefghij"),
+            "label": ["mel"] * 4 + ["nv"] * 6,
+            "split": [
+                "train",
+                "train",
+                "train",
+                "test",
+                "train",
+                "train",
+                "train",
+                "train",
+                "test",
+                "test",
+            ],
+        }
+    )
+    audit = audit_split(table)
+    assert audit.counts.loc["mel"].to_dict() == {"test": 1, "train": 3}
+    # overall mel 0.4; train 3/7, test 1/3 -> deviations 0.0286 and 0.0667
+    assert audit.shares.loc["mel", "all"] == pytest.approx(0.4)
+    assert audit.max_deviation["mel"] == pytest.approx(0.4 - 1 / 3)
+    assert audit.max_share_deviation == pytest.approx(0.4 - 1 / 3)
+    assert "groups shared between splits: 0" in str(audit)
+
+
+def test_split_is_deterministic_by_seed(ham):
+    small = ham.head(1500)
+    a, b = make_split(small, seed=3), make_split(small, seed=3)
+    assert a["split"].tolist() == b["split"].tolist()
+    assert a["split"].tolist() != make_split(small, seed=4)["split"].tolist()
+
+
+def test_save_load_and_apply_roundtrip(ham, ham_split, tmp_path):
+    path = save_split(ham_split, tmp_path / "split.csv")
+    assert pd.read_csv(path).columns.tolist() == ["image_id", "group", "label", "split"]
+    loaded = load_split(path)
+    assert loaded["split"].tolist() == ham_split["split"].tolist()
+    applied = apply_split(ham.sample(frac=1, random_state=0), path)
+    assert applied.set_index("image_id")["split"].equals(
+        ham_split.set_index("image_id")["split"].loc[applied["image_id"]]
+    )
+    with pytest.raises(DataError, match="have no split"):
+        apply_split(pd.concat([ham, ham.head(1).assign(image_id="ISIC_new")]), path)
+
+
+def test_load_split_refuses_bad_files(ham_split, tmp_path):
+    leaky = ham_split.copy()
+    first = leaky.groupby("group").filter(lambda g: len(g) > 1)["group"].iloc[0]
+    leaky.loc[leaky["group"] == first, "split"] = ["train", "test"] + ["train"] * (
+        (leaky["group"] == first).sum() - 2
+    )
+    save_split(leaky, tmp_path / "leaky.csv")
+    with pytest.raises(DataError, match=rf"leaky.csv: 1 groups appear .*{first}"):
+        load_split(tmp_path / "leaky.csv")
+    ham_split.drop(columns="group").to_csv(tmp_path / "nogroup.csv", index=False)
+    with pytest.raises(DataError, match=r"nogroup.csv: expected columns image_id, group"):
+        load_split(tmp_path / "nogroup.csv")
+    ham_split.assign(split="holdout").to_csv(tmp_path / "names.csv", index=False)
+    with pytest.raises(DataError, match=r"unknown split names \['holdout'\]"):
+        load_split(tmp_path / "names.csv")
+    with pytest.raises(DataError, match="not found; make one with `skinlib split`"):
+        load_split(tmp_path / "none.csv")
+
+
+def test_folds_are_grouped_and_balanced(ham):
+    folds = make_folds(ham.head(3000), k=5, seed=1)
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert count_shared_groups(folds["group"], folds["fold"]) == 0
+    assert folds["fold"].value_counts(normalize=True).between(0.17, 0.23).all()
+    split = fold_to_split(folds, fold=2, seed=1)
+    assert (split.loc[split["fold"] == 2, "split"] == "test").all()
+    assert audit_split(split).shared_groups == 0 and set(split["split"]) == {"train", "val", "test"}
+    for k in (1, 11):
+        with pytest.raises(DataError, match="folds must be between 2 and 10"):
+            make_folds(ham, k=k)
+
+
+def test_too_few_groups_and_bad_fractions():
+    tiny = pd.DataFrame({"group": ["a", "a", "b", "c"], "label": ["mel", "mel", "nv", "nv"]})
+    with pytest.raises(DataError, match="only 3 groups"):
+        make_split(tiny)
+    with pytest.raises(DataError, match="sum to less than 1"):
+        make_split(tiny, val_frac=0.5, test_frac=0.5)
+
+
+def test_split_cli_writes_file_and_prints_audit(tmp_path, capsys):
+    pd.read_csv(HAM_CSV, nrows=2000).to_csv(tmp_path / "HAM10000_metadata.csv", index=False)
+    out = tmp_path / "splits.csv"
+    args = ["split", str(tmp_path), "--labels-only", "--seed", "0", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "groups shared between splits: 0" in printed and "wrote" in printed
+    assert (
+        set(load_split(out)["split"]) == {"train", "val", "test"} and len(load_split(out)) == 2000
+    )
+    folds = tmp_path / "folds.csv"
+    assert main(["split", str(tmp_path), "--labels-only", "--folds", "3", "--out", str(folds)]) == 0
+    assert sorted(load_split(folds)["fold"].unique()) == [0, 1, 2]

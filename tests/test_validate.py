@@ -1,0 +1,121 @@
+"""``skinlib validate`` lists every problem of a dataset, one row each, and exits non-zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures.builders import make_class_folders, make_ham10000_folder, write_jpeg
+from PIL import Image
+
+from skinlib.cli import main
+from skinlib.data.validate import REPORT_COLUMNS, check_image, size_problem, validate_dataset
+
+
+@pytest.fixture
+def clean_ham(tmp_path):
+    """20 HAM10000 rows with 80x64 images: nothing to report."""
+    return make_ham10000_folder(tmp_path / "ham", 20, size=(80, 64))
+
+
+def test_clean_dataset_has_empty_report_and_exit_0(clean_ham, tmp_path, capsys):
+    report = validate_dataset(clean_ham, "ham10000", progress=False)
+    assert report.empty and list(report.columns) == REPORT_COLUMNS
+    out = tmp_path / "report.csv"
+    assert main(["validate", str(clean_ham), "--report", str(out)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    assert pd.read_csv(out).empty
+
+
+def test_validate_finds_each_problem(clean_ham, tmp_path, capsys):
+    part1 = clean_ham / "HAM10000_images_part_1"
+    images = sorted(part1.glob("*.jpg"))
+    images[0].write_bytes(b"")  # zero bytes
+    images[1].write_text("hello")  # not an image
+    good = images[2].read_bytes()
+    images[2].write_bytes(good[: len(good) // 2])  # truncated JPEG
+    images[3].unlink()  # missing
+    images[5].write_bytes(images[4].read_bytes())  # byte-identical under another id
+    write_jpeg(images[6], size=(40, 30))  # too small
+    write_jpeg(images[7], size=(400, 80))  # aspect 5
+    meta = pd.read_csv(clean_ham / "HAM10000_metadata.csv")
+    meta.loc[0, "dx"] = "mole"  # line 2
+    meta = pd.concat([meta, meta.iloc[[1]]])  # duplicate id at line 22
+    meta.to_csv(clean_ham / "HAM10000_metadata.csv", index=False)
+
+    report = validate_dataset(clean_ham, "ham10000", progress=False)
+    by_kind = report.groupby("problem")["file"].apply(list).to_dict()
+    assert {k: len(v) for k, v in by_kind.items()} == {
+        "corrupt_image": 1,
+        "duplicate_id": 1,
+        "duplicate_image": 1,
+        "empty_file": 1,
+        "extreme_size": 2,
+        "missing_image": 1,
+        "not_image": 1,
+        "unknown_label": 1,
+    }
+    assert by_kind["empty_file"] == [str(images[0])]
+    assert by_kind["not_image"] == [str(images[1])]
+    assert by_kind["corrupt_image"] == [str(images[2])]
+    assert by_kind["duplicate_image"] == [str(images[5])]
+    assert sorted(by_kind["extreme_size"]) == sorted([str(images[6]), str(images[7])])
+    rows = report.set_index("problem")["row"]
+    assert rows["unknown_label"] == 2 and rows["duplicate_id"] == 22
+    missing = report[report["problem"] == "missing_image"].iloc[0]
+    assert missing["file"].endswith("HAM10000_metadata.csv") and images[3].stem in missing["detail"]
+    dup = report[report["problem"] == "duplicate_image"]["detail"].item()
+    assert images[4].stem in dup and images[5].stem in dup
+
+    out = tmp_path / "report.csv"
+    assert main(["validate", str(clean_ham), "--report", str(out)]) == 1
+    written = pd.read_csv(out)
+    assert list(written.columns) == REPORT_COLUMNS and len(written) == len(report) == 9
+    assert "9 problem(s)" in capsys.readouterr().out
+
+
+def test_onehot_problems_are_all_listed(isic2019_folder):
+    csv = isic2019_folder / "ISIC_2019_Training_GroundTruth.csv"
+    text = csv.read_bytes()
+    text = text.replace(b"ISIC_0000001,0,1,0", b"ISIC_0000001,1,1,0")  # line 3: two ones
+    text = text.replace(b"ISIC_0000003,0,1,0", b"ISIC_0000003,0,0,0")  # line 5: none
+    csv.write_bytes(text)
+    report = validate_dataset(isic2019_folder, "isic2019", progress=False)
+    onehot = report[report["problem"] == "onehot"]
+    assert onehot["row"].tolist() == [3, 5]
+    assert "ISIC_0000001 has 2 classes" in onehot["detail"].iloc[0]
+    assert "ISIC_0000003 has 0 classes" in onehot["detail"].iloc[1]
+
+
+def test_unreadable_label_file_is_one_report_row(clean_ham, tmp_path):
+    meta = pd.read_csv(clean_ham / "HAM10000_metadata.csv").drop(columns="lesion_id")
+    meta.to_csv(clean_ham / "HAM10000_metadata.csv", index=False)
+    report = validate_dataset(clean_ham, "ham10000", progress=False)
+    assert report["problem"].tolist() == ["label_file"]
+    assert "missing column(s) ['lesion_id']" in report["detail"].item()
+    assert main(["validate", str(clean_ham), "--report", str(tmp_path / "r.csv")]) == 1
+
+
+def test_folder_format_and_check_image(tmp_path):
+    root = make_class_folders(tmp_path / "data", {"mel": ["a.png", "b.jpg"]}, size=(64, 64))
+    (root / "mel" / "c.bmp").write_bytes(b"BM not really")
+    report = validate_dataset(root, "folder", progress=False, workers=1)
+    assert report[["file", "problem"]].values.tolist() == [
+        [str(root / "mel" / "c.bmp"), "not_image"]
+    ]
+    check = check_image(str(root / "mel" / "a.png"))
+    assert check.problem is None and check.size == (64, 64) and len(check.digest) == 32
+
+
+def test_size_rules():
+    assert size_problem((600, 450)) is None
+    assert "extreme size 63x450" in size_problem((63, 450))
+    assert size_problem((10001, 5000)) is not None and size_problem((401, 100)) is not None
+    assert size_problem((400, 100)) is None  # aspect exactly 4
+
+
+def test_exif_size_is_upright(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((64, 200, 3), np.uint8)).save(tmp_path / "r.jpg", exif=exif)
+    assert check_image(str(tmp_path / "r.jpg")).size == (64, 200)
