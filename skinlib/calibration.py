@@ -1,20 +1,32 @@
-"""Calibration: temperature scaling (fit on validation) and the errors that measure it.
+"""Calibration: temperature scaling (fitted on validation) and the errors that measure it.
 
 A probability of 0.8 should be right 80% of the time. Networks trained with cross-entropy are
 usually over-confident; one temperature T, fitted on validation logits by minimising the negative
-log-likelihood, divides the logits and leaves the ranking (accuracy, AUC) unchanged.
+log-likelihood, divides the logits and leaves the ranking (accuracy, AUC) unchanged (Guo et al.
+2017). The binned errors follow netcal's conventions, so the numbers can be checked against it:
+equal-width bins closed on the left, ``[k/B, (k+1)/B)`` with the last bin closed, top-label
+confidence for a multi-class model, the positive-class probability for a binary one.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import BaseEstimator
+from sklearn.metrics import brier_score_loss, log_loss
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger(__name__)
+
+N_BINS = 15  # equal-width bins for ECE/MCE (Guo et al. 2017 and netcal use 10-15)
 
 
 def logits_to_proba(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N, C) softmax, or (N, 1) sigmoid returned as (N, 2)."""
+    """(N, C) softmax, or (N, 1) / (N,) sigmoid returned as (N, 2) ``[1 - p, p]``."""
     z = np.asarray(logits, dtype=float) / temperature
     if z.ndim == 1 or z.shape[1] == 1:
         p = expit(z.reshape(-1))
@@ -23,84 +35,89 @@ def logits_to_proba(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def nll(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true class."""
-    p = np.clip(proba[np.arange(len(y)), np.asarray(y, int)], 1e-12, 1)
-    return float(-np.mean(np.log(p)))
+    """Mean negative log-likelihood of the true class (scikit-learn's log loss)."""
+    return float(log_loss(np.asarray(y, int), proba, labels=np.arange(proba.shape[1])))
 
 
 def brier(y: np.ndarray, proba: np.ndarray) -> float:
-    """Multi-class Brier score: mean over images of the squared distance to the one-hot truth."""
-    onehot = np.eye(proba.shape[1])[np.asarray(y, int)]
-    return float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    """Brier score: multi-class, the mean over images of the summed squared difference to the
+    one-hot truth (range [0, 2]); binary (two columns), the usual mean of (p - y)^2 (range [0, 1])."""
+    return float(brier_score_loss(np.asarray(y, int), proba, labels=np.arange(proba.shape[1])))
 
 
-def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    """Equal-width bin of each confidence (right-closed, as netcal: (0, 1/B], ..., ((B-1)/B, 1])."""
-    edges = np.linspace(0, 1, n_bins + 1)
-    return np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-
-
-def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
-    """Per bin of confidence: count, mean confidence, accuracy (the reliability diagram).
-
-    Multi-class: top-label confidence and whether the top label is right. Binary (two columns):
-    the positive-class probability and whether the image is positive (as netcal does).
-    """
-    y = np.asarray(y, int)
+def confidence_and_hit(y: np.ndarray, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the reliability diagram bins: multi-class, the top-label confidence and whether the
+    top label is right; binary (two columns), the positive probability and whether it is positive."""
+    y, proba = np.asarray(y, int), np.asarray(proba, float)
     if proba.shape[1] == 2:
-        conf, correct = proba[:, 1], y == 1
-    else:
-        conf, correct = proba.max(1), proba.argmax(1) == y
-    b = _bins(conf, n_bins)
-    rows = []
-    for i in range(n_bins):
-        m = b == i
-        rows.append(
-            {
-                "bin": i,
-                "lower": i / n_bins,
-                "upper": (i + 1) / n_bins,
-                "count": int(m.sum()),
-                "confidence": float(conf[m].mean()) if m.any() else np.nan,
-                "accuracy": float(correct[m].mean()) if m.any() else np.nan,
-            }
-        )
-    return pd.DataFrame(rows)
+        return proba[:, 1], y == 1
+    return proba.max(1), proba.argmax(1) == y
 
 
-def ece(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Expected calibration error: sum over bins of (share of images) * |accuracy - confidence|."""
-    table = reliability(y, proba, n_bins)
-    used = table[table["count"] > 0]
-    gaps = (used["accuracy"] - used["confidence"]).abs()
-    return float(np.sum(used["count"] / len(y) * gaps))
+def bin_index(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
+    """Equal-width bin of each confidence: ``[k/B, (k+1)/B)``, the last bin closed (as netcal)."""
+    eps = np.finfo(float).eps  # netcal clips into (0, 1) the same way
+    edges = np.linspace(0, 1, n_bins + 1)  # the same float edges as netcal, so ties agree
+    return np.digitize(np.clip(confidence, eps, 1 - eps), edges[1:-1])
 
 
-def mce(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Maximum calibration error: the worst bin's |accuracy - confidence|."""
-    table = reliability(y, proba, n_bins)
-    used = table[table["count"] > 0]
-    return float((used["accuracy"] - used["confidence"]).abs().max())
+def _binned(conf: np.ndarray, hit: np.ndarray, n_bins: int):
+    """Per bin: count, mean confidence and mean hit (NaN where empty)."""
+    b = bin_index(conf, n_bins)
+    count = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
+        mean_hit = np.bincount(b, weights=hit.astype(float), minlength=n_bins) / count
+    return count, mean_conf, mean_hit
 
 
-def classwise_ece(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """Mean over classes of the one-vs-rest ECE of that class's probability."""
-    y = np.asarray(y, int)
-    errors = []
-    for c in range(proba.shape[1]):
-        p = proba[:, c]
-        hit = (y == c).astype(float)
-        b = _bins(p, n_bins)
-        err = sum(
-            abs(hit[b == i].mean() - p[b == i].mean()) * np.mean(b == i)
-            for i in range(n_bins)
-            if np.any(b == i)
-        )
-        errors.append(err)
-    return float(np.mean(errors))
+def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> pd.DataFrame:
+    """The reliability diagram's data: per bin, its edges, count, mean confidence and accuracy.
+
+    Args:
+        y: (N,) class indices.
+        proba: (N, C) probabilities (binary: (N, 2)).
+    """
+    count, conf, acc = _binned(*confidence_and_hit(y, proba), n_bins)
+    edges = np.linspace(0, 1, n_bins + 1)
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "count": count,
+            "confidence": conf,
+            "accuracy": acc,
+        }
+    )
 
 
-def calibration_errors(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> dict[str, float]:
+def _ece(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> float:
+    count, mean_conf, mean_hit = _binned(conf, hit, n_bins)
+    used = count > 0
+    return float(np.sum(count[used] / len(conf) * np.abs(mean_hit[used] - mean_conf[used])))
+
+
+def ece(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Expected calibration error: sum over bins of (share of images) x |accuracy - confidence|."""
+    return _ece(*confidence_and_hit(y, proba), n_bins)
+
+
+def mce(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Maximum calibration error: the worst non-empty bin's |accuracy - confidence|."""
+    count, conf, acc = _binned(*confidence_and_hit(y, proba), n_bins)
+    return float(np.max(np.abs(acc - conf)[count > 0]))
+
+
+def classwise_ece(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Mean over classes of the ECE of each class's own probability, one-vs-rest (Kull et al.
+    2019): it also sees the calibration of the classes that are rarely the top label."""
+    y, proba = np.asarray(y, int), np.asarray(proba, float)
+    return float(np.mean([_ece(proba[:, c], y == c, n_bins) for c in range(proba.shape[1])]))
+
+
+def calibration_errors(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> dict[str, float]:
+    """ECE, MCE, classwise ECE, NLL and Brier score of one probability set."""
     return {
         "ece": ece(y, proba, n_bins),
         "mce": mce(y, proba, n_bins),
@@ -110,8 +127,15 @@ def calibration_errors(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> di
     }
 
 
-class TemperatureScaler:
-    """Temperature scaling as a scikit-learn style estimator.
+class TemperatureScaler(BaseEstimator):
+    """Temperature scaling as a scikit-learn estimator.
+
+    ``fit`` picks the T that minimises the validation NLL of ``softmax(logits / T)`` (binary:
+    ``sigmoid(logit / T)``). The NLL is convex in 1/T, so a bounded 1-D search on log T finds the
+    global minimum.
+
+    Args:
+        bounds: the search range for T.
 
     >>> scaler = TemperatureScaler().fit(val_logits, val_labels)   # doctest: +SKIP
     >>> scaler.temperature_, scaler.transform(test_logits)          # doctest: +SKIP
@@ -121,49 +145,59 @@ class TemperatureScaler:
         self.bounds = bounds
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureScaler:
-        """Choose T minimising the validation NLL (1-D bounded search on log T)."""
-        z = np.asarray(logits, dtype=float)
-        y = np.asarray(y, int)
+        """Fit T on validation logits (N, C) or (N, 1) and labels (N,); returns self."""
+        z, y = np.asarray(logits, dtype=float), np.asarray(y, int)
+        if len(z) != len(y):
+            raise ValueError(f"{len(z)} logit rows but {len(y)} labels")
         binary = z.ndim == 1 or z.shape[1] == 1
 
         def loss(log_t: float) -> float:
-            t = np.exp(log_t)
-            if binary:
-                s = z.reshape(-1) / t
-                return float(np.mean(np.logaddexp(0, s) - y * s))
-            return float(-np.mean(log_softmax(z / t, axis=1)[np.arange(len(y)), y]))
+            s = z / np.exp(log_t)
+            if binary:  # -log p(y): log(1 + e^-s) for positives, log(1 + e^s) for negatives
+                s = s.reshape(-1)
+                return float(-np.mean(np.where(y == 1, log_expit(s), log_expit(-s))))
+            return float(-np.mean(log_softmax(s, axis=1)[np.arange(len(y)), y]))
 
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         result = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
         self.temperature_ = float(np.exp(result.x))
+        if min(result.x - lo, hi - result.x) < 1e-3:
+            log.warning(
+                "temperature %.3g is at the edge of the search range %s: the logits carry "
+                "(almost) no information about the labels, or the bounds are too tight",
+                self.temperature_,
+                self.bounds,
+            )
+        self.nll_before_, self.nll_after_ = loss(0.0), float(result.fun)
         return self
 
     def transform_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Logits divided by the fitted temperature (same shape)."""
+        check_is_fitted(self, "temperature_")
         return np.asarray(logits, dtype=float) / self.temperature_
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (N, C); (N, 2) for a single binary logit."""
-        return logits_to_proba(logits, self.temperature_)
+        """Calibrated probabilities (N, C); (N, 2) for a single binary logit column."""
+        return logits_to_proba(self.transform_logits(logits))
 
 
 def calibration_report(
-    val_logits, val_y, test_logits, test_y, n_bins: int = 15
+    val_logits: np.ndarray,
+    val_y: np.ndarray,
+    test_logits: np.ndarray,
+    test_y: np.ndarray,
+    n_bins: int = N_BINS,
 ) -> tuple[pd.DataFrame, float]:
     """Errors before and after temperature scaling (fitted on validation), on val and test.
 
     Returns:
-        (table with rows split x {before, after} and the error columns, fitted temperature).
+        (table with one row per split x stage (``before``/``after``) and the columns
+        ``split, stage, temperature, ece, mce, classwise_ece, nll, brier``; fitted temperature).
     """
     scaler = TemperatureScaler().fit(val_logits, val_y)
     rows = []
     for split, z, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
         for stage, t in (("before", 1.0), ("after", scaler.temperature_)):
-            rows.append(
-                {
-                    "split": split,
-                    "stage": stage,
-                    "temperature": t,
-                    **calibration_errors(y, logits_to_proba(z, t), n_bins),
-                }
-            )
+            errors = calibration_errors(y, logits_to_proba(z, t), n_bins)
+            rows.append({"split": split, "stage": stage, "temperature": t, **errors})
     return pd.DataFrame(rows), scaler.temperature_

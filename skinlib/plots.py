@@ -1,5 +1,5 @@
-"""Thesis figures in one style. Each function takes ``ax=None`` and returns the figure; only
-notebooks and the pipeline save (:func:`save_figure`), and nothing here calls ``plt.show()``.
+"""Thesis figures in one style. Each function takes ``ax=None`` (or ``fig=None``) and returns the
+figure; only notebooks and the pipeline save (:func:`save_figure`); nothing here shows.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from cycler import cycler
 
-COLUMN_WIDTH = 3.4  # inches: one column of a two-column thesis page
-FULL_WIDTH = 6.8
+COLUMN_WIDTH = 3.3  # inches: one column of a two-column page; fonts below read well at this size
+FULL_WIDTH = 6.8  # inches: the text width
 STYLE = {
     "figure.dpi": 110,
     "savefig.dpi": 300,
@@ -27,55 +28,76 @@ STYLE = {
     "ytick.labelsize": 7,
     "axes.spines.top": False,
     "axes.spines.right": False,
+    "pdf.fonttype": 42,  # TrueType in PDFs: text stays text (searchable, editable)
 }
 
 
+def palette() -> list:
+    """seaborn's colour-blind-safe palette (the colour cycle of every figure)."""
+    return sns.color_palette("colorblind")
+
+
+def style_rc() -> dict:
+    """The thesis rcParams: seaborn ``ticks`` style, ``paper`` context, colour-blind cycle."""
+    return {
+        **sns.axes_style("ticks"),
+        **sns.plotting_context("paper"),
+        **STYLE,
+        "axes.prop_cycle": cycler(color=palette()),
+    }
+
+
 def set_style() -> None:
-    """Colour-blind-safe palette and font sizes readable at one column width."""
-    sns.set_theme(context="paper", style="ticks", palette="colorblind", rc=STYLE)
+    """Apply the thesis style for the rest of the session (notebooks call this once)."""
+    plt.rcParams.update(style_rc())
 
 
 @contextmanager
 def thesis_style():
-    with plt.rc_context(STYLE), sns.axes_style("ticks"):
-        sns.set_palette("colorblind")
+    """The thesis style inside a ``with`` block only; the previous settings come back after."""
+    with plt.rc_context(style_rc()):
         yield
 
 
-def _axes(ax, size=(COLUMN_WIDTH, 2.6)):
+def _axes(ax, size=(COLUMN_WIDTH, 2.5)):
     if ax is None:
         fig, ax = plt.subplots(figsize=size, layout="constrained")
         return fig, ax
     return ax.figure, ax
 
 
-def save_figure(fig, stem: str | Path) -> list[Path]:
-    """Write ``stem.pdf`` and ``stem.png`` (300 dpi)."""
-    stem = Path(stem)
+def save_figure(fig, path_stem: str | Path) -> list[Path]:
+    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi); returns both paths."""
+    stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    out = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
+    out = [stem.parent / f"{stem.name}.pdf", stem.parent / f"{stem.name}.png"]
     for path in out:
-        fig.savefig(path, dpi=300)
+        fig.savefig(path, dpi=300, bbox_inches="tight")
     return out
 
 
 def class_counts(counts: pd.Series, ax=None):
-    """Images per class, log scale (the imbalance at a glance)."""
+    """Images per class on a log scale, counts written on the bars (the imbalance at a glance)."""
     fig, ax = _axes(ax)
     counts = counts.sort_values(ascending=False)
-    sns.barplot(x=counts.index, y=counts.values, ax=ax, color=sns.color_palette("colorblind")[0])
+    ax.bar(counts.index.astype(str), counts.values, color=palette()[0])
     ax.set_yscale("log")
     ax.set_xlabel("class")
     ax.set_ylabel("images (log scale)")
     for i, v in enumerate(counts.values):
-        ax.text(i, v, str(v), ha="center", va="bottom", fontsize=6)
+        ax.text(i, v, str(int(v)), ha="center", va="bottom", fontsize=6)
     return fig
 
 
 def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
-    """Confusion matrix heat map (rows = truth); row-normalised shows recall on the diagonal."""
+    """Confusion matrix heat map (rows = truth); row-normalised puts recall on the diagonal.
+
+    Args:
+        cm: counts (``Report.confusion``), classes as index and columns.
+    """
     fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH * 0.9))
-    data = cm.div(cm.sum(axis=1), axis=0).fillna(0) if normalized else cm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = cm.div(cm.sum(axis=1), axis=0).fillna(0) if normalized else cm
     sns.heatmap(
         data,
         annot=True,
@@ -86,6 +108,7 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
         vmin=0,
         vmax=1 if normalized else None,
         annot_kws={"fontsize": 6},
+        square=True,
     )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -93,16 +116,21 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
 
 
 def reliability_diagram(tables: dict[str, pd.DataFrame], ax=None, title: str | None = None):
-    """Accuracy against confidence per bin for several probability sets (e.g. before/after)."""
+    """Accuracy against mean confidence per bin, one line per probability set (before/after).
+
+    Args:
+        tables: ``{name: skinlib.calibration.reliability(...)}``; empty bins are skipped and the
+            marker area follows the bin's share of images.
+    """
     fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
     for name, table in tables.items():
         used = table[table["count"] > 0]
-        ax.plot(used["confidence"], used["accuracy"], marker="o", ms=3, label=name)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
+        sizes = 4 + 60 * used["count"] / used["count"].sum()
+        (line,) = ax.plot(used["confidence"], used["accuracy"], lw=1.2, label=name)
+        ax.scatter(used["confidence"], used["accuracy"], s=sizes, color=line.get_color(), zorder=3)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    ax.set_aspect("equal")
     ax.legend(loc="upper left", frameon=False)
     if title:
         ax.set_title(title)
@@ -110,17 +138,22 @@ def reliability_diagram(tables: dict[str, pd.DataFrame], ax=None, title: str | N
 
 
 def roc_curves(
-    curves: dict[str, tuple[np.ndarray, np.ndarray, float]], points=None, ax=None, title=None
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
+    points: dict[str, tuple[float, float]] | None = None,
+    ax=None,
+    title: str | None = None,
 ):
-    """ROC curves ``{name: (fpr, tpr, auc)}``; ``points`` ``{name: (1 - spec, sens)}`` marked."""
+    """ROC curves ``{name: (fpr, tpr, auc)}`` (:func:`skinlib.thresholds.roc_curves`) with
+    operating points ``{name: (1 - specificity, sensitivity)}`` marked."""
     fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
     for name, (fpr, tpr, auc) in curves.items():
         ax.plot(fpr, tpr, lw=1.2, label=f"{name} (AUC {auc:.3f})")
+    markers = iter("*DsP^v")
     for name, (x, y) in (points or {}).items():
-        ax.plot([x], [y], marker="*", ms=9, ls="none", label=name)
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
+        ax.plot([x], [y], marker=next(markers, "o"), ms=7, ls="none", color="black", label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity")
+    ax.set_aspect("equal")
     ax.legend(loc="lower right", frameon=False)
     if title:
         ax.set_title(title)
@@ -130,7 +163,7 @@ def roc_curves(
 def learning_curves(
     histories: dict[str, pd.DataFrame], metric: str = "val_balanced_accuracy", ax=None
 ):
-    """A metric per epoch for several runs (from their ``metrics.csv``)."""
+    """A column of ``metrics.csv`` per epoch for several runs ``{name: metrics DataFrame}``."""
     fig, ax = _axes(ax)
     for name, h in histories.items():
         ax.plot(h["epoch"], h[metric], marker="o", ms=2.5, label=name)
@@ -141,7 +174,7 @@ def learning_curves(
 
 
 def loss_curves(history: pd.DataFrame, ax=None):
-    """Training and validation loss of one run."""
+    """Training and validation loss of one run (its ``metrics.csv``)."""
     fig, ax = _axes(ax)
     ax.plot(history["epoch"], history["train_loss"], marker="o", ms=2.5, label="train")
     ax.plot(history["epoch"], history["val_loss"], marker="o", ms=2.5, label="validation")
@@ -152,27 +185,26 @@ def loss_curves(history: pd.DataFrame, ax=None):
 
 
 def grouped_bars(table: pd.DataFrame, ax=None, ylabel: str = "recall"):
-    """Bars per row (e.g. class) and column (e.g. strategy): per-class recall side by side."""
-    fig, ax = _axes(ax, (FULL_WIDTH, 2.6))
-    long = table.reset_index().melt(
-        id_vars=table.index.name or "index", var_name="group", value_name="value"
+    """Bars per row (class) and column (strategy): e.g. per-class recall side by side."""
+    fig, ax = _axes(ax, (FULL_WIDTH, 2.5))
+    index = table.index.name or "index"
+    long = table.reset_index().melt(id_vars=index, var_name="group", value_name="value")
+    sns.barplot(
+        data=long, x=index, y="value", hue="group", ax=ax, palette=palette()[: table.shape[1]]
     )
-    sns.barplot(data=long, x=table.index.name or "index", y="value", hue="group", ax=ax)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("")
-    ax.set_ylim(0, 1)
+    ax.set(ylabel=ylabel, xlabel="", ylim=(0, 1))
     ax.legend(
         ncol=min(5, table.shape[1]),
         frameon=False,
         fontsize=6,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 1.15),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
     )
     return fig
 
 
 def forest(table: pd.DataFrame, ax=None, label: str = "balanced accuracy"):
-    """Point estimates with 95% intervals (columns ``name, value, low, high``)."""
+    """Point estimates with 95% intervals, one row per model (columns ``name, value, low, high``)."""
     fig, ax = _axes(ax, (COLUMN_WIDTH, 0.3 * len(table) + 0.8))
     table = table.iloc[::-1]
     y = np.arange(len(table))
@@ -183,7 +215,7 @@ def forest(table: pd.DataFrame, ax=None, label: str = "balanced accuracy"):
         fmt="o",
         ms=4,
         capsize=2,
-        color=sns.color_palette("colorblind")[0],
+        color=palette()[0],
     )
     ax.set_yticks(y, table["name"])
     ax.set_xlabel(f"{label} (95% CI)")
@@ -200,4 +232,34 @@ def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: in
         ax.imshow(img)
         ax.set_title(title, fontsize=6)
         ax.axis("off")
+    return fig
+
+
+def cam_gallery(
+    images: Sequence[np.ndarray],
+    cams: Sequence[np.ndarray],
+    titles: Sequence[str],
+    fig=None,
+    ncols: int = 3,
+    alpha: float = 0.5,
+):
+    """Each image beside its map laid over it, titled (e.g. "false negative, p(mel)=0.12").
+
+    Args:
+        images: (H, W, 3) RGB, uint8 or float in [0, 1].
+        cams: (h, w) maps in [0, 1] (resized to the image).
+        ncols: image-map pairs per row.
+    """
+    from skinlib.xai import overlay
+
+    n = max(1, len(images))
+    nrows = int(np.ceil(n / ncols))
+    fig = fig or plt.figure(figsize=(FULL_WIDTH, FULL_WIDTH / (2 * ncols) * nrows * 1.25))
+    for i, (img, cam, title) in enumerate(zip(images, cams, titles, strict=True)):
+        for j, shown in enumerate((img, overlay(img, cam, alpha))):
+            ax = fig.add_subplot(nrows, 2 * ncols, 2 * i + j + 1)
+            ax.imshow(shown)
+            ax.axis("off")
+            if j == 0:
+                ax.set_title(title, fontsize=6, loc="left")
     return fig

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -9,65 +12,103 @@ import pandas as pd
 
 from skinlib.io import write_json, write_text
 
+MISSING = "--"  # how a missing value reads in a table
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float | np.floating) and math.isnan(value))
+
 
 def format_ci(value: float, low: float, high: float, digits: int = 3) -> str:
-    """``0.812 [0.781, 0.843]``; a dash when the value is missing."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "--"
+    """A value with its interval, ``0.812 [0.781, 0.843]``; ``--`` when the value is missing,
+    the value alone when the interval is.
+
+    >>> format_ci(0.81234, 0.7812, 0.8431)
+    '0.812 [0.781, 0.843]'
+    """
+    if _missing(value):
+        return MISSING
+    if _missing(low) or _missing(high):
+        return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _number(value: float, float_format: str) -> str:
-    """Three decimals for rates and errors; fewer for large numbers (sizes, images/s)."""
-    if pd.isna(value):
-        return "--"
+def _number(value: float, float_format: str | Callable[[float], str]) -> str:
+    """``float_format`` for rates and errors; fewer decimals for large numbers (sizes, img/s)."""
+    if _missing(value):
+        return MISSING
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
-    return float_format.format(value)
+    return float_format(value) if callable(float_format) else float_format.format(value)
 
 
-def to_latex(df: pd.DataFrame, caption: str, label: str, float_format: str = "{:.3f}") -> str:
-    """A booktabs table; underscores, percent signs and ampersands are escaped."""
-    body = df.copy()
+def escape_text(text: str) -> str:
+    r"""Escape ``& % # _`` outside ``$...$`` math unless already escaped (captions may hold
+    math such as ``$\pm$`` or ``$x_i$``)."""
+    parts = text.split("$")
+    parts[::2] = [re.sub(r"(?<!\\)([&%#_])", r"\\\1", p) for p in parts[::2]]
+    return "$".join(parts)
+
+
+def to_latex(
+    df: pd.DataFrame,
+    caption: str,
+    label: str,
+    float_format: str | Callable[[float], str] = "{:.3f}",
+) -> str:
+    """A booktabs ``table`` (``\\toprule``/``\\midrule``/``\\bottomrule``), cells escaped.
+
+    A named index becomes the first column. Float columns go through ``float_format`` (numbers of
+    10 and more get fewer decimals); strings (e.g. :func:`format_ci` cells) are kept as written
+    with LaTeX's special characters escaped.
+    """
+    body = df.reset_index() if df.index.name is not None else df.copy()
+    align = "".join("r" if pd.api.types.is_numeric_dtype(body[c]) else "l" for c in body.columns)
     for col in body.columns:
         if pd.api.types.is_float_dtype(body[col]):
             body[col] = body[col].map(lambda v: _number(v, float_format))
-    styler = body.style.hide(axis="index") if body.index.name is None else body.style
-    styler = styler.format(escape="latex").format_index(escape="latex", axis=1)
-    if body.index.name is not None:
-        styler = styler.format_index(escape="latex", axis=0)
+    body.columns = [str(c) for c in body.columns]
+    styler = body.style.hide(axis="index").format(escape="latex", na_rep=MISSING)
+    styler = styler.format_index(escape="latex", axis=1)
     return styler.to_latex(
         hrules=True,
-        caption=caption.replace("%", r"\%"),
+        caption=escape_text(caption),
         label=label,
         position="htbp",
         position_float="centering",
+        column_format=align,
     )
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-safe dicts (NaN becomes null)."""
+    frame = df.reset_index() if df.index.name is not None else df
+    return [
+        {str(k): (None if _missing(v) else v) for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def write_table(
     df: pd.DataFrame,
-    stem: str | Path,
+    path_stem: str | Path,
     caption: str,
     label: str | None = None,
-    float_format: str = "{:.3f}",
+    float_format: str | Callable[[float], str] = "{:.3f}",
 ) -> dict[str, Path]:
-    """Write ``stem.tex``, ``stem.csv`` and ``stem.json``."""
-    stem = Path(stem)
-    label = label or f"tab:{stem.name}"
-    paths = {
-        "tex": stem.with_suffix(".tex"),
-        "csv": stem.with_suffix(".csv"),
-        "json": stem.with_suffix(".json"),
-    }
-    write_text(paths["tex"], to_latex(df, caption, label, float_format))
+    """Write ``<stem>.tex``, ``<stem>.csv`` and ``<stem>.json`` of one table.
+
+    Args:
+        label: LaTeX label; default ``tab:<stem name>``.
+
+    Returns:
+        ``{"tex": path, "csv": path, "json": path}``.
+    """
+    stem = Path(path_stem)
+    paths = {ext: stem.parent / f"{stem.name}.{ext}" for ext in ("tex", "csv", "json")}
+    write_text(paths["tex"], to_latex(df, caption, label or f"tab:{stem.name}", float_format))
     write_text(paths["csv"], df.to_csv(index=df.index.name is not None))
-    write_json(
-        paths["json"],
-        df.reset_index().to_dict(orient="records")
-        if df.index.name
-        else df.to_dict(orient="records"),
-    )
+    write_json(paths["json"], _records(df))
     return paths

@@ -1,50 +1,77 @@
 """Operating points: thresholds chosen on validation, reported on test, stored with the run.
 
 A clinical claim ("at 95% specificity the model finds 70% of melanomas") needs a threshold fixed
-before the test set is seen. Thresholds apply to calibrated probabilities (the run's temperature),
-so the stored value means the same thing in the app as in the thesis. The score for a set of
-classes (malignant vs benign) is the sum of their probabilities.
+before the test set is seen. The score for a set of classes (malignant vs benign) is the sum of
+their probabilities; "positive" means ``score >= threshold``.
+
+Thresholds apply to *calibrated* probabilities: the temperature fitted on validation
+(``calibration.json``) is applied first, and the temperature used is stored with every operating
+point. A threshold on calibrated probabilities reads as a probability ("refer above 12% melanoma
+risk"), and the app, the external evaluation and the thesis all apply it to the same numbers.
+(Temperature scaling keeps the ranking, so the validation sensitivity and specificity of the
+chosen point do not depend on this choice; only the stored value does.)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_curve
+from scipy import stats
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from skinlib.io import read_json, write_json
+from skinlib.predictions import Predictions
+
+CRITERIA = ("specificity", "sensitivity", "youden")
+DEFAULT_TARGETS = (
+    ("specificity", 0.95),
+    ("specificity", 0.90),
+    ("sensitivity", 0.95),
+    ("youden", None),
+)
+
+
+def _binary_run(classes: Sequence[str], positive: Sequence[str]) -> bool:
+    """A binary run (``["other", <positive set>]``) asked about its own positive set."""
+    return len(classes) == 2 and classes[0] == "other" and not set(positive) & {"other"}
 
 
 def positive_score(
     proba: np.ndarray, classes: Sequence[str], positive: Sequence[str]
 ) -> np.ndarray:
-    """Probability of the positive set: the sum over its classes (binary runs: their positive)."""
+    """Probability of the positive set (N,): the sum over its classes.
+
+    A binary run (classes ``["other", "mel"]`` or ``["other", "akiec+bcc+mel"]``) answers for its
+    own positive set whatever names are asked for.
+    """
     classes = list(classes)
-    missing = [c for c in positive if c not in classes]
     idx = [classes.index(c) for c in positive if c in classes]
-    if not idx and len(classes) == 2 and classes[0] == "other":
-        idx = [1]  # a binary run already predicts the positive set
-    elif missing and not idx:
-        raise ValueError(f"positive classes {missing} are not among the model's classes {classes}")
+    if not idx and _binary_run(classes, positive):
+        idx = [1]
+    if not idx:
+        raise ValueError(f"positive classes {list(positive)} are not among the classes {classes}")
     return np.asarray(proba)[:, idx].sum(axis=1)
 
 
 def positive_truth(
     labels: np.ndarray, classes: Sequence[str], positive: Sequence[str]
 ) -> np.ndarray:
+    """(N,) bool: the image's true class is in the positive set."""
     classes = list(classes)
-    if len(classes) == 2 and classes[0] == "other" and not set(positive) & set(classes[1:]):
+    if _binary_run(classes, positive) and not set(positive) & set(classes):
         return np.asarray(labels) == 1
-    return np.isin(np.asarray(classes)[np.asarray(labels)], list(positive))
+    return np.isin(np.asarray(classes)[np.asarray(labels, int)], list(positive))
 
 
 def sens_spec(truth: np.ndarray, score: np.ndarray, threshold: float) -> tuple[float, float]:
-    """Sensitivity and specificity when ``score >= threshold`` means positive."""
-    pred = score >= threshold
+    """Sensitivity and specificity when ``score >= threshold`` means positive (NaN if undefined)."""
+    truth, pred = np.asarray(truth, bool), np.asarray(score) >= threshold
     pos, neg = truth.sum(), (~truth).sum()
     sens = float((pred & truth).sum() / pos) if pos else np.nan
     spec = float((~pred & ~truth).sum() / neg) if neg else np.nan
@@ -59,47 +86,70 @@ def choose_threshold(
 ) -> float:
     """The least strict threshold that meets the target on these (validation) images.
 
+    Candidate thresholds are the observed scores (``score >= t`` is positive), so the returned
+    value is itself a score: lowering it to the next observed score would break the target.
+
     Args:
-        criterion: ``specificity`` (specificity >= target, highest sensitivity), ``sensitivity``
-            (sensitivity >= target, highest specificity) or ``youden`` (max sens + spec - 1).
+        truth: (N,) bool, positive or not.
+        score: (N,) positive-set probability.
+        criterion: ``specificity`` (specificity >= target; the lowest such threshold, so the
+            highest sensitivity), ``sensitivity`` (sensitivity >= target; the highest such
+            threshold, so the highest specificity) or ``youden`` (max sensitivity + specificity
+            - 1; ``target`` unused).
     """
-    truth = np.asarray(truth, bool)
+    truth, score = np.asarray(truth, bool), np.asarray(score, float)
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    if truth.all() or not truth.any():
+        raise ValueError("choosing a threshold needs both positive and negative images")
     fpr, tpr, thr = roc_curve(truth, score, drop_intermediate=False)
-    thr = np.minimum(thr, 1.0 + 1e-9)  # roc_curve's first threshold is +inf
+    thr[0] = np.nextafter(score.max(), np.inf)  # roc_curve's first threshold is +inf: flag none
     if criterion == "specificity":
-        ok = np.flatnonzero(1 - fpr >= target)
-        return float(thr[ok[-1]])  # lowest threshold (most sensitive) still meeting the target
+        return float(thr[np.flatnonzero(1 - fpr >= target)[-1]])
     if criterion == "sensitivity":
-        ok = np.flatnonzero(tpr >= target)
-        return float(thr[ok[0]])  # highest threshold (most specific) still meeting the target
-    if criterion == "youden":
-        return float(thr[np.argmax(tpr - fpr)])
-    raise ValueError(f"criterion must be specificity, sensitivity or youden, got {criterion!r}")
+        return float(thr[np.flatnonzero(tpr >= target)[0]])
+    return float(thr[np.argmax(tpr - fpr)])
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
+def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy's binomtest); NaN when ``n`` is 0."""
     if n == 0:
         return np.nan, np.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _bootstrap_sens_spec(truth, score, threshold, groups, n_boot, alpha, seed):
+    """Grouped percentile intervals of sensitivity and specificity at a fixed threshold."""
+    from skinlib.metrics import bootstrap_weights
+
+    pred = score >= threshold
+    sens, spec = [], []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for w in bootstrap_weights(groups, len(truth), n_boot, seed):
+            sens.append((w @ (pred & truth)) / (w @ truth))
+            spec.append((w @ (~pred & ~truth)) / (w @ ~truth))
+    q = [alpha / 2, 1 - alpha / 2]
+    out = []
+    for values in (np.concatenate(sens), np.concatenate(spec)):
+        values = values[np.isfinite(values)]
+        out.append(tuple(np.quantile(values, q)) if len(values) else (np.nan, np.nan))
+    return out
 
 
 @dataclass
 class OperatingPoint:
-    """A threshold and what it gives on validation (where chosen) and test."""
+    """A threshold and what it gives on validation (where it was chosen) and on test."""
 
-    positive: list[str]
-    criterion: str
-    target: float | None
-    threshold: float
-    temperature: float
+    positive: list[str]  # the classes whose summed probability is the score
+    criterion: str  # specificity | sensitivity | youden
+    target: float | None  # e.g. 0.95 (None for youden)
+    threshold: float  # on calibrated probabilities: score >= threshold is positive
+    temperature: float  # the temperature the probabilities were calibrated with
     val_sensitivity: float
     val_specificity: float
     test_sensitivity: float = np.nan
-    test_sensitivity_low: float = np.nan
+    test_sensitivity_low: float = np.nan  # 95% interval (Wilson, or grouped bootstrap)
     test_sensitivity_high: float = np.nan
     test_specificity: float = np.nan
     test_specificity_low: float = np.nan
@@ -107,77 +157,162 @@ class OperatingPoint:
 
 
 def operating_point(
-    val_truth,
-    val_score,
-    test_truth,
-    test_score,
+    val_truth: np.ndarray,
+    val_score: np.ndarray,
+    test_truth: np.ndarray | None,
+    test_score: np.ndarray | None,
     positive: Sequence[str],
     criterion: str = "specificity",
     target: float | None = 0.95,
     temperature: float = 1.0,
+    test_groups: Sequence | None = None,
+    ci: str = "wilson",
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> OperatingPoint:
-    """Choose on validation, report on test with Wilson 95% intervals."""
+    """Choose a threshold on validation; report it on test (when given) with 95% intervals.
+
+    Args:
+        val_truth, val_score: (N,) validation truth (bool) and positive-set score.
+        test_truth, test_score: the same on test, or None to choose only.
+        ci: ``wilson`` (images independent) or ``bootstrap`` (resamples ``test_groups``, i.e.
+            lesions, which is right when several images show one lesion).
+    """
     t = choose_threshold(val_truth, val_score, criterion, target)
-    vs, vp = sens_spec(np.asarray(val_truth, bool), np.asarray(val_score), t)
-    point = OperatingPoint(list(positive), criterion, target, t, temperature, vs, vp)
-    if test_truth is not None:
-        truth, score = np.asarray(test_truth, bool), np.asarray(test_score)
-        point.test_sensitivity, point.test_specificity = sens_spec(truth, score, t)
+    vs, vp = sens_spec(val_truth, val_score, t)
+    point = OperatingPoint(list(positive), criterion, target, t, float(temperature), vs, vp)
+    if test_truth is None:
+        return point
+    truth, score = np.asarray(test_truth, bool), np.asarray(test_score, float)
+    point.test_sensitivity, point.test_specificity = sens_spec(truth, score, t)
+    if ci == "bootstrap":
+        sens_ci, spec_ci = _bootstrap_sens_spec(truth, score, t, test_groups, n_boot, alpha, seed)
+    elif ci == "wilson":
         pred = score >= t
-        point.test_sensitivity_low, point.test_sensitivity_high = wilson(
-            int((pred & truth).sum()), int(truth.sum())
-        )
-        point.test_specificity_low, point.test_specificity_high = wilson(
-            int((~pred & ~truth).sum()), int((~truth).sum())
-        )
+        sens_ci = wilson(int((pred & truth).sum()), int(truth.sum()), 1 - alpha)
+        spec_ci = wilson(int((~pred & ~truth).sum()), int((~truth).sum()), 1 - alpha)
+    else:
+        raise ValueError(f"ci must be 'wilson' or 'bootstrap', got {ci!r}")
+    point.test_sensitivity_low, point.test_sensitivity_high = map(float, sens_ci)
+    point.test_specificity_low, point.test_specificity_high = map(float, spec_ci)
     return point
 
 
-DEFAULT_TARGETS = (
-    ("specificity", 0.95),
-    ("specificity", 0.90),
-    ("sensitivity", 0.95),
-    ("youden", None),
-)
-
-
 def operating_points_table(
-    val_proba,
-    val_labels,
-    test_proba,
-    test_labels,
-    classes,
-    positive=("mel",),
-    targets=DEFAULT_TARGETS,
+    val_proba: np.ndarray,
+    val_labels: np.ndarray,
+    test_proba: np.ndarray | None,
+    test_labels: np.ndarray | None,
+    classes: Sequence[str],
+    positive: Sequence[str] = ("mel",),
+    targets: Sequence[tuple[str, float | None]] = DEFAULT_TARGETS,
     temperature: float = 1.0,
+    **ci_options,
 ) -> pd.DataFrame:
-    """Several operating points for one positive set, chosen on validation, tested on test."""
-    vt, ts = (
+    """Several operating points for one positive set, chosen on validation, tested on test.
+
+    Args:
+        val_proba, test_proba: (N, C) probabilities, already calibrated at ``temperature``.
+        targets: ``(criterion, target)`` pairs, e.g. ``("specificity", 0.95)``, ``("youden", None)``.
+        ci_options: passed to :func:`operating_point` (``ci="bootstrap", test_groups=...``).
+
+    Returns:
+        One row per target with the :class:`OperatingPoint` fields; ``positive`` joined by "+".
+    """
+    vt, vs = (
         positive_truth(val_labels, classes, positive),
-        positive_truth(test_labels, classes, positive),
-    )
-    vs, tsc = (
         positive_score(val_proba, classes, positive),
-        positive_score(test_proba, classes, positive),
     )
+    tt = ts = None
+    if test_proba is not None:
+        tt = positive_truth(test_labels, classes, positive)
+        ts = positive_score(test_proba, classes, positive)
     rows = [
-        asdict(operating_point(vt, vs, ts, tsc, positive, c, t, temperature)) for c, t in targets
+        asdict(operating_point(vt, vs, tt, ts, positive, c, t, temperature, **ci_options))
+        for c, t in targets
     ]
     table = pd.DataFrame(rows)
     table["positive"] = ["+".join(p) for p in table["positive"]]
     return table
 
 
+def operating_points_from_predictions(
+    val: Predictions,
+    test: Predictions | None = None,
+    positive: Sequence[str] = ("mel",),
+    targets: Sequence[tuple[str, float | None]] = DEFAULT_TARGETS,
+    temperature: float | None = None,
+    ci: str = "bootstrap",
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """:func:`operating_points_table` for a run's predictions files.
+
+    Args:
+        temperature: the run's stored temperature; None fits one on ``val`` (as the calibration
+            step does), so thresholds always apply to calibrated probabilities.
+        ci: ``bootstrap`` resamples the test lesions (``test.group``); ``wilson`` treats images
+            as independent.
+    """
+    from skinlib.calibration import TemperatureScaler
+
+    if temperature is None:
+        temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
+    options = {"ci": ci, "n_boot": n_boot, "test_groups": None if test is None else test.group}
+    return operating_points_table(
+        val.probabilities(temperature),
+        val.labels,
+        None if test is None else test.probabilities(temperature),
+        None if test is None else test.labels,
+        val.classes,
+        positive,
+        targets,
+        temperature,
+        **options,
+    )
+
+
+def roc_curves(
+    labels: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """One-vs-rest ROC curve per class ``{class: (fpr, tpr, auc)}`` (classes absent from
+    ``labels`` are left out); the input of :func:`skinlib.plots.roc_curves`."""
+    labels, proba = np.asarray(labels, int), np.asarray(proba, float)
+    out = {}
+    for c, name in enumerate(classes):
+        hit = labels == c
+        if 0 < hit.sum() < len(hit):
+            fpr, tpr, _ = roc_curve(hit, proba[:, c])
+            out[name] = (fpr, tpr, float(roc_auc_score(hit, proba[:, c])))
+    return out
+
+
+def _finite_or_none(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def save_thresholds(path: str | Path, points: Sequence[OperatingPoint]) -> Path:
-    """Store operating points with a run (``thresholds.json``); the app reads the first."""
+    """Store operating points with a run (``thresholds.json``); the app uses the first.
+
+    Missing test values are written as ``null`` (strict JSON).
+    """
     return write_json(
         path,
         {
-            "operating_points": [asdict(p) for p in points],
-            "applies_to": "calibrated probabilities (temperature in calibration.json)",
+            "operating_points": [
+                {k: _finite_or_none(v) for k, v in asdict(p).items()} for p in points
+            ],
+            "applies_to": "calibrated probabilities: softmax(logits / temperature), "
+            "score = sum over the positive classes, positive if score >= threshold",
         },
     )
 
 
 def load_thresholds(path: str | Path) -> list[OperatingPoint]:
-    return [OperatingPoint(**p) for p in read_json(path)["operating_points"]]
+    """The operating points of a ``thresholds.json`` (unknown keys are ignored)."""
+    fields = {f.name for f in dataclasses.fields(OperatingPoint)}
+    points = []
+    for raw in read_json(path)["operating_points"]:
+        values = {k: (np.nan if v is None and k != "target" else v) for k, v in raw.items()}
+        points.append(OperatingPoint(**{k: v for k, v in values.items() if k in fields}))
+    return points

@@ -1,0 +1,146 @@
+"""Calibration errors agree with netcal and hand computations; temperature scaling helps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from netcal.metrics import ECE, MCE
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from skinlib.calibration import (
+    TemperatureScaler,
+    brier,
+    calibration_report,
+    classwise_ece,
+    ece,
+    logits_to_proba,
+    mce,
+    nll,
+    reliability,
+)
+
+
+def simulated(n=3000, c=4, seed=0, scale=1.0):
+    """Labels drawn from softmax(logits): perfectly calibrated; ``scale`` > 1 makes the returned
+    logits over-confident (a known model whose logits are multiplied)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1.5, (n, c))
+    proba = logits_to_proba(logits)
+    y = (proba.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return logits * scale, y
+
+
+# four images, three classes: top confidences 0.9 (right), 0.9 (wrong), 0.65, 0.65 (both right)
+HAND_PROBA = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.65, 0.2, 0.15], [0.2, 0.65, 0.15]])
+HAND_Y = np.array([0, 1, 0, 1])
+
+
+def test_errors_worked_by_hand():
+    # bins of width 1/15: 0.9 in [13/15, 14/15): accuracy 1/2, gap |0.5 - 0.9| = 0.4;
+    # 0.65 in [9/15, 10/15): accuracy 1, gap 0.35. ECE = 0.5 * 0.4 + 0.5 * 0.35 = 0.375
+    assert ece(HAND_Y, HAND_PROBA) == pytest.approx(0.375)
+    assert mce(HAND_Y, HAND_PROBA) == pytest.approx(0.4)
+    # NLL = -mean log p(true) = -(ln .9 + ln .05 + 2 ln .65) / 4
+    expected_nll = -(np.log(0.9) + np.log(0.05) + 2 * np.log(0.65)) / 4
+    assert nll(HAND_Y, HAND_PROBA) == pytest.approx(expected_nll)
+    # Brier, sum over classes of squared differences to one-hot: 0.01 + 0.0025 + 0.0025 = 0.015;
+    # 0.81 + 0.9025 + 0.0025 = 1.715; 0.1225 + 0.04 + 0.0225 = 0.185; 0.185 -> mean 2.1 / 4
+    assert brier(HAND_Y, HAND_PROBA) == pytest.approx(0.525)
+    table = reliability(HAND_Y, HAND_PROBA)
+    assert table["count"].sum() == 4 and table.loc[13, "accuracy"] == 0.5
+    assert table.loc[9, "confidence"] == pytest.approx(0.65)
+
+
+def test_binary_brier_is_the_usual_one():
+    # binary (two columns): mean (p - y)^2 = ((0.2)^2 + (0.4)^2) / 2 = 0.1
+    proba = np.array([[0.8, 0.2], [0.4, 0.6]])
+    assert brier(np.array([0, 1]), proba) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_ece_and_mce_agree_with_netcal(binary):
+    logits, y = simulated(scale=2.0, c=2 if binary else 4)
+    proba = logits_to_proba(logits)
+    assert ece(y, proba, 15) == pytest.approx(ECE(bins=15).measure(proba, y), abs=1e-9)
+    assert mce(y, proba, 15) == pytest.approx(MCE(bins=15).measure(proba, y), abs=1e-9)
+    if binary:  # netcal reads a binary task's positive probability from (N,) or (N, 2)
+        assert ece(y, proba) == pytest.approx(ECE(bins=15).measure(proba[:, 1], y), abs=1e-9)
+
+
+def test_ece_agrees_with_netcal_on_bin_edges():
+    """Confidences exactly on bin edges go to the bin above (bins closed on the left)."""
+    rng = np.random.default_rng(5)
+    edges = np.linspace(0, 1, 16)
+    p = rng.choice(np.r_[edges, 0.2, 0.6, 0.4, 0.8], 600)
+    y = (rng.random(600) < p).astype(int)
+    proba = np.stack([1 - p, p], axis=1)
+    assert ece(y, proba) == pytest.approx(ECE(bins=15).measure(proba, y), abs=1e-12)
+    conf = rng.choice(edges[6:], 400)
+    multi = np.stack([conf, (1 - conf) / 2, (1 - conf) / 2], axis=1)
+    ym = rng.integers(0, 3, 400)
+    assert ece(ym, multi) == pytest.approx(ECE(bins=15).measure(multi, ym), abs=1e-12)
+
+
+def test_classwise_ece_is_the_mean_of_netcal_per_class():
+    logits, y = simulated(scale=2.0, seed=6)
+    proba = logits_to_proba(logits)
+    per_class = [ECE(bins=15).measure(proba[:, c], (y == c).astype(int)) for c in range(4)]
+    assert classwise_ece(y, proba) == pytest.approx(np.mean(per_class), abs=1e-9)
+
+
+def test_calibrated_set_has_small_ece_and_mce_bounds_it():
+    logits, y = simulated(n=5000, seed=7)
+    proba = logits_to_proba(logits)
+    assert ece(y, proba) < 0.02
+    assert mce(y, proba) >= ece(y, proba)
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    logits, y = simulated(scale=3.0, seed=1)
+    val, test = slice(0, 1500), slice(1500, None)
+    scaler = TemperatureScaler().fit(logits[val], y[val])
+    assert scaler.temperature_ == pytest.approx(3.0, rel=0.15)  # undoes the known factor
+    before, after = logits_to_proba(logits[test]), scaler.transform(logits[test])
+    assert ece(y[test], after) < ece(y[test], before) / 2
+    assert nll(y[test], after) < nll(y[test], before)
+    assert brier(y[test], after) < brier(y[test], before)
+    np.testing.assert_array_equal(after.argmax(1), before.argmax(1))  # ranking unchanged
+    np.testing.assert_allclose(
+        scaler.transform_logits(logits[:3]), logits[:3] / scaler.temperature_
+    )
+
+
+def test_binary_temperature_from_one_logit_column():
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-z))).astype(int)
+    scaler = TemperatureScaler().fit(z[:, None] * 2.5, y)
+    assert scaler.temperature_ == pytest.approx(2.5, rel=0.15)
+    assert scaler.transform(z[:5, None]).shape == (5, 2)
+
+
+def test_scaler_is_a_scikit_learn_estimator():
+    scaler = TemperatureScaler(bounds=(0.1, 10.0))
+    assert scaler.get_params() == {"bounds": (0.1, 10.0)}
+    assert not hasattr(scaler, "temperature_")  # __init__ only stores its arguments
+    assert clone(scaler).bounds == (0.1, 10.0)
+    with pytest.raises(NotFittedError):
+        scaler.transform(np.zeros((2, 3)))
+    logits, y = simulated(n=300)
+    assert scaler.fit(logits, y) is scaler
+
+
+def test_calibration_report_before_and_after():
+    logits, y = simulated(scale=3.0, seed=2)
+    table, t = calibration_report(logits[:1500], y[:1500], logits[1500:], y[1500:])
+    assert list(zip(table["split"], table["stage"], strict=True)) == [
+        ("val", "before"),
+        ("val", "after"),
+        ("test", "before"),
+        ("test", "after"),
+    ]
+    assert t == table.loc[1, "temperature"] and table.loc[0, "temperature"] == 1.0
+    # T = 1 lies inside the search range, so the fitted T cannot have a worse validation NLL
+    assert table.loc[1, "nll"] <= table.loc[0, "nll"]
+    assert (table["mce"] >= table["ece"]).all()
