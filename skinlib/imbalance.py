@@ -127,7 +127,25 @@ def build_loss(
 
 
 def sample_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
-    """Per-sample draw weights 1 / n_class: every class is drawn equally often."""
+    """Per-sample draw weights 1 / n_class: every class is drawn equally often.
+
+    Double precision, as torch's WeightedRandomSampler uses, so both draw the same indices.
+    """
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).double()
     return (1.0 / counts)[labels]
+
+
+def build_sampler(cfg: ImbalanceConfig, labels: Sequence[int], num_classes: int, seed: int = 0):
+    """The training sampler: shuffled, or oversampling rare classes (``sampler: weighted``).
+
+    Both are :class:`skinlib.training.distributed.EpochSampler`: one process draws what
+    ``torch.utils.data.WeightedRandomSampler`` (or a shuffle) would draw from the same generator,
+    and under torchrun each rank takes its share of that one global order.
+    """
+    from skinlib.training.distributed import EpochSampler  # the training package imports us
+
+    if cfg.sampler not in ("none", "weighted"):
+        raise ConfigError(f"imbalance.sampler={cfg.sampler!r}; choose none or weighted")
+    weights = sample_weights(labels, num_classes) if cfg.sampler == "weighted" else None
+    return EpochSampler(len(labels), seed, weights)

@@ -5,7 +5,7 @@ layer, and parameter groups. Nothing outside this module names an architecture.
 from __future__ import annotations
 
 import difflib
-import os
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,8 @@ from torch import nn
 
 from skinlib.config import ModelConfig
 from skinlib.errors import ConfigError, TrainingError
+
+log = logging.getLogger(__name__)
 
 # short name -> (timm name, family). Families decide the Grad-CAM reshape, nothing else.
 ARCHITECTURES: dict[str, tuple[str, str]] = {
@@ -30,6 +32,14 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "swin_small": ("swin_small_patch4_window7_224", "swin"),
     "swin_base": ("swin_base_patch4_window7_224", "swin"),
 }
+# EfficientNets are compound-scaled: each width/depth comes with its own resolution (Tan & Le 2019,
+# Table 1). Every other model's native size is the input size of its timm pretrained config.
+PAPER_RESOLUTION = {"efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300}
+PAPER_RESOLUTION |= {"efficientnet_b4": 380, "efficientnet_b5": 456}
+
+
+class ArchitectureError(TrainingError, ConfigError):
+    """An architecture name that neither the registry nor timm knows."""
 
 
 def resolve_arch(name: str) -> tuple[str, str]:
@@ -41,15 +51,17 @@ def resolve_arch(name: str) -> tuple[str, str]:
         return name, family
     candidates = list(dict.fromkeys(list(ARCHITECTURES) + timm.list_models()))
     close = difflib.get_close_matches(name, candidates, n=5)
-    raise ConfigError(
+    raise ArchitectureError(
         f"unknown architecture {name!r}; close names: {close or 'none'}; "
         f"the study's short names are {sorted(ARCHITECTURES)}"
     )
 
 
 def native_size(arch: str) -> int:
-    """The input size the architecture was designed and pretrained for (from timm's config)."""
+    """The input side in pixels the architecture was designed (and pretrained) for."""
     timm_name, _ = resolve_arch(arch)
+    if arch in PAPER_RESOLUTION:
+        return PAPER_RESOLUTION[arch]
     return int(timm.models.get_pretrained_cfg(timm_name).input_size[-1])
 
 
@@ -59,9 +71,8 @@ def _pretrained_kwargs(cfg: ModelConfig) -> dict:
     if not cfg.weights:
         return {"pretrained": True}
     path = Path(cfg.weights).expanduser()
-    if path.is_dir():  # a Hugging Face / timm cache directory
-        os.environ.setdefault("HF_HUB_CACHE", str(path))
-        return {"pretrained": True}
+    if path.is_dir():  # a hub cache folder, filled once where the hub was reachable
+        return {"pretrained": True, "cache_dir": str(path)}
     if not path.is_file():
         raise ConfigError(f"model.weights={cfg.weights}: no such file or directory")
     return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
@@ -73,16 +84,19 @@ def create_model(cfg: ModelConfig, num_classes: int, img_size: int | None = None
     Args:
         cfg: architecture, pretrained weights, dropout and drop-path.
         num_classes: outputs of the new head.
-        img_size: input size for models whose position embeddings depend on it (ViT, Swin).
+        img_size: input side for models whose position embeddings or attention windows depend
+            on it (ViT, Swin; timm resamples pretrained position embeddings and shrinks Swin's
+            windows to fit, so tiny test images of 32 px work).
     """
     timm_name, family = resolve_arch(cfg.arch)
+    source = _pretrained_kwargs(cfg)
     kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if family in ("vit", "swin") and img_size:
         kwargs["img_size"] = img_size
     try:
-        return timm.create_model(timm_name, **_pretrained_kwargs(cfg), **kwargs)
+        return _timm_model(timm_name, source, kwargs)
     except (OSError, RuntimeError, ValueError) as err:
         if not cfg.pretrained:
             raise
@@ -92,6 +106,19 @@ def create_model(cfg: ModelConfig, num_classes: int, img_size: int | None = None
             "(e.g. model.weights=/path/to/model.safetensors) or at the cache folder, or train "
             "from scratch with model.pretrained=false"
         ) from None
+
+
+def _timm_model(timm_name: str, source: dict, kwargs: dict) -> nn.Module:
+    """timm.create_model; a model without stochastic depth (DenseNet) is built without it, so one
+    profile can set ``drop_path_rate`` for every architecture of a study."""
+    try:
+        return timm.create_model(timm_name, **source, **kwargs)
+    except TypeError as err:
+        if "drop_path_rate" not in str(err):
+            raise
+        log.warning("%s has no stochastic depth: model.drop_path_rate is ignored", timm_name)
+        kwargs = {k: v for k, v in kwargs.items() if k != "drop_path_rate"}
+        return timm.create_model(timm_name, **source, **kwargs)
 
 
 def data_config(model: nn.Module) -> dict:
@@ -170,7 +197,3 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def load_weights_error(err: Exception) -> TrainingError:
-    return TrainingError(f"checkpoint does not match the model: {err}")

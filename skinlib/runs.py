@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,10 @@ def load_model(
     ckpt = load_checkpoint(path, device)
     cfg = config_from_dict(ckpt["config"])
     binary = cfg.data.task == "binary"
-    meta = run_dir / "meta.json"
-    size = read_json(meta)["image_size"] if meta.is_file() else cfg.data.image_size
+    size = int(ckpt.get("image_size") or _meta_size(run_dir, cfg))
+    # The checkpoint holds every weight: no need (nor network) for the pretrained ones.
     model = create_model(
-        cfg.model.__class__(**{**cfg.model.__dict__, "pretrained": False}),
+        dataclasses.replace(cfg.model, pretrained=False),
         1 if binary else len(ckpt["classes"]),
         size,
     )
@@ -56,6 +57,12 @@ def load_model(
     data_cfg = ckpt["data_config"]
     transform = build_transforms(data_cfg, train=False, size=size)
     return LoadedRun(model, cfg, list(ckpt["classes"]), transform, run_dir, which, data_cfg)
+
+
+def _meta_size(run_dir: Path, cfg: Config) -> int:
+    """Input size of runs whose checkpoints predate ``image_size`` in the checkpoint."""
+    meta = run_dir / "meta.json"
+    return read_json(meta)["image_size"] if meta.is_file() else cfg.data.image_size
 
 
 def load_predictions(run_dir: str | Path, split: str = "test") -> Predictions:

@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 
 from skinlib.config import ImbalanceConfig
-from skinlib.imbalance import BinaryFocalLoss, FocalLoss, build_loss, class_weights, sample_weights
+from skinlib.errors import ConfigError
+from skinlib.imbalance import (
+    BinaryFocalLoss,
+    FocalLoss,
+    build_loss,
+    build_sampler,
+    class_weights,
+    sample_weights,
+)
 from skinlib.training.distributed import EpochSampler
 from skinlib.training.selection import SelectionController
 
@@ -42,6 +50,44 @@ def test_focal_equals_cross_entropy_at_gamma_zero():
     )
 
 
+def test_focal_alpha_scales_each_class():
+    torch.manual_seed(1)
+    logits, target = torch.randn(12, 3), torch.randint(0, 3, (12,))
+    alpha = [0.25, 1.0, 2.0]
+    ce = F.cross_entropy(logits, target, reduction="none")
+    torch.testing.assert_close(
+        FocalLoss(gamma=0.0, alpha=alpha)(logits, target), ce * torch.tensor(alpha)[target]
+    )
+    with pytest.raises(ConfigError, match="alpha has 2 values for 3 classes"):
+        build_loss(ImbalanceConfig(loss="focal", alpha=[1.0, 2.0]), [5, 5, 5])
+
+
+def test_soft_targets_as_mixup_gives_them():
+    logits = torch.randn(4, 3)
+    hard = torch.tensor([0, 1, 2, 1])
+    mixed = 0.7 * F.one_hot(hard, 3).float() + 0.3 * F.one_hot(hard.flip(0), 3).float()
+    expected = 0.7 * F.cross_entropy(logits, hard, reduction="none") + 0.3 * F.cross_entropy(
+        logits, hard.flip(0), reduction="none"
+    )
+    torch.testing.assert_close(FocalLoss(gamma=0.0)(logits, mixed), expected)
+
+
+def test_build_loss_combines_strategies():
+    counts = [80, 15, 5]
+    cfg = ImbalanceConfig(
+        loss="focal", gamma=1.5, class_weights="effective", beta=0.99, label_smoothing=0.1
+    )
+    loss = build_loss(cfg, counts)
+    assert isinstance(loss, FocalLoss) and loss.gamma == 1.5 and loss.label_smoothing == 0.1
+    torch.testing.assert_close(loss.weight, class_weights(counts, "effective", 0.99))
+    plain = build_loss(ImbalanceConfig(), counts)
+    assert plain.gamma == 0.0 and plain.weight is None and plain.alpha is None
+    with pytest.raises(ConfigError, match="imbalance.loss"):
+        build_loss(ImbalanceConfig(loss="dice"), counts)
+    with pytest.raises(ConfigError, match="imbalance.class_weights"):
+        build_loss(ImbalanceConfig(class_weights="sqrt"), counts)
+
+
 def test_focal_down_weights_easy_examples():
     logits = torch.tensor([[5.0, 0.0], [0.2, 0.0]])  # first is easy, second hard
     target = torch.tensor([0, 0])
@@ -59,6 +105,16 @@ def test_binary_loss_pos_weight_and_gamma_zero():
     )
     loss = build_loss(ImbalanceConfig(class_weights="inverse"), [90, 10], binary=True)
     assert loss.pos_weight == pytest.approx(9.0)
+    # binary focal: BCE times (1 - p_t) ** gamma, p_t the probability of the true label
+    p_t = torch.where(t == 1, torch.sigmoid(z), 1 - torch.sigmoid(z))
+    torch.testing.assert_close(
+        BinaryFocalLoss(2.0)(z, t),
+        F.binary_cross_entropy_with_logits(z, t, reduction="none") * (1 - p_t) ** 2,
+    )
+    smooth = BinaryFocalLoss(0.0, label_smoothing=0.2)(z, t)
+    torch.testing.assert_close(
+        smooth, F.binary_cross_entropy_with_logits(z, t * 0.8 + 0.1, reduction="none")
+    )
 
 
 def test_weighted_sampler_draws_classes_equally():
@@ -71,6 +127,31 @@ def test_weighted_sampler_draws_classes_equally():
     drawn = np.concatenate(drawn)
     shares = np.bincount(drawn, minlength=3) / len(drawn)
     np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.03)
+
+
+def test_weighted_sampler_draws_what_torch_draws():
+    labels = np.array([0] * 30 + [1] * 6 + [2] * 2)
+    sampler = build_sampler(ImbalanceConfig(sampler="weighted"), labels, 3, seed=4)
+    sampler.set_epoch(2)
+    reference = torch.utils.data.WeightedRandomSampler(
+        1.0 / np.bincount(labels)[labels], len(labels), generator=sampler.generator()
+    )
+    assert list(sampler) == list(reference)
+    plain = build_sampler(ImbalanceConfig(), labels, 3, seed=4)
+    assert sorted(plain) == list(range(len(labels)))  # a shuffle: each image once
+    with pytest.raises(ConfigError, match="imbalance.sampler"):
+        build_sampler(ImbalanceConfig(sampler="smote"), labels, 3)
+
+
+def test_two_ranks_share_out_the_single_process_draw():
+    labels = np.array([0] * 40 + [1] * 8)
+    single = build_sampler(ImbalanceConfig(sampler="weighted"), labels, 2, seed=1)
+    ranks = [build_sampler(ImbalanceConfig(sampler="weighted"), labels, 2, seed=1) for _ in "ab"]
+    for rank, sampler in enumerate(ranks):
+        sampler.rank, sampler.size = rank, 2  # as torchrun would set them
+    order = list(single)
+    assert list(ranks[0]) == order[0::2] and list(ranks[1]) == order[1::2]
+    assert len(ranks[0]) == len(labels) // 2
 
 
 def test_sampler_is_deterministic_per_epoch():

@@ -1,26 +1,27 @@
-"""The training engine: every family, complete run folders, resume after SIGKILL, DDP."""
+"""The training engine in one process: every family, the strategies in a run, schedules, two-stage
+training, early stopping and the errors a user meets. (Resume: test_resume.py; DDP: test_ddp.py.)
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
+import hashlib
 
 import numpy as np
 import pandas as pd
 import pytest
+import timm
 import torch
-import yaml
+from train_helpers import make_synth, tiny_config
 
-from skinlib.config import Config, apply_overrides, save_config
-from skinlib.errors import ConfigError
-from skinlib.models import cam_spec, create_model, param_groups, resolve_arch
+from skinlib.config import Config, TrainConfig, apply_overrides
+from skinlib.data.images import load_image
+from skinlib.errors import ConfigError, TrainingError
+from skinlib.io import read_json
+from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
 from skinlib.runs import load_model
-from skinlib.training import train
-from skinlib.training.tables import prepare_table
+from skinlib.training import engine, prepare_table, train
+from skinlib.training.schedule import build_scheduler
 
 FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
 RUN_FILES = [
@@ -35,13 +36,18 @@ RUN_FILES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two threads on two busy cores run these tiny models several times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    from skinlib.data.synthetic import generate
-
-    return generate(
-        tmp_path_factory.mktemp("synth"), n=120, size=40, seed=2, balanced=True, progress=False
-    )
+    return make_synth(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture
@@ -51,230 +57,236 @@ def env(tmp_path, monkeypatch):
     return tmp_path
 
 
-def tiny_config(root, **changes) -> Config:
-    items = [
-        f"data.root={root}",
-        "data.image_size=32",
-        "data.num_workers=0",
-        "train.epochs=2",
-        "train.batch_size=16",
-        "train.lr=0.002",
-        "train.warmup_epochs=0",
-        "study=t",
-    ]
-    return apply_overrides(Config(), items + [f"{k}={v}" for k, v in changes.items()])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", FAMILIES)
 def test_each_family_produces_a_complete_run(arch, synth_root, env):
     run = train(tiny_config(synth_root, **{"model.arch": arch}), progress=False)
+    assert run == env / "exp" / "t" / arch
     for name in RUN_FILES:
         assert (run / name).is_file(), name
-    assert any((run / "tb").iterdir())
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tb").iterdir())
     metrics = pd.read_csv(run / "metrics.csv")
-    assert len(metrics) == 2 and metrics["val_balanced_accuracy"].between(0, 1).all()
-    meta = yaml.safe_load((run / "meta.json").read_text())
-    assert meta["status"] == "complete" and meta["n_params"] > 0 and len(meta["git"]["commit"]) > 6
+    assert metrics["epoch"].tolist() == [1, 2]
+    assert {"lr", "train_loss", "val_loss", "val_macro_f1", "val_auc", "seconds"} <= set(metrics)
+    assert metrics["val_balanced_accuracy"].between(0, 1).all()
+    meta = read_json(run / "meta.json")
+    assert meta["status"] == "complete" and meta["n_params"] > 0 and meta["seed"] == 0
+    assert meta["split_sha256"] == hashlib.sha256((run / "split.csv").read_bytes()).hexdigest()
+    assert meta["train_images_per_s"] > 0 and meta["eval_images_per_s"] > 0
+    assert meta["versions"]["timm"] == timm.__version__ and meta["git"]["commit"]
+    assert meta["skipped_images"] == {"missing": 0, "unreadable": 0}
     test = Predictions.load(run / "predictions_test.csv")
     assert test.logits.shape[1] == 7 and np.isfinite(test.logits).all()
+    assert meta["classes"] == test.classes
     loaded = load_model(run)
     assert not loaded.model.training and loaded.classes == test.classes
-    assert torch.load(run / "checkpoints/best.pt", weights_only=True)["classes"] == test.classes
+    assert loaded.transform(load_image(_first_image(run))).shape == (3, 32, 32)
     spec = cam_spec(loaded.model)
     assert spec.target_layers and (spec.reshape_transform is None) == (
         arch not in ("vit_tiny", "swin_tiny")
     )
 
 
-def test_binary_task_with_strategies(synth_root, env):
-    cfg = tiny_config(
-        synth_root,
-        **{
-            "data.task": "binary",
-            "data.positive": "[mel]",
-            "imbalance.loss": "focal",
-            "imbalance.class_weights": "effective",
-            "imbalance.sampler": "weighted",
-            "train.selection_rate": 0.5,
-            "train.ema": "true",
-            "train.freeze_epochs": 1,
-            "train.scheduler": "onecycle",
-            "train.grad_clip": 1.0,
-            "train.accum_steps": 2,
-        },
-    )
-    run = train(cfg, progress=False)
+def _first_image(run) -> str:
+    return pd.read_csv(run / "split.csv")["path"].iloc[0]
+
+
+def colour_table(folder, n: int = 48) -> pd.DataFrame:
+    """A common-schema table of noisy 32 px PNGs whose colour gives the class (red mel, blue nv),
+    two thirds train, a sixth each val and test."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        label = ("mel", "nv")[i % 2]
+        colour = (150, 60, 60) if label == "mel" else (60, 60, 150)
+        pixels = np.clip(np.array(colour) + rng.normal(0, 25, (32, 32, 3)), 0, 255)
+        path = folder / f"img{i}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        split = ("train", "train", "train", "train", "val", "test")[(i // 2) % 6]
+        rows.append(
+            {"image_id": f"img{i}", "path": str(path), "label": label, "group": f"g{i}"}
+            | {"age": np.nan, "sex": np.nan, "site": np.nan, "source": "folder", "split": split}
+        )
+    return pd.DataFrame(rows)
+
+
+def test_a_table_passed_in_is_learned(env, tmp_path):
+    changes = ["study=t", "data.image_size=32", "data.cache=false", "data.num_workers=0"]
+    changes += ["train.epochs=3", "train.batch_size=8", "train.lr=0.003", "train.augment=none"]
+    cfg = apply_overrides(Config(), [*changes, "train.warmup_epochs=0"])
+    run = train(cfg, table=colour_table(tmp_path), progress=False)
+    assert pd.read_csv(run / "metrics.csv")["val_balanced_accuracy"].iloc[-1] == 1.0
+    test = Predictions.load(run / "predictions_test.csv")
+    assert test.classes == ["mel", "nv"] and len(test.labels) == 8
+    assert (test.logits.argmax(1) == test.labels).all()
+
+
+def test_binary_run_with_strategies_and_ema(synth_root, env):
+    changes = {
+        "data.task": "binary",
+        "data.positive": "[mel]",
+        "data.cache": "false",
+        "imbalance.loss": "focal",
+        "imbalance.class_weights": "effective",
+        "imbalance.sampler": "weighted",
+        "train.selection_rate": 0.5,
+        "train.ema": "true",
+        "train.ema_decay": 0.9,
+        "train.scheduler": "onecycle",
+        "train.grad_clip": 1.0,
+        "train.accum_steps": 2,
+        "train.optimizer": "sgd",
+    }
+    run = train(tiny_config(synth_root, **changes), progress=False)
     preds = Predictions.load(run / "predictions_val.csv")
     assert preds.binary and preds.classes == ["other", "mel"]
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["activation_rate"].between(0.3, 0.7).all()
-    assert (metrics["backward_saved"] == 1 - metrics["activation_rate"]).all()
+    np.testing.assert_allclose(metrics["backward_saved"], 1 - metrics["activation_rate"])
+    # The EMA weights of the best epoch, reloaded with the evaluation transform, give back the
+    # logits the run saved.
+    loaded = load_model(run)
+    best = torch.load(run / "checkpoints/best.pt", weights_only=True)
+    assert best["ema"] is not None
+    rows = pd.read_csv(run / "split.csv").set_index("image_id").loc[preds.image_id]
+    images = torch.stack([loaded.transform(load_image(p)) for p in rows["path"]])
+    with torch.no_grad():
+        logits = loaded.model(images).numpy()
+    np.testing.assert_allclose(logits, preds.logits, atol=1e-5)
 
 
-def test_mixup_and_strong_augment_run(synth_root, env):
-    cfg = tiny_config(
-        synth_root,
-        **{
-            "train.mixup": 0.2,
-            "train.cutmix": 1.0,
-            "train.epochs": 1,
-            "train.augment": "strong",
-            "imbalance.label_smoothing": 0.1,
-            "train.progressive_resize": "true",
-            "train.scheduler": "plateau",
-        },
+def test_mixup_cutmix_strong_augment_progressive_resize(synth_root, env):
+    changes = {
+        "train.mixup": 0.2,
+        "train.cutmix": 1.0,
+        "train.epochs": 1,
+        "train.augment": "strong",
+        "imbalance.label_smoothing": 0.1,
+        "train.progressive_resize": "true",
+        "train.scheduler": "plateau",
+        "model.arch": "vit_tiny",
+    }
+    run = train(tiny_config(synth_root, **changes), progress=False)
+    assert np.isfinite(pd.read_csv(run / "metrics.csv")["train_loss"]).all()
+
+
+def test_two_stage_training_trains_the_head_alone_first(synth_root, env):
+    cfg = tiny_config(synth_root, **{"train.freeze_epochs": 1, "train.epochs": 1})
+    run = train(cfg, progress=False)
+    engine.seed_everything(cfg.train.seed)  # the engine builds the model right after seeding
+    initial = create_model(cfg.model, 7, 32).state_dict()
+    trained = torch.load(run / "checkpoints/last.pt", weights_only=True)["model"]
+    torch.testing.assert_close(trained["conv1.weight"], initial["conv1.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(trained["layer4.1.conv2.weight"], initial["layer4.1.conv2.weight"])
+    assert not torch.equal(trained["fc.weight"], initial["fc.weight"])
+
+
+def test_early_stopping_on_a_flat_metric(synth_root, env):
+    # lr 0 and no BatchNorm: the validation loss cannot improve after the first epoch
+    changes = {
+        "model.arch": "vit_tiny",
+        "train.lr": 0.0,
+        "train.epochs": 5,
+        "train.patience": 1,
+        "train.monitor": "loss",
+    }
+    run = train(tiny_config(synth_root, **changes), progress=False)
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert len(metrics) == 2 and metrics["val_loss"].nunique() == 1
+    meta = read_json(run / "meta.json")
+    assert meta["best_epoch"] == 1 and meta["epochs_run"] == 2
+
+
+def test_transforms_normalise_with_the_model_statistics():
+    from PIL import Image
+
+    from skinlib.data.transforms import build_transforms
+
+    data_cfg = {"mean": (0.2, 0.4, 0.6), "std": (0.1, 0.2, 0.3)}
+    image = Image.new("RGB", (50, 40), (51, 102, 153))  # the mean, in 0-255
+    evaluate = build_transforms(data_cfg, train=False, size=32)
+    out = evaluate(image)
+    assert out.shape == (3, 32, 32) and out.abs().max() < 0.02  # (x - mean) / std = 0
+    torch.testing.assert_close(evaluate(image), out)  # evaluation is deterministic
+    gradient = Image.fromarray(
+        np.tile(np.arange(40, dtype=np.uint8) * 6, (40, 1)).repeat(3, 1).reshape(40, 40, 3)
     )
-    assert (train(cfg, progress=False) / "meta.json").is_file()
+    torch.manual_seed(0)
+    strong = build_transforms(data_cfg, train=True, augment="strong", size=32)
+    a, b = strong(gradient), strong(gradient)
+    assert a.shape == (3, 32, 32) and not torch.equal(a, b)
+    with pytest.raises(ConfigError, match="train.augment"):
+        build_transforms(data_cfg, train=True, augment="heavy")
 
 
-def test_clear_errors(synth_root, env):
-    with pytest.raises(ConfigError, match="close names.*resnet18"):
-        resolve_arch("resnet_18")
+def test_epoch_metrics_against_sklearn():
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from skinlib.training.monitor import epoch_metrics
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2] * 10)
+    logits = rng.normal(size=(30, 3)) + 2 * np.eye(3)[labels]
+    preds = Predictions(
+        np.arange(30).astype(str), np.arange(30).astype(str), labels, logits, ["a", "b", "c"]
+    )
+    out = epoch_metrics(preds)
+    proba = preds.probabilities()
+    assert out["loss"] == pytest.approx(log_loss(labels, proba))
+    assert out["auc"] == pytest.approx(roc_auc_score(labels, proba, multi_class="ovr"))
+    assert out["balanced_accuracy"] == pytest.approx(np.mean(proba.argmax(1) == labels))
+    binary = Predictions(preds.image_id, preds.group, labels % 2, logits[:, :1], ["x", "y"])
+    p1 = binary.probabilities()[:, 1]
+    assert epoch_metrics(binary)["loss"] == pytest.approx(log_loss(labels % 2, p1))
+
+
+def _lrs(name: str, steps_per_epoch: int = 10, epochs: int = 6, warmup: float = 1.0):
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [param], "lr": 0.1}], lr=0.1)
+    cfg = TrainConfig(scheduler=name, epochs=epochs, warmup_epochs=warmup, lr=0.1)
+    scheduler, per_step = build_scheduler(optimizer, cfg, steps_per_epoch)
+    lrs = []
+    for _ in range(epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if per_step:
+            scheduler.step()
+    return np.array(lrs), per_step
+
+
+def test_schedules():
+    cosine, per_step = _lrs("cosine")
+    assert per_step
+    np.testing.assert_allclose(cosine[:10], 0.1 * np.arange(1, 11) / 10)  # linear warmup
+    assert (np.diff(cosine[10:]) <= 0).all() and cosine[-1] < 0.005  # then decays
+    restarts, _ = _lrs("cosine_restarts")
+    assert (np.diff(restarts[10:]) > 0.05).sum() == 2  # two jumps back to the top: three cycles
+    onecycle, _ = _lrs("onecycle")
+    assert onecycle.argmax() == pytest.approx(10, abs=1) and onecycle[0] < 0.01
+    assert not _lrs("plateau")[1]  # stepped per epoch on the validation loss
+    with pytest.raises(ConfigError, match="train.scheduler"):
+        _lrs("linear")
+
+
+def test_clear_errors(synth_root, env, monkeypatch):
+    with pytest.raises(TrainingError, match=r"unknown architecture 'resnet_18'; close names"):
+        train(tiny_config(synth_root, **{"model.arch": "resnet_18"}), progress=False)
     with pytest.raises(ConfigError, match="train.optimizer"):
         train(tiny_config(synth_root, **{"train.optimizer": "adam"}), progress=False)
-    from skinlib.errors import TrainingError
-
     with pytest.raises(
-        TrainingError, match=r"loss became nan at epoch 1, step \d+; try a lower train.lr"
+        TrainingError,
+        match=r"loss became nan at epoch 1, step \d+; try a lower train.lr, train.grad_clip",
     ):
         train(tiny_config(synth_root, **{"train.lr": float("inf")}), progress=False)
 
+    def out_of_memory(self, epoch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-def test_param_groups_split_backbone_and_head():
-    from skinlib.config import ModelConfig
-
-    model = create_model(ModelConfig(arch="resnet18"), 3)
-    groups = {g["name"]: g for g in param_groups(model, 1e-3, 0.1, 0.05)}
-    assert groups["head"]["lr"] == 1e-3 and groups["backbone"]["lr"] == pytest.approx(1e-4)
-    assert groups["backbone_no_decay"]["weight_decay"] == 0.0
-    n = sum(p.numel() for g in groups.values() for p in g["params"])
-    assert n == sum(p.numel() for p in model.parameters())
-
-
-def test_offline_pretrained_gives_clear_error_and_local_file_loads(tmp_path):
-    from skinlib.config import ModelConfig
-
-    model = create_model(ModelConfig(arch="resnet18"), 1000)
-    torch.save(model.state_dict(), tmp_path / "w.pth")
-    local = create_model(
-        ModelConfig(arch="resnet18", pretrained=True, weights=str(tmp_path / "w.pth")), 4
-    )
-    torch.testing.assert_close(local.conv1.weight, model.conv1.weight)
-    code = (
-        "from skinlib.models import create_model; from skinlib.config import ModelConfig; "
-        "create_model(ModelConfig(arch='resnet18', pretrained=True), 3)"
-    )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert (
-        out.returncode != 0
-        and "model.weights" in out.stderr
-        and "model.pretrained=false" in out.stderr
-    )
-
-
-def _cli(args, env, **kw):
-    return subprocess.Popen([sys.executable, "-m", "skinlib", "train", *args], env=env, **kw)
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(synth_root, tmp_path):
-    cfg = tiny_config(synth_root, **{"train.epochs": 4, "data.image_size": 40})
-    save_config(cfg, tmp_path / "c.yaml")
-    env = {
-        **os.environ,
-        "SKINLIB_EXPERIMENTS": str(tmp_path / "exp"),
-        "SKINLIB_CACHE": str(tmp_path / "cache"),
-    }
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    assert (
-        _cli(
-            ["--config", str(tmp_path / "c.yaml"), "--set", "run=full", "--no-progress"],
-            env,
-            **quiet,
-        ).wait()
-        == 0
-    )
-    victim = _cli(
-        ["--config", str(tmp_path / "c.yaml"), "--set", "run=killed", "--no-progress"], env, **quiet
-    )
-    metrics = tmp_path / "exp" / "t" / "killed" / "metrics.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (metrics.exists() and len(pd.read_csv(metrics)) >= 2):
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the third epoch
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    killed = tmp_path / "exp" / "t" / "killed"
-    assert not (killed / "meta.json").exists()  # it did not finish
-    resumed = _cli(
-        ["--config", str(tmp_path / "c.yaml"), "--set", "run=killed", "--resume", "--no-progress"],
-        env,
-        **quiet,
-    )
-    assert resumed.wait() == 0
-    full = tmp_path / "exp" / "t" / "full"
-    cols = ["epoch", "train_loss", "val_loss", "val_balanced_accuracy", "val_auc"]
-    pd.testing.assert_frame_equal(
-        pd.read_csv(full / "metrics.csv")[cols],
-        pd.read_csv(killed / "metrics.csv")[cols],
-        rtol=1e-6,
-    )
-    for split in ("val", "test"):
-        a, b = (Predictions.load(d / f"predictions_{split}.csv") for d in (full, killed))
-        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_two_process_gloo_ddp_matches_single_process(synth_root, tmp_path):
-    cfg = tiny_config(
-        synth_root,
-        **{
-            "model.arch": "vit_tiny",
-            "train.augment": "none",
-            "train.epochs": 2,
-            "data.cache": "false",
-            "train.batch_size": 16,
-            "train.channels_last": "false",
-        },
-    )
-    save_config(cfg, tmp_path / "c.yaml")
-    env = {**os.environ, "SKINLIB_EXPERIMENTS": str(tmp_path / "exp"), "OMP_NUM_THREADS": "1"}
-    single = _cli(
-        ["--config", str(tmp_path / "c.yaml"), "--set", "run=single", "--no-progress"],
-        env,
-        stdout=subprocess.DEVNULL,
-    )
-    assert single.wait() == 0
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--master_port=29533",
-        "-m",
-        "skinlib",
-        "train",
-        "--config",
-        str(tmp_path / "c.yaml"),
-        "--set",
-        "run=ddp",
-        "--no-progress",
-    ]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    runs = tmp_path / "exp" / "t"
-    meta = yaml.safe_load((runs / "ddp" / "meta.json").read_text())
-    assert meta["world_size"] == 2
-    a, b = (pd.read_csv(runs / r / "metrics.csv") for r in ("single", "ddp"))
-    np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
-    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-3)
-    pa, pb = (Predictions.load(runs / r / "predictions_test.csv") for r in ("single", "ddp"))
-    assert (pa.image_id == pb.image_id).all()
-    np.testing.assert_allclose(pa.logits, pb.logits, atol=2e-3)
+    monkeypatch.setattr(engine.Trainer, "train_epoch", out_of_memory)
+    with pytest.raises(TrainingError, match="lower train.batch_size .*train.accum_steps"):
+        train(tiny_config(synth_root), progress=False)
 
 
 def test_prepare_table_uses_saved_split(synth_root, env, tmp_path):

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.set_defaults(func=run)
 
 

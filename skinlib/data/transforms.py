@@ -39,6 +39,7 @@ def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", 
         T.Normalize(mean=model_data_cfg["mean"], std=model_data_cfg["std"]),
     ]
     if not train or augment == "none":
+        # The whole (square, cached) image: skinlib.study crops lesion masks the same way.
         return T.Compose(
             [*head, T.Resize(size, interpolation=interp, antialias=True), T.CenterCrop(size), *tail]
         )

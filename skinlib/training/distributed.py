@@ -54,8 +54,12 @@ class EpochSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def generator(self) -> torch.Generator:
+        """The generator of this epoch's draw, seeded from (seed, epoch) alone."""
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
     def _global_order(self) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = self.generator()
         if self.weights is not None:
             return torch.multinomial(self.weights, self.n, replacement=True, generator=g)
         return torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)

@@ -5,9 +5,10 @@ data layer hand it everything it needs, so one loop trains every model of the st
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
-import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,8 @@ from skinlib.data.dataset import ImageDataset
 from skinlib.data.splits import file_hash, save_split
 from skinlib.data.transforms import build_transforms
 from skinlib.errors import ConfigError, TrainingError
-from skinlib.imbalance import build_loss, sample_weights
-from skinlib.io import atomic_write, read_json, write_json
+from skinlib.imbalance import build_loss, build_sampler
+from skinlib.io import atomic_path, atomic_write, read_json, write_json
 from skinlib.models import (
     count_parameters,
     create_model,
@@ -35,67 +36,15 @@ from skinlib.models import (
 )
 from skinlib.predictions import Predictions
 from skinlib.training import distributed as dist
-from skinlib.training.checkpoint import load_checkpoint, save_checkpoint
+from skinlib.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
+from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
 from skinlib.training.selection import SelectionController
 from skinlib.training.tables import prepare_table, table_classes
 
 log = logging.getLogger(__name__)
-MONITORS = {"balanced_accuracy": 1, "macro_f1": 1, "auc": 1, "loss": -1}  # sign: higher is better
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (timm's Mixup draws from the global RNG)
-    torch.manual_seed(seed)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bf16 where supported, else fp16 (with a grad scaler)."""
-    if device.type != "cuda" or mode == "off":
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-def epoch_metrics(labels: np.ndarray, proba: np.ndarray, loss: float) -> dict:
-    """Validation metrics used for monitoring (the full report lives in skinlib.metrics)."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
-
-    pred = proba.argmax(1)
-    out = {
-        "loss": loss,
-        "balanced_accuracy": balanced_accuracy_score(labels, pred),
-        "macro_f1": f1_score(labels, pred, average="macro", zero_division=0),
-    }
-    try:
-        present = np.unique(labels)
-        if proba.shape[1] == 2:
-            out["auc"] = roc_auc_score(labels, proba[:, 1])
-        else:
-            out["auc"] = (
-                roc_auc_score(
-                    labels,
-                    proba[:, present] / proba[:, present].sum(1, keepdims=True),
-                    multi_class="ovr",
-                    labels=present,
-                )
-                if len(present) > 2
-                else math.nan
-            )
-    except ValueError:
-        out["auc"] = math.nan
-    return out
 
 
 @dataclass
@@ -121,40 +70,46 @@ class Trainer:
         self.binary = cfg.data.task == "binary"
         self.classes = table_classes(table, cfg)
         self.run_dir = paths.run_dir(cfg.study, cfg.run_name)
-        self.size = (
-            native_size(cfg.model.arch) if cfg.model.native_resolution else cfg.data.image_size
-        )
-        seed_everything(cfg.train.seed)
+        self._build_model()
+        self.skipped_missing = int(table.attrs.get("skipped_missing", 0))
+        self.table = self._cached(table)
+        self._build_data()
+        self._build_optimisation()
+        self.net = self._wrap(self.model)
+        self.state = RunState()
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        native = cfg.model.native_resolution or not cfg.data.image_size
+        self.size = native_size(cfg.model.arch) if native else cfg.data.image_size
+        seed_everything(cfg.train.seed)  # the head's initial weights
         if cfg.train.deterministic and self.device.type == "cuda":
             # CPU kernels are already deterministic; forcing the flag there slows attention ~5x.
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         self.model = create_model(cfg.model, 1 if self.binary else len(self.classes), self.size)
-        self.data_cfg = data_config(self.model)
-        self.table = self._cached(table)
-        self._build_data()
+        # The model's preprocessing, at the size this run feeds it.
+        self.data_cfg = {**data_config(self.model), "input_size": (3, self.size, self.size)}
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    def _build_optimisation(self) -> None:
+        """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup."""
+        cfg = self.cfg.train
         counts = np.bincount(self.train_labels, minlength=len(self.classes))
-        self.loss_fn = build_loss(cfg.imbalance, counts, self.binary).to(self.device)
-        self.optimizer = build_optimizer(self.model, cfg.train)
-        batches = len(self.train_loader)
-        if cfg.train.max_steps_per_epoch:
-            batches = min(batches, cfg.train.max_steps_per_epoch)
-        steps = max(1, math.ceil(batches / cfg.train.accum_steps))
-        self.scheduler, self.per_step = build_scheduler(self.optimizer, cfg.train, steps)
-        self.dtype = amp_dtype(cfg.train.amp, self.device)
+        self.loss_fn = build_loss(self.cfg.imbalance, counts, self.binary).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        steps = max(1, math.ceil(self._steps_per_epoch() / cfg.accum_steps))
+        self.scheduler, self.per_step = build_scheduler(self.optimizer, cfg, steps)
+        self.dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.ema = self._ema()
-        self.selector = (
-            SelectionController(cfg.train.selection_rate) if cfg.train.selection_rate < 1 else None
-        )
+        rate = cfg.selection_rate
+        self.selector = SelectionController(rate) if rate < 1 else None
         self.mixup = self._mixup()
-        self.net = self._wrap(self.model)
-        self.state = RunState()
-
-    # --- setup -------------------------------------------------------------------------------
 
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
@@ -184,14 +139,9 @@ class Trainer:
             )
         self.train_set = self._dataset(self.rows["train"], train=True)
         self.train_labels = np.array(self.train_set.labels)
-        weights = None
-        if self.cfg.imbalance.sampler == "weighted":
-            weights = sample_weights(self.train_labels, len(self.classes))
-        elif self.cfg.imbalance.sampler != "none":
-            raise ConfigError(
-                f"imbalance.sampler={self.cfg.imbalance.sampler!r}; choose none or weighted"
-            )
-        self.sampler = dist.EpochSampler(len(self.train_set), self.cfg.train.seed, weights)
+        self.sampler = build_sampler(
+            self.cfg.imbalance, self.train_labels, len(self.classes), self.cfg.train.seed
+        )
         self.train_loader = self._loader(self.train_set, self.sampler, drop_last=True)
 
     def _loader(self, dataset, sampler=None, drop_last=False) -> DataLoader:
@@ -260,16 +210,27 @@ class Trainer:
             logits = self.net(images)
         return self.loss_fn(logits.float(), targets)
 
-    def _step_loss(self, images, targets) -> tuple[torch.Tensor, int]:
-        """Loss to back-propagate and how many samples it covers (selection may drop some)."""
+    def _step_loss(self, images, targets) -> tuple[torch.Tensor, float]:
+        """(loss to back-propagate, mean loss of the whole batch for the log).
+
+        With adaptive sample selection the batch is scored without gradients first and only the
+        chosen samples are forwarded again and back-propagated.
+        """
         if self.selector is None:
-            return self._losses(images, targets).mean(), len(images)
+            loss = self._losses(images, targets).mean()
+            return loss, loss.item()
         with torch.no_grad():
             scores = self._losses(images, targets)
         chosen = self.selector.select(scores)
-        return self._losses(images[chosen], targets[chosen]).mean(), len(chosen)
+        return self._losses(images[chosen], targets[chosen]).mean(), scores.mean().item()
 
-    def _set_lr_epoch(self, epoch: int) -> None:
+    def _begin_epoch(self, epoch: int) -> None:
+        """Seed this epoch from (seed, epoch) alone, so a resumed epoch draws the same batches and
+        augmentations; freeze or unfreeze the backbone; pick the progressive-resizing size."""
+        seed = self.cfg.train.seed * 1000 + epoch
+        seed_everything(seed)  # augmentation in the main process, mixup
+        self.train_loader.generator.manual_seed(seed)  # the base seed of the workers' RNGs
+        self.sampler.set_epoch(epoch)
         freeze = epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not freeze)
         if self.cfg.train.progressive_resize:
@@ -279,41 +240,45 @@ class Trainer:
                 self.data_cfg, True, self.cfg.train.augment, size
             )
 
+    def _steps_per_epoch(self) -> int:
+        steps = len(self.train_loader)
+        cap = self.cfg.train.max_steps_per_epoch
+        return min(steps, cap) if cap else steps
+
+    def _train_step(self, step: int, steps: int, images, labels, epoch: int) -> float:
+        """Forward, backward and (every accum_steps) an optimiser step; the batch's mean loss."""
+        images, targets = self._to_device(images, labels)
+        loss, batch_loss = self._step_loss(images, targets)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; try a lower "
+                "train.lr, train.grad_clip=1.0, or train.amp=off"
+            )
+        accum = self.cfg.train.accum_steps
+        self.scaler.scale(loss / accum).backward()
+        if (step + 1) % accum == 0 or step + 1 == steps:
+            self._optimizer_step()
+        return batch_loss
+
     def train_epoch(self, epoch: int) -> dict:
+        """One pass over the training sampler; the epoch's training columns of metrics.csv."""
         from tqdm.auto import tqdm
 
-        cfg = self.cfg.train
-        seed_everything(cfg.seed * 1000 + epoch)  # per-epoch seed: a resumed epoch draws alike
-        self.sampler.set_epoch(epoch)
-        self._set_lr_epoch(epoch)
+        self._begin_epoch(epoch)
         self.net.train()
-        total, count, used, start = 0.0, 0, 0, time.perf_counter()
-        steps = len(self.train_loader)
-        if cfg.max_steps_per_epoch:
-            steps = min(steps, cfg.max_steps_per_epoch)
+        steps = self._steps_per_epoch()
+        show = self.progress and dist.is_main()
         bar = tqdm(
             total=steps,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
             leave=False,
-            disable=not (self.progress and dist.is_main()),
+            disable=not show,
         )
+        total, count, start = 0.0, 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for step, (images, labels) in enumerate(self.train_loader):
-            if step >= steps:
-                break
-            images, targets = self._to_device(images, labels)
-            loss, n_used = self._step_loss(images, targets)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; try a lower "
-                    "train.lr, train.grad_clip=1.0, or train.amp=off"
-                )
-            self.scaler.scale(loss / cfg.accum_steps).backward()
-            if (step + 1) % cfg.accum_steps == 0 or step + 1 == steps:
-                self._optimizer_step()
-            total += loss.item() * len(images)
+        for step, (images, labels) in enumerate(itertools.islice(self.train_loader, steps)):
+            total += self._train_step(step, steps, images, labels, epoch) * len(images)
             count += len(images)
-            used += n_used
             bar.update()
             bar.set_postfix(loss=f"{total / count:.4f}")
         bar.close()
@@ -326,7 +291,7 @@ class Trainer:
             "images_per_s": count * self.world / max(seconds, 1e-9),
         }
         if self.selector is not None:
-            rate = self.selector.epoch_rate()
+            rate = dist.all_reduce_mean(self.selector.epoch_rate())
             out.update(activation_rate=rate, backward_saved=1 - rate)
         return out
 
@@ -375,16 +340,7 @@ class Trainer:
         )
 
     def validate(self) -> dict:
-        preds = self.predict("val")
-        proba = preds.probabilities()
-        if self.binary:
-            eps = 1e-12
-            loss = -np.mean(np.log(proba[np.arange(len(proba)), preds.labels] + eps))
-        else:
-            loss = float(
-                nn.functional.cross_entropy(torch.tensor(preds.logits), torch.tensor(preds.labels))
-            )
-        return epoch_metrics(preds.labels, proba, float(loss))
+        return epoch_metrics(self.predict("val"))
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -406,7 +362,9 @@ class Trainer:
                 "train_seconds": s.train_seconds,
                 "train_images": s.train_images,
             },
+            "rng": rng_state(),
             "classes": self.classes,
+            "image_size": self.size,
             "config": self.cfg.to_dict(),
             "data_config": {
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.data_cfg.items()
@@ -429,6 +387,8 @@ class Trainer:
         if self.selector is not None and ckpt["selector"] is not None:
             self.selector.load_state_dict(ckpt["selector"])
         self.state = RunState(**ckpt["run_state"])
+        if "rng" in ckpt:  # (checkpoints of early versions have none)
+            set_rng_state(ckpt["rng"])
 
     def write_metrics(self) -> None:
         frame = pd.DataFrame(self.state.history)
@@ -442,30 +402,11 @@ class Trainer:
             raise ConfigError(f"train.monitor={cfg.monitor!r}; choose one of {list(MONITORS)}")
         writer = self._writer()
         for epoch in range(self.state.epoch + 1, cfg.epochs):
-            try:
-                row = {
-                    "epoch": epoch + 1,
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                    **self.train_epoch(epoch),
-                }
-            except torch.cuda.OutOfMemoryError:
-                raise TrainingError(
-                    f"CUDA out of memory at epoch {epoch + 1} with batch size {cfg.batch_size}; lower "
-                    "train.batch_size (and raise train.accum_steps to keep the effective batch)"
-                ) from None
-            row.update({f"val_{k}": v for k, v in self.validate().items()})
-            if cfg.log_resources:
-                row.update(resources(self.device))
-            if not self.per_step:
-                self.scheduler.step(row["val_loss"])
-            score = MONITORS[cfg.monitor] * row[f"val_{cfg.monitor}"]
-            improved = score > self.state.best_score
-            self.state.history.append(row)
-            self.state.epoch = epoch
-            if improved:
-                self.state.best_score, self.state.best_epoch, self.state.stale = score, epoch, 0
-            else:
-                self.state.stale += 1
+            if cfg.patience and self.state.stale >= cfg.patience:  # also after a resume
+                log.info("early stop: %s did not improve for %d epochs", cfg.monitor, cfg.patience)
+                break
+            row = self._run_epoch(epoch)
+            improved = self._update_state(epoch, row)
             if dist.is_main():
                 self._log_epoch(row, writer)
                 state = self.checkpoint_state()
@@ -474,11 +415,48 @@ class Trainer:
                 save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
                 self.write_metrics()
             dist.barrier()
-            if cfg.patience and self.state.stale >= cfg.patience:
-                log.info("early stop: %s did not improve for %d epochs", cfg.monitor, cfg.patience)
-                break
         if writer is not None:
             writer.close()
+
+    def _head_lr(self) -> float:
+        """The classifier's learning rate now (the backbone's is ``train.backbone_lr_mult`` x)."""
+        groups = self.optimizer.param_groups
+        return next((g["lr"] for g in groups if g.get("name") == "head"), groups[0]["lr"])
+
+    def _run_epoch(self, epoch: int) -> dict:
+        """Train one epoch and validate: the epoch's row of metrics.csv."""
+        cfg = self.cfg.train
+        try:
+            row = {
+                "epoch": epoch + 1,
+                "lr": self._head_lr(),
+                **self.train_epoch(epoch),
+            }
+            row.update({f"val_{k}": v for k, v in self.validate().items()})
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(
+                f"CUDA out of memory at epoch {epoch + 1} with batch size {cfg.batch_size}; lower "
+                "train.batch_size (and raise train.accum_steps to keep the effective batch)"
+            ) from None
+        if cfg.log_resources:
+            row.update(resources(self.device))
+        if not self.per_step:
+            self.scheduler.step(row["val_loss"])
+        return row
+
+    def _update_state(self, epoch: int, row: dict) -> bool:
+        """Record the epoch and the early-stopping state; True when it is the best so far."""
+        s, monitor = self.state, self.cfg.train.monitor
+        score = MONITORS[monitor] * row[f"val_{monitor}"]
+        # The first epoch is the best so far even when its score is NaN (AUC of one class).
+        improved = score > s.best_score or s.best_epoch < 0
+        s.history.append(row)
+        s.epoch = epoch
+        if improved:
+            s.best_score, s.best_epoch, s.stale = score, epoch, 0
+        else:
+            s.stale += 1
+        return improved
 
     def _writer(self):
         if not dist.is_main():
@@ -501,6 +479,18 @@ class Trainer:
                 if isinstance(value, int | float) and key != "epoch":
                     writer.add_scalar(key, value, row["epoch"])
             writer.flush()
+
+    def _skipped_images(self) -> dict:
+        """Images left out: files missing from the table (data.skip_bad) and unreadable ones.
+
+        Unreadable ones are those the cache could not build; without the cache, those this
+        process met (DataLoader workers only log theirs).
+        """
+        if "source_path" in self.table:
+            unreadable = int((self.table["path"] == self.table["source_path"]).sum())
+        else:
+            unreadable = len(self.train_set.skipped)
+        return {"missing": self.skipped_missing, "unreadable": unreadable}
 
     def finish(self) -> None:
         """Predictions of the best checkpoint on val and test, and the run's record."""
@@ -535,7 +525,7 @@ class Trainer:
                 "train_images_per_s": s.train_images / max(s.train_seconds, 1e-9),
                 "eval_images_per_s": eval_rate,
                 "world_size": self.world,
-                "skipped_bad_images": len(self.train_set.skipped),
+                "skipped_images": self._skipped_images(),
                 "git": git_commit(),
                 "versions": versions(),
                 "hardware": hardware(self.device),
@@ -556,6 +546,16 @@ def _run_is_complete(run_dir: Path, cfg: Config) -> bool:
     if not meta.is_file() or read_json(meta).get("status") != "complete":
         return False
     return _same_config(run_dir, cfg)
+
+
+def _start_fresh(run_dir: Path, cfg: Config, table: pd.DataFrame) -> None:
+    """Write the run's config and split; forget what an earlier run of that name left."""
+    (run_dir / "meta.json").unlink(missing_ok=True)  # not complete until it finishes
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)  # old event files would mix in
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "config.yaml") as tmp:
+        save_config(cfg, tmp)
+    save_split(table, run_dir / "split.csv")
 
 
 def train(
@@ -585,11 +585,7 @@ def train(
         trainer.restore(last)
         log.info("resuming %s after epoch %d", cfg.run_name, trainer.state.epoch + 1)
     elif dist.is_main():
-        if (run_dir / "meta.json").exists():
-            (run_dir / "meta.json").unlink()  # a restarted run is not complete until it finishes
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        save_split(trainer.table.assign(path=table["path"].to_numpy()), run_dir / "split.csv")
+        _start_fresh(run_dir, cfg, table)
     dist.barrier()
     trainer.fit()
     trainer.finish()

@@ -11,6 +11,7 @@ from skinlib.config import Config
 from skinlib.data import load_table
 from skinlib.data.classes import class_list, to_binary
 from skinlib.data.splits import apply_split, fold_to_split, make_folds, make_split
+from skinlib.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,11 @@ def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
     stratified split is made with ``data.split_seed`` (or k folds, holding out ``data.fold``).
     """
     table = load_table(data_root(cfg, progress), cfg.data.format, skip_missing=cfg.data.skip_bad)
+    skipped = table.attrs.get("skipped_missing", 0)
     if cfg.data.task == "binary":
         table = to_binary(table, cfg.data.positive)
     elif cfg.data.task != "multiclass":
-        raise ValueError(f"data.task={cfg.data.task!r}; choose multiclass or binary")
+        raise ConfigError(f"data.task={cfg.data.task!r}; choose multiclass or binary")
     if cfg.data.split_file:
         table = apply_split(table, cfg.data.split_file)
         if "split" not in table:
@@ -44,6 +46,7 @@ def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
         table = fold_to_split(table, cfg.data.fold, cfg.data.val_frac, cfg.data.split_seed)
     else:
         table = make_split(table, cfg.data.val_frac, cfg.data.test_frac, cfg.data.split_seed)
+    table.attrs["skipped_missing"] = skipped  # for the run's meta.json
     return table
 
 
