@@ -131,12 +131,21 @@ def family_of(model: nn.Module) -> str:
     return resolve_arch(name)[1] if name else "cnn"
 
 
+# A class activation map has one cell per feature-map position. ResNet's last stage at 224 px has
+# 7x7 cells, the coarsest grid Grad-CAM is usually read at; at the demo's 48 px it has 2x2 (and
+# DenseNet's 1x1), so the upsampled map peaks in a corner whatever the model looks at. Smaller
+# inputs are therefore explained at the deepest stage that still has at least this many cells a side.
+MIN_CAM_GRID = 6
+
+
 @dataclass
 class CamSpec:
-    """What pytorch-grad-cam needs for one model."""
+    """What pytorch-grad-cam needs for one model, and which layer that is (for reports)."""
 
     target_layers: list[nn.Module]
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None
+    layer: str = ""  # module name of the target layer
+    grid: int = 0  # cells per side of the map at the input size asked for (0 = not known)
 
 
 def _vit_reshape(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -154,15 +163,39 @@ def _swin_reshape(tokens: torch.Tensor) -> torch.Tensor:
     return tokens.permute(0, 3, 1, 2)  # timm's Swin blocks are channels-last (B, H, W, C)
 
 
-def cam_spec(model: nn.Module) -> CamSpec:
-    """Grad-CAM target layer and token reshape for this model's family."""
+def _cam_stage(model: nn.Module, input_size: int | None) -> tuple[dict, int]:
+    """The deepest feature stage with at least MIN_CAM_GRID cells a side, and its side.
+
+    Without ``input_size`` (or when even the first stage is coarser) the last stage is used.
+    """
+    stages = list(model.feature_info)
+    if not input_size:
+        return stages[-1], 0
+    for stage in reversed(stages):
+        side = input_size // stage["reduction"]
+        if side >= MIN_CAM_GRID:
+            return stage, side
+    return stages[-1], input_size // stages[-1]["reduction"]
+
+
+def cam_spec(model: nn.Module, input_size: int | None = None) -> CamSpec:
+    """Grad-CAM target layer and token reshape for this model's family.
+
+    Args:
+        input_size: side of the images to explain; below about 200 px CNN and Swin maps move
+            to an earlier stage (see ``MIN_CAM_GRID``). ViT's tokens have one grid in every block.
+    """
     family = family_of(model)
     if family == "vit":
-        return CamSpec([model.blocks[-1].norm1], _vit_reshape(model))
+        name = f"blocks.{len(model.blocks) - 1}.norm1"
+        grid = input_size // model.patch_embed.patch_size[0] if input_size else 0
+        return CamSpec([model.get_submodule(name)], _vit_reshape(model), name, grid)
+    stage, grid = _cam_stage(model, input_size)
     if family == "swin":
-        return CamSpec([model.layers[-1].blocks[-1].norm1], _swin_reshape)
-    module = model.get_submodule(model.feature_info[-1]["module"])
-    return CamSpec([module], None)
+        blocks = model.get_submodule(stage["module"]).blocks
+        name = f"{stage['module']}.blocks.{len(blocks) - 1}.norm1"
+        return CamSpec([model.get_submodule(name)], _swin_reshape, name, grid)
+    return CamSpec([model.get_submodule(stage["module"])], None, stage["module"], grid)
 
 
 def param_groups(

@@ -322,18 +322,26 @@ class Study:
         """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
         from PIL import Image
 
+        from skinlib.models import cam_spec
         from skinlib.xai import compute_cams, faithfulness_scores, mask_scores
 
         rows = split_rows(self.run_dir(run), "test").head(self.evaluation.xai_images)
         loaded, pil, x = self._images(run, rows)
-        cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
+        spec = cam_spec(loaded.model, x.shape[-1])
+        cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
         if "mask_path" in rows and rows["mask_path"].notna().all():
             size = run_meta(self.run_dir(run))["image_size"]
             masks = [self._crop_like(Image.open(m), size) for m in rows["mask_path"]]
             scores = mask_scores(cams, masks)
         else:
             scores = pd.DataFrame({"road": faithfulness_scores(loaded.model, x, cams)})
-        return scores.assign(model=run), pil, cams
+        return scores.assign(model=run, layer=spec.layer, grid=spec.grid), pil, cams
+
+    def cam_summary(self) -> pd.DataFrame:
+        """Mean map scores per architecture, with the layer explained and its grid (cells a side)."""
+        scores = pd.concat([self.cam_scores(run)[0] for run in self.runs])
+        summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
+        return summary.reset_index(["layer", "grid"])
 
     @staticmethod
     def _crop_like(mask_image, size: int) -> np.ndarray:

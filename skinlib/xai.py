@@ -75,11 +75,12 @@ def compute_cams(
         targets: class index per image (binary models: 1 = positive, 0 = negative); default the
             predicted class.
         method: gradcam | gradcam++ | scorecam | eigencam (EigenCAM ignores ``targets``).
-        spec: target layers and token reshape; default :func:`skinlib.models.cam_spec`.
+        spec: target layers and token reshape; default :func:`skinlib.models.cam_spec` for the
+            images' size (small images are explained at an earlier, finer stage).
     """
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS)}")
-    spec = spec or cam_spec(model)
+    spec = spec or cam_spec(model, images.shape[-1])
     was_training = model.training
     model.eval()
     out = []

@@ -109,6 +109,35 @@ def test_cam_spec_drives_grad_cam_for_every_family(arch, size):
     assert maps.shape == (2, size, size) and np.isfinite(maps).all()
 
 
+@pytest.mark.parametrize(
+    ("arch", "size", "layer", "grid"),
+    [
+        ("resnet18", 224, "layer4", 7),
+        ("resnet18", 48, "layer2", 6),
+        ("densenet121", 224, "features.norm5", 7),
+        ("densenet121", 48, "features.denseblock2", 6),
+        ("efficientnet_b0", 48, "blocks.2", 6),
+        ("swin_tiny", 48, "layers.1.blocks.1.norm1", 6),
+        ("vit_tiny", 48, "blocks.11.norm1", 3),
+    ],
+)
+def test_small_inputs_are_explained_at_a_finer_stage(arch, size, layer, grid):
+    """At 48 px DenseNet's last stage is 1x1 (a flat map) and ResNet's 2x2 (a corner): the spec
+    moves to the deepest stage with at least 6x6 cells, and keeps the last one at 224 px."""
+    model = create_model(ModelConfig(arch=arch), 3, img_size=size).eval()
+    spec = cam_spec(model, size)
+    assert (spec.layer, spec.grid) == (layer, grid)
+    assert spec.target_layers[0] is model.get_submodule(layer)
+    captured = {}
+    hook = spec.target_layers[0].register_forward_hook(lambda m, i, o: captured.update(out=o))
+    with torch.no_grad():
+        model(torch.randn(1, 3, size, size))
+    hook.remove()
+    feature = captured["out"]
+    feature = spec.reshape_transform(feature) if spec.reshape_transform else feature
+    assert min(feature.shape[-2:]) >= grid  # the grid it reports is what the layer gives
+
+
 def test_param_groups_split_backbone_and_head():
     model = create_model(ModelConfig(arch="resnet18"), 3)
     groups = {g["name"]: g for g in param_groups(model, 1e-3, 0.1, 0.05)}
