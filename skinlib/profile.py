@@ -1,8 +1,9 @@
 """Study profiles (``params/*.yaml``): the run configuration plus what the study compares.
 
 A profile has a ``config`` section (a :class:`skinlib.config.Config`, shared by every run) and the
-study's own sections: which architectures to train, which imbalance strategies to compare, and
-how to evaluate. Notebooks and the pipeline read profiles only through :func:`load_study_profile`.
+study's own sections: which architectures to train (and, under ``recipes``, what an architecture
+trains with that the others do not, such as a lower learning rate for a transformer), which
+imbalance strategies to compare, and how to evaluate. Notebooks and the pipeline read profiles only through :func:`load_study_profile`.
 """
 
 from __future__ import annotations
@@ -61,14 +62,22 @@ class StudyProfile:
     imbalance: ImbalanceStudy
     evaluation: EvaluationSettings
     path: Path | None = None
+    # architecture -> config overrides of its own recipe (e.g. a lower learning rate for Swin)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
+    profile_config: Config | None = None  # ``config`` before the --set overrides
 
     def run_config(
         self, arch: str, run: str | None = None, overrides: dict | None = None
     ) -> Config:
-        """The config of one run: the base config with another architecture and run name."""
-        items = [f"model.arch={arch}", f"run={run or arch}", f"study={self.study}"]
-        items += [f"{k}={_yaml_value(v)}" for k, v in (overrides or {}).items()]
-        return apply_overrides(self.config, items)
+        """The config of one run of ``arch``.
+
+        Precedence, lowest first: the profile's ``config``, the architecture's recipe, the
+        ``--set`` overrides, then ``overrides`` (an imbalance strategy's).
+        """
+        items = _items(self.recipes.get(arch, {})) + self.overrides + _items(overrides or {})
+        items += [f"model.arch={arch}", f"run={run or arch}", f"study={self.study}"]
+        return apply_overrides(self.profile_config or self.config, items)
 
     def strategy_config(self, name: str) -> Config:
         """The config of one imbalance-strategy run (run name ``imbalance_<name>``)."""
@@ -79,6 +88,10 @@ class StudyProfile:
             )
         overrides = {**self.imbalance.common, **self.imbalance.strategies[name]}
         return self.run_config(self.imbalance.arch, f"imbalance_{name}", overrides)
+
+
+def _items(overrides: dict[str, Any]) -> list[str]:
+    return [f"{k}={_yaml_value(v)}" for k, v in overrides.items()]
 
 
 def _yaml_value(value: Any) -> str:
@@ -110,19 +123,41 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
     """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
     path = resolve_profile_path(profile)
     data = load_profile(path)
-    known = {"study", "config", "architectures", "imbalance", "evaluation"}
+    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
     study = data.get("study") or path.stem
-    config = config_from_dict({**(data.get("config") or {}), "study": study})
-    config = apply_overrides(config, overrides)
+    base = config_from_dict({**(data.get("config") or {}), "study": study})
+    config = apply_overrides(base, overrides)
     archs = data.get("architectures") or [config.model.arch]
-    return StudyProfile(
+    profile = StudyProfile(
         study=study,
         config=config,
         architectures=list(archs),
         imbalance=_section(ImbalanceStudy, data.get("imbalance"), "imbalance"),
         evaluation=_section(EvaluationSettings, data.get("evaluation"), "evaluation"),
         path=path,
+        recipes=dict(data.get("recipes") or {}),
+        overrides=list(overrides or []),
+        profile_config=base,
     )
+    _check_recipes(profile, path)
+    return profile
+
+
+def _check_recipes(profile: StudyProfile, path: Path) -> None:
+    """Recipes name architectures the study trains, with overrides the config accepts."""
+    trained = {*profile.architectures, profile.imbalance.arch}
+    for arch, recipe in profile.recipes.items():
+        if arch not in trained:
+            raise ConfigError(
+                f"profile {path}: recipes names {arch!r}, which the study does not train "
+                f"(architectures: {profile.architectures})"
+            )
+        if not isinstance(recipe, dict):
+            raise ConfigError(f"profile {path}: recipes.{arch} must map keys to values")
+        try:
+            profile.run_config(arch)
+        except ConfigError as err:
+            raise ConfigError(f"profile {path}: recipes.{arch}: {err}") from None

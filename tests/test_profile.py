@@ -53,3 +53,31 @@ def test_steps_expand_per_architecture_and_only_pulls_dependencies():
     assert {s.name for s in select_steps(steps, ["01_eda"])} == {"01_eda"}
     with pytest.raises(PipelineError, match="no such step"):
         select_steps(steps, ["08_nothing"])
+
+
+def test_recipes_sit_between_the_profile_and_the_set_overrides(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "study: x\narchitectures: [resnet18, swin_tiny]\n"
+        "recipes: {swin_tiny: {train.lr: 0.0005, train.warmup_epochs: 2}}\n"
+        "imbalance: {arch: swin_tiny, strategies: {focal: {imbalance.loss: focal, train.lr: 0.01}}}\n"
+        "config: {train: {lr: 0.002, epochs: 3}}\n"
+    )
+    study = load_study_profile(tmp_path / "p.yaml")
+    assert study.run_config("resnet18").train.lr == 0.002
+    swin = study.run_config("swin_tiny")
+    assert (swin.train.lr, swin.train.warmup_epochs, swin.train.epochs) == (0.0005, 2, 3)
+    assert study.strategy_config("focal").train.lr == 0.01  # the strategy is the variable
+    cli = load_study_profile(tmp_path / "p.yaml", ["train.lr=0.1", "model.arch=vit_tiny"])
+    assert cli.run_config("swin_tiny").train.lr == 0.1  # --set beats the recipe
+    assert cli.run_config("swin_tiny").model.arch == "swin_tiny"
+    assert cli.run_config("swin_tiny").train.warmup_epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("recipes", "needle"),
+    [("{vit_base: {train.lr: 0.1}}", "does not train"), ("{resnet18: {train.lrr: 1}}", "lrr")],
+)
+def test_bad_recipes_are_refused(tmp_path, recipes, needle):
+    (tmp_path / "p.yaml").write_text(f"study: x\narchitectures: [resnet18]\nrecipes: {recipes}\n")
+    with pytest.raises(ConfigError, match=needle):
+        load_study_profile(tmp_path / "p.yaml")
