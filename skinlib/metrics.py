@@ -368,8 +368,10 @@ def paired_comparison(
 
     The paired bootstrap draws the same lesions for both models in every resample, so the
     interval of the difference accounts for their correlation. ``p_bootstrap`` is two-sided: twice
-    the share of resampled differences on the far side of zero (capped at 1). McNemar's test on
-    which images each model gets right is added as the classical check.
+    the share of resampled differences on the far side of zero, counted with the usual add-one
+    correction ``(k + 1) / (B + 1)`` (North et al. 2002) so that B resamples never claim p = 0, only
+    p < 2 / (B + 1); capped at 1. McNemar's test on which images each model gets right is added as
+    the classical check.
 
     Returns:
         ``metric, a, b, difference, low, high, p_bootstrap, p_mcnemar`` and ``mcnemar`` (the
@@ -389,7 +391,8 @@ def paired_comparison(
     )
     diffs = diffs[np.isfinite(diffs)]
     low, high = _interval(diffs, alpha)
-    p_boot = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))) if len(diffs) else np.nan
+    far = min(np.sum(diffs <= 0), np.sum(diffs >= 0))
+    p_boot = min(1.0, 2 * (far + 1) / (len(diffs) + 1)) if len(diffs) else np.nan
     test = mcnemar(pa.argmax(1) == y, pb.argmax(1) == y)
     return {
         "metric": metric,

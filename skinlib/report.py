@@ -33,6 +33,18 @@ def format_ci(value: float, low: float, high: float, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def format_p(p: float, digits: int = 3) -> str:
+    """A p-value as a table shows it: ``<0.001`` below the last digit shown, never ``0.000``.
+
+    >>> format_p(2.5e-22), format_p(0.0412)
+    ('<0.001', '0.041')
+    """
+    if _missing(p):
+        return MISSING
+    floor = 10.0**-digits
+    return f"<{floor:.{digits}f}" if p < floor else f"{p:.{digits}f}"
+
+
 def _number(value: float, float_format: str | Callable[[float], str]) -> str:
     """``float_format`` for rates and errors; fewer decimals for large numbers (sizes, img/s)."""
     if _missing(value):

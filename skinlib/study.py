@@ -22,7 +22,7 @@ from skinlib.io import read_json, write_json
 from skinlib.metrics import bootstrap_ci, classification_report, paired_comparison
 from skinlib.predictions import Predictions
 from skinlib.profile import load_study_profile
-from skinlib.report import format_ci, write_table
+from skinlib.report import format_ci, format_p, write_table
 from skinlib.runs import load_model, run_meta
 from skinlib.thresholds import (
     operating_point,
@@ -242,8 +242,8 @@ class Study:
                 {
                     "comparison": f"{best} - {run}",
                     "difference": format_ci(res["difference"], res["low"], res["high"]),
-                    "p (bootstrap)": res["p_bootstrap"],
-                    "p (McNemar)": res["p_mcnemar"],
+                    "p (bootstrap)": format_p(res["p_bootstrap"]),
+                    "p (McNemar)": format_p(res["p_mcnemar"]),
                 }
             )
         return pd.DataFrame(rows)

@@ -101,3 +101,23 @@ def test_config_checks_value_types():
         apply_overrides(Config(), ["train.ema=maybe"])
     with pytest.raises(ConfigError, match="train.lr: expected a number"):
         apply_overrides(Config(), ["train.lr=fast"])
+
+
+def test_docstring_examples_hold():
+    """The doctests in skinlib's docstrings are examples a reader trusts: run them all."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import skinlib
+
+    failed, attempted = {}, 0
+    for info in pkgutil.walk_packages(skinlib.__path__, "skinlib."):
+        if info.name in ("skinlib.__main__",):
+            continue
+        module = importlib.import_module(info.name)
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        attempted += result.attempted
+        if result.failed:
+            failed[info.name] = result.failed
+    assert failed == {} and attempted >= 5
