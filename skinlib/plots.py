@@ -115,12 +115,15 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
     return fig
 
 
-def reliability_diagram(tables: dict[str, pd.DataFrame], ax=None, title: str | None = None):
+def reliability_diagram(
+    tables: dict[str, pd.DataFrame], ax=None, title: str | None = None, legend: bool = True
+):
     """Accuracy against mean confidence per bin, one line per probability set (before/after).
 
     Args:
         tables: ``{name: skinlib.calibration.reliability(...)}``; empty bins are skipped and the
             marker area follows the bin's share of images.
+        legend: draw the legend on this axis (a grid of diagrams shares one instead).
     """
     fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect calibration")
@@ -131,9 +134,32 @@ def reliability_diagram(tables: dict[str, pd.DataFrame], ax=None, title: str | N
         ax.scatter(used["confidence"], used["accuracy"], s=sizes, color=line.get_color(), zorder=3)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
     ax.set_aspect("equal")
-    ax.legend(loc="upper left", frameon=False)
+    if legend:
+        ax.legend(loc="upper left", frameon=False)
     if title:
         ax.set_title(title)
+    return fig
+
+
+def reliability_grid(tables: dict[str, dict[str, pd.DataFrame]], ncols: int = 3):
+    """One reliability diagram per model in a grid at text width, with a single shared legend.
+
+    Args:
+        tables: ``{model: {name: reliability table}}`` (as :func:`reliability_diagram` takes).
+    """
+    n = max(1, len(tables))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    side = FULL_WIDTH / ncols
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(FULL_WIDTH, side * nrows + 0.4), layout="constrained", squeeze=False
+    )
+    for ax, (model, model_tables) in zip(axes.flat, tables.items(), strict=False):
+        reliability_diagram(model_tables, ax=ax, title=model, legend=False)
+    for ax in axes.flat[len(tables) :]:
+        ax.set_axis_off()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return fig
 
 

@@ -64,6 +64,21 @@ def test_every_plot_returns_its_figure_and_draws_on_a_given_axis():
         assert draw(ax) is fig and ax.has_data(), name
 
 
+def test_reliability_grid_has_a_panel_per_model_and_one_legend():
+    rng = np.random.default_rng(0)
+    y, proba = rng.integers(0, 3, 100), rng.dirichlet(np.ones(3), 100)
+    tables = {"before": reliability(y, proba), "after": reliability(y, proba**0.5 / 2)}
+    fig = plots.reliability_grid({f"model{i}": tables for i in range(5)})
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(shown) == 5 and [ax.get_title() for ax in shown] == [f"model{i}" for i in range(5)]
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "perfect calibration",
+        "before",
+        "after",
+    ]
+
+
 def test_galleries():
     rng = np.random.default_rng(1)
     images = [rng.random((40, 40, 3)) for _ in range(4)]
