@@ -74,7 +74,9 @@ def to_latex(
 
     A named index becomes the first column. Float columns go through ``float_format`` (numbers of
     10 and more get fewer decimals); strings (e.g. :func:`format_ci` cells) are kept as written
-    with LaTeX's special characters escaped.
+    with LaTeX's special characters escaped. The tabular sits in an ``adjustbox`` that shrinks
+    it to the text width only when it is wider (the comparison and operating-point tables are),
+    so the document needs ``\\usepackage{booktabs, adjustbox}``.
     """
     body = df.reset_index() if df.index.name is not None else df.copy()
     align = "".join("r" if pd.api.types.is_numeric_dtype(body[c]) else "l" for c in body.columns)
@@ -84,7 +86,7 @@ def to_latex(
     body.columns = [str(c) for c in body.columns]
     styler = body.style.hide(axis="index").format(escape="latex", na_rep=MISSING)
     styler = styler.format_index(escape="latex", axis=1)
-    return styler.to_latex(
+    tex = styler.to_latex(
         hrules=True,
         caption=escape_text(caption),
         label=label,
@@ -92,6 +94,10 @@ def to_latex(
         position_float="centering",
         column_format=align,
     )
+    tex = tex.replace(
+        "\\begin{tabular}", "\\begin{adjustbox}{max width=\\linewidth}\n\\begin{tabular}"
+    )
+    return tex.replace("\\end{tabular}\n", "\\end{tabular}\n\\end{adjustbox}\n")
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

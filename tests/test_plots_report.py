@@ -176,9 +176,13 @@ def test_write_table_writes_tex_csv_and_strict_json(tmp_path):
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_table_compiles_with_pdflatex(tmp_path):
-    tex = to_latex(results_frame(), "Results", "tab:r")
+    wide = pd.concat([results_frame()] * 4, axis=1)  # wider than the text: shrunk to fit
+    wide.columns = [f"{c} {i}" for i, c in enumerate(wide.columns)]
+    tex = to_latex(results_frame(), "Results", "tab:r") + to_latex(wide, "Wide", "tab:w")
     doc = (
-        "\\documentclass{article}\\usepackage{booktabs}\\begin{document}" + tex + "\\end{document}"
+        "\\documentclass{article}\\usepackage{booktabs,adjustbox}\\begin{document}"
+        + tex
+        + "\\end{document}"
     )
     (tmp_path / "t.tex").write_text(doc)
     run = subprocess.run(
@@ -188,6 +192,7 @@ def test_table_compiles_with_pdflatex(tmp_path):
         timeout=60,
     )
     assert run.returncode == 0, run.stdout[-2000:]
+    assert "Overfull \\hbox" not in (tmp_path / "t.log").read_text()
 
 
 def test_format_ci():
