@@ -171,16 +171,20 @@ def roc_curves(
 ):
     """ROC curves ``{name: (fpr, tpr, auc)}`` (:func:`skinlib.thresholds.roc_curves`) with
     operating points ``{name: (1 - specificity, sensitivity)}`` marked."""
-    fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH))
+    fig, ax = _axes(ax, (COLUMN_WIDTH * 1.6, COLUMN_WIDTH))
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+    colours = {}
     for name, (fpr, tpr, auc) in curves.items():
-        ax.plot(fpr, tpr, lw=1.2, label=f"{name} (AUC {auc:.3f})")
+        (line,) = ax.plot(fpr, tpr, lw=1.2, label=f"{name} (AUC {auc:.3f})")
+        colours[name] = line.get_color()
     markers = iter("*DsP^v")
     for name, (x, y) in (points or {}).items():
-        ax.plot([x], [y], marker=next(markers, "o"), ms=7, ls="none", color="black", label=name)
+        # a model's operating point takes its curve's colour ("resnet18 op." -> "resnet18")
+        colour = next((c for n, c in colours.items() if name.startswith(n)), "black")
+        ax.plot([x], [y], marker=next(markers, "o"), ms=7, ls="none", color=colour, label=name)
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="1 - specificity", ylabel="sensitivity")
     ax.set_aspect("equal")
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
         ax.set_title(title)
     return fig

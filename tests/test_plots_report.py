@@ -64,6 +64,14 @@ def test_every_plot_returns_its_figure_and_draws_on_a_given_axis():
         assert draw(ax) is fig and ax.has_data(), name
 
 
+def test_operating_points_take_their_curves_colour():
+    roc = {m: (np.array([0, 0.5, 1]), np.array([0, 0.8, 1]), 0.9) for m in ("a", "b")}
+    fig = plots.roc_curves(roc, {"b op.": (0.05, 0.5), "other": (0.1, 0.6)})
+    lines = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()}
+    assert lines["b op."] == lines["b (AUC 0.900)"] != lines["a (AUC 0.900)"]
+    assert lines["other"] == "black"
+
+
 def test_reliability_grid_has_a_panel_per_model_and_one_legend():
     rng = np.random.default_rng(0)
     y, proba = rng.integers(0, 3, 100), rng.dirichlet(np.ones(3), 100)
