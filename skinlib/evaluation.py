@@ -76,9 +76,9 @@ def predict_table(
             averaged over the views.
     """
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     from skinlib.data.dataset import ImageDataset
+    from skinlib.progress import tqdm
 
     views = list(TTA_VIEWS if tta is True else (tta or ["identity"]))
     classes = list(loaded.classes)

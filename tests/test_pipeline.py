@@ -73,6 +73,21 @@ def test_every_step_runs_and_writes_its_outputs(smoke):
 
 
 @pytest.mark.slow
+def test_saved_notebooks_keep_progress_bars_short(smoke):
+    """tqdm in papermill runs: a few lines per bar, not one per step, and no widget warning."""
+    root, _ = smoke
+    nb = nbformat.read(root / "exp" / "smoke" / "notebooks" / "02_imbalance.ipynb", as_version=4)
+    text = "".join(
+        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name")
+    )
+    assert "IProgress not found" not in text
+    draws = [line for line in text.replace("\r", "\n").splitlines() if "it/s" in line]
+    bars = {line.split(":")[0].strip() for line in draws if line.strip().startswith("epoch")}
+    epoch_draws = [line for line in draws if line.strip().startswith("epoch")]
+    assert bars and len(epoch_draws) <= 3 * len(bars) * 3  # 3 strategy runs, <= 3 draws each
+
+
+@pytest.mark.slow
 def test_results_hold_sane_values(smoke):
     root, _ = smoke
     gen = root / "thesis" / "generated" / "smoke"

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
 
 from skinlib import paths
 from skinlib.data.images import load_image
 from skinlib.errors import DataError
 from skinlib.io import atomic_path
+from skinlib.progress import tqdm
 
 JPEG_QUALITY = 95  # visually lossless; 4:2:0 chroma as in the source JPEGs
 

@@ -453,7 +453,7 @@ def generate(
     layout: str = "ham10000",
 ) -> Path:
     """Write a SynthDerm dataset in the HAM10000 (or ISIC 2019) layout; returns ``out_dir``."""
-    from tqdm.auto import tqdm
+    from skinlib.progress import tqdm
 
     out = Path(out_dir)
     table = plan(n, seed, size, classes, difficulty, balanced)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
 from skinlib.data.adapters import Problem, read_source
 from skinlib.data.images import is_dicom, load_image
 from skinlib.errors import DataError
+from skinlib.progress import tqdm
 
 MIN_SIDE = 64  # px: smaller images carry no dermoscopic detail (or are thumbnails)
 MAX_SIDE = 10_000  # px: larger ones are scans or stitched photos, and slow every epoch

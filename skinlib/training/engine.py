@@ -262,7 +262,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training sampler; the epoch's training columns of metrics.csv."""
-        from tqdm.auto import tqdm
+        from skinlib.progress import tqdm
 
         self._begin_epoch(epoch)
         self.net.train()
@@ -279,8 +279,10 @@ class Trainer:
         for step, (images, labels) in enumerate(itertools.islice(self.train_loader, steps)):
             total += self._train_step(step, steps, images, labels, epoch) * len(images)
             count += len(images)
+            # refresh=False: the bar redraws at its own pace (mininterval), so a notebook saved
+            # by papermill keeps a few lines per epoch instead of one per step
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
             bar.update()
-            bar.set_postfix(loss=f"{total / count:.4f}")
         bar.close()
         seconds = time.perf_counter() - start
         self.state.train_seconds += seconds
