@@ -3,7 +3,8 @@
 A profile has a ``config`` section (a :class:`skinlib.config.Config`, shared by every run) and the
 study's own sections: which architectures to train (and, under ``recipes``, what an architecture
 trains with that the others do not, such as a lower learning rate for a transformer), which
-imbalance strategies to compare, and how to evaluate. Notebooks and the pipeline read profiles only through :func:`load_study_profile`.
+imbalance strategies to compare, and how to evaluate. Notebooks and the pipeline read profiles
+only through :func:`load_study_profile`.
 """
 
 from __future__ import annotations
