@@ -47,7 +47,7 @@ bench: $(STAMP) ## print throughput figures (loader, generator, training)
 lab: $(STAMP) ## start JupyterLab with the project's kernel registered as "skinlib"
 	$(PY) -m pip install -q -e ".[dev,lab]"
 	$(PY) -m ipykernel install --user --name skinlib --display-name "Python (skinlib)"
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
 
 thesis: ## build thesis/main.pdf with latexmk (after `make demo`)
 	@command -v latexmk >/dev/null || { echo "latexmk not found: install TeX Live (e.g. apt-get install latexmk texlive-latex-extra)"; exit 1; }
