@@ -276,11 +276,15 @@ class Study:
         t = self.temperature(run)
         val, test = self.predictions(run, "val"), self.predictions(run, "test")
         vp, tp = val.probabilities(t), test.probabilities(t)
-        targets = (
-            ("specificity", self.evaluation.specificity),
-            ("specificity", 0.90),
-            ("sensitivity", 0.95),
-            ("youden", None),
+        targets = tuple(  # the profile's target first; once, where it is also a standard one
+            dict.fromkeys(
+                [
+                    ("specificity", self.evaluation.specificity),
+                    ("specificity", 0.90),
+                    ("sensitivity", 0.95),
+                    ("youden", None),
+                ]
+            )
         )
         table = operating_points_table(
             vp, val.labels, tp, test.labels, val.classes, positive, targets, t

@@ -111,6 +111,24 @@ def test_results_hold_sane_values(smoke):
     assert (root / "exp" / "smoke" / "ensemble" / "predictions_test.csv").is_file()
     points = pd.read_csv(gen / "operating_points.csv")
     assert points["val_specificity"].between(0, 1).all()
+    # the profile's 0.9 target is also a standard one: listed once
+    assert not points.duplicated(["model", "positive", "criterion", "target"]).any()
+
+
+@pytest.mark.slow
+def test_notebooks_state_their_findings(smoke):
+    root, _ = smoke
+    expected = {
+        "02_imbalance": "Best: ",
+        "04_calibration": "Temperature scaling lowered the test ECE for ",
+        "05_thresholds": "At the threshold chosen for 90% specificity on validation, mel",
+        "06_xai": "'s maps peak on the lesion in ",
+        "07_comparison": "Intervals overlapping the best one's",
+    }
+    for name, sentence in expected.items():
+        nb = nbformat.read(root / "exp" / "smoke" / "notebooks" / f"{name}.ipynb", as_version=4)
+        text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+        assert sentence in text, name
 
 
 @pytest.mark.slow

@@ -1,0 +1,79 @@
+"""The computed sentences under each result state what the numbers say."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from skinlib import findings
+
+
+def _row(model, value, low, high):
+    return {
+        "model": model,
+        "balanced_accuracy": value,
+        "balanced_accuracy_low": low,
+        "balanced_accuracy_high": high,
+    }
+
+
+def test_ranking_orders_and_names_overlapping_intervals():
+    rows = [_row("b", 0.6, 0.5, 0.7), _row("a", 0.8, 0.72, 0.88), _row("c", 0.75, 0.6, 0.8)]
+    text = findings.ranking(rows, n_classes=7)
+    assert text.startswith("Best: a, balanced accuracy 0.800 [0.720, 0.880] (chance 0.143)")
+    assert text.index("c 0.750") < text.index("b 0.600")
+    assert text.endswith("Intervals overlapping the best one's: c.")
+    alone = findings.ranking([_row("a", 0.8, 0.75, 0.85), _row("b", 0.5, 0.4, 0.6)], 2)
+    assert alone.endswith("overlapping the best one's: none.")
+
+
+def test_calibration_names_who_improved_and_who_did_not():
+    table = pd.DataFrame(
+        {
+            "model": ["r", "r", "r", "r", "v", "v", "v", "v"],
+            "split": ["val", "val", "test", "test"] * 2,
+            "stage": ["before", "after"] * 4,
+            "ece": [0.08, 0.02, 0.117, 0.039, 0.15, 0.2, 0.19, 0.22],
+        }
+    )
+    text = findings.calibration(table)
+    assert text.startswith(
+        "Temperature scaling lowered the test ECE for 1 of 2 models: r 0.117 -> 0.039"
+    )
+    assert "It did not for v 0.190 -> 0.220" in text
+    assert "for 1 of 2 models: r 0.080 -> 0.020" in findings.calibration(table, "val")
+
+
+def test_operating_points_picks_the_target_row_per_model():
+    points = pd.DataFrame(
+        {
+            "model": ["r", "r", "d", "d"],
+            "positive": ["mel"] * 4,
+            "criterion": ["specificity", "youden"] * 2,
+            "target": [0.95, None, 0.95, None],
+            "test_sensitivity": [0.7, 0.9, 0.65, 0.9],
+            "test_sensitivity_low": [0.48, 0.7, 0.43, 0.7],
+            "test_sensitivity_high": [0.86, 0.97, 0.82, 0.97],
+            "test_specificity": [0.967, 0.9, 0.98, 0.8],
+        }
+    )
+    text = findings.operating_points(points, "mel", 0.95)
+    assert "95% specificity on validation, mel sensitivity on test" in text
+    assert "r 0.700 [0.480, 0.860] at specificity 0.97; d 0.650 [0.430, 0.820]" in text
+    assert "0.900" not in text  # the Youden rows are not the 95 % operating point
+
+
+def test_cam_scores_best_and_worst_against_chance():
+    summary = pd.DataFrame(
+        {
+            "pointing": [0.958, 0.167, None],
+            "energy_inside": [0.56, 0.21, None],
+            "mask_share": 0.144,
+        },
+        index=pd.Index(["densenet121", "resnet18", "flat"], name="model"),
+    )
+    text = findings.cam_scores(summary)
+    assert text == (
+        "densenet121's maps peak on the lesion in 96% of test images (56% of their energy "
+        "inside, 14% by chance); resnet18's in 17% (21%)."
+    )
+    assert "ROAD" in findings.cam_scores(pd.DataFrame({"road": [0.1]}))
