@@ -21,6 +21,7 @@ from PIL import Image
 from skinlib.app_inputs import read_upload
 from skinlib.errors import DataError, SkinlibError
 from skinlib.io import read_json
+from skinlib.runs import read_temperature, thresholds_path
 
 if TYPE_CHECKING:
     from skinlib.thresholds import OperatingPoint
@@ -112,22 +113,6 @@ def ensemble_members(run_dir: Path) -> tuple[list[Path], list[float]]:
     return folders, weights
 
 
-def read_temperature(run_dir: Path) -> float | None:
-    """The temperature fitted on validation (``calibration.json``), or None when not calibrated."""
-    path = run_dir / "calibration.json"
-    if not path.is_file():
-        return None
-    try:
-        value = float(read_json(path)["temperature"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataError(
-            f"{path}: no usable 'temperature' ({err}); re-run the calibration"
-        ) from None
-    if not (math.isfinite(value) and value > 0):
-        raise DataError(f"{path}: temperature {value} must be a positive number")
-    return value
-
-
 def _calibrated(logits: np.ndarray, classes: list[str], temperature: float | None) -> np.ndarray:
     """(C,) probabilities of one image's logits at a temperature, by the predictions file's rule."""
     from skinlib.predictions import Predictions
@@ -141,7 +126,7 @@ def read_operating_point(run_dir: Path) -> OperatingPoint | None:
     or None when the study stored none for this run."""
     from skinlib.thresholds import load_thresholds
 
-    path = run_dir / "thresholds.json"
+    path = thresholds_path(run_dir)
     if not path.is_file():
         return None
     try:

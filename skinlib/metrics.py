@@ -405,3 +405,109 @@ def paired_comparison(
         "p_mcnemar": test["p_value"],
         "mcnemar": test,
     }
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment for testing several comparisons at once (family-wise error).
+
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p_values, dtype=float)
+    adjusted, running = np.empty_like(p), 0.0
+    for rank, i in enumerate(np.argsort(p)):
+        running = max(running, (len(p) - rank) * p[i])
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+def align_pair(reference, other, names: tuple[str, str] = ("reference", "other")):
+    """``other`` reordered to ``reference``'s image ids; an error if the two sets of images differ.
+
+    Paired tests are only valid on the same images: a model evaluated on another split, a
+    filtered set or another dataset must not be compared image by image.
+    """
+    if list(reference.classes) != list(other.classes):
+        raise ValueError(
+            f"{names[0]} and {names[1]} predict different classes: "
+            f"{reference.classes} vs {other.classes}"
+        )
+    ref_ids, other_ids = pd.Index(reference.image_id), pd.Index(other.image_id)
+    if ref_ids.has_duplicates or other_ids.has_duplicates:
+        raise ValueError(f"{names[0]} or {names[1]} lists an image twice; cannot pair them")
+    if set(ref_ids) != set(other_ids):
+        only_ref = sorted(set(ref_ids) - set(other_ids))[:3]
+        only_other = sorted(set(other_ids) - set(ref_ids))[:3]
+        raise ValueError(
+            f"{names[0]} and {names[1]} were predicted on different images (e.g. only in "
+            f"{names[0]}: {only_ref}, only in {names[1]}: {only_other}); compare them on the "
+            "same split of the same run folders"
+        )
+    order = other_ids.get_indexer(ref_ids)
+    if not np.array_equal(np.asarray(other.labels)[order], np.asarray(reference.labels)):
+        raise ValueError(f"{names[0]} and {names[1]} disagree on the labels of the same images")
+    return other.subset(order) if hasattr(other, "subset") else other
+
+
+def paired_tests(
+    reference_name: str,
+    reference,
+    others: dict,
+    metric: str = "balanced_accuracy",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Each model against the reference on the same images, Holm-adjusted.
+
+    The primary test is the paired bootstrap over lesions (``reference.group``) of the reported
+    metric; McNemar's test counts images as independent and tests plain accuracy, so it is kept
+    as a secondary, image-level column.
+
+    Args:
+        reference_name, reference: the reference model (chosen on validation, never on test) and
+            its :class:`~skinlib.predictions.Predictions`.
+        others: name -> Predictions of the same images (any order).
+
+    Returns:
+        One row per comparison: the two values, the difference with its interval, the bootstrap
+        p-value and its Holm adjustment over all rows, and the image-level McNemar p-value.
+    """
+    rows = []
+    for name, preds in others.items():
+        other = align_pair(reference, preds, (reference_name, name))
+        res = paired_comparison(
+            reference.labels,
+            reference.probabilities(),
+            other.probabilities(),
+            reference.group,
+            metric=metric,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        rows.append(
+            {
+                "reference": reference_name,
+                "model": name,
+                "metric": metric,
+                "reference_value": res["a"],
+                "model_value": res["b"],
+                "difference": res["difference"],
+                "low": res["low"],
+                "high": res["high"],
+                "p_bootstrap": res["p_bootstrap"],
+                "p_mcnemar_images": res["p_mcnemar"],
+            }
+        )
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(table.columns.get_loc("p_bootstrap") + 1, "p_holm", holm(table["p_bootstrap"]))
+    return table
+
+
+def best_on_validation(val_predictions: dict, metric: str = "balanced_accuracy") -> str:
+    """The model with the best validation score: the reference of the paired tests, chosen
+    without looking at test."""
+    scores = {
+        name: score(p.labels, p.probabilities(), metric) for name, p in val_predictions.items()
+    }
+    return max(scores, key=scores.get)

@@ -63,6 +63,16 @@ class Predictions:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
+    def subset(self, index) -> Predictions:
+        """The rows at ``index`` (an integer array or boolean mask), in that order."""
+        return Predictions(
+            self.image_id[index],
+            self.group[index],
+            self.labels[index],
+            self.logits[index],
+            list(self.classes),
+        )
+
     def to_frame(self) -> pd.DataFrame:
         cols = self.classes[-1:] if self.binary else self.classes
         df = pd.DataFrame({"image_id": self.image_id, "group": self.group, "label": self.labels})

@@ -18,13 +18,30 @@ from skinlib import paths
 from skinlib.config import Config, apply_overrides, config_from_dict, load_profile
 from skinlib.errors import ConfigError
 
+# What "no imbalance handling" means: every strategy run starts here, whatever the profile's own
+# config uses for the architecture runs (say focal loss), so each arm is the neutral base plus
+# exactly its own change. A profile that wants a non-neutral shared base says so in ``common``.
+NEUTRAL_IMBALANCE: dict[str, Any] = {
+    "imbalance.loss": "ce",
+    "imbalance.class_weights": "none",
+    "imbalance.alpha": None,
+    "imbalance.sampler": "none",
+    "imbalance.label_smoothing": 0.0,
+    "train.selection_rate": 1.0,
+}
+
 
 @dataclass
 class ImbalanceStudy:
-    """02_imbalance: one architecture trained under each strategy with equal budgets."""
+    """02_imbalance: one architecture trained under each strategy with equal budgets.
+
+    A strategy's run is the profile's config (with the architecture's recipe and ``--set``), then
+    :data:`NEUTRAL_IMBALANCE`, then ``common``, then the strategy's own overrides.
+    """
 
     arch: str = "resnet18"
-    # overrides every strategy run shares (the equal budget), e.g. {"train.epochs": 4}
+    # overrides every strategy run shares (the equal budget), e.g. {"train.epochs": 4}; applied
+    # after the neutral base, so a shared non-neutral setting must be written here explicitly
     common: dict[str, Any] = field(default_factory=dict)
     # strategy name -> config overrides (``section.key: value``) applied to the base config
     strategies: dict[str, dict[str, Any]] = field(
@@ -87,8 +104,30 @@ class StudyProfile:
                 f"unknown imbalance strategy {name!r}; the profile defines "
                 f"{sorted(self.imbalance.strategies)}"
             )
-        overrides = {**self.imbalance.common, **self.imbalance.strategies[name]}
+        overrides = {
+            **NEUTRAL_IMBALANCE,
+            **self.imbalance.common,
+            **self.imbalance.strategies[name],
+        }
         return self.run_config(self.imbalance.arch, f"imbalance_{name}", overrides)
+
+
+def imbalance_settings(cfg: Config) -> dict[str, Any]:
+    """What an imbalance run actually trained with, for the 02 table (so a reader sees each arm).
+
+    >>> from skinlib.config import Config
+    >>> imbalance_settings(Config())
+    {'loss': 'ce', 'class weights': 'none', 'sampler': 'none', 'selection rate': 1.0, 'label smoothing': 0.0}
+    """
+    imb = cfg.imbalance
+    loss = f"focal (gamma {imb.gamma:g})" if imb.loss == "focal" else imb.loss
+    return {
+        "loss": loss,
+        "class weights": imb.class_weights,
+        "sampler": imb.sampler,
+        "selection rate": cfg.train.selection_rate,
+        "label smoothing": imb.label_smoothing,
+    }
 
 
 def _items(overrides: dict[str, Any]) -> list[str]:

@@ -1,8 +1,16 @@
-"""Read a finished run back: its model (best or last checkpoint), config, classes, transform."""
+"""Read a finished run back: its model (best or last checkpoint), config, classes, transform, and
+the state later steps store with it (temperature, operating points).
+
+A run's calibration is explicit state: :func:`read_temperature` returns None for a run that no
+temperature was fitted for, never a silent 1.0. Test-time augmentation changes the predictions,
+so TTA has its own temperature and operating points (``*_tta.json``), fitted on the TTA
+predictions of the validation split.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +20,8 @@ from torch import nn
 
 from skinlib.config import Config, config_from_dict
 from skinlib.data.transforms import build_transforms
-from skinlib.errors import SkinlibError
-from skinlib.io import read_json
+from skinlib.errors import DataError, SkinlibError
+from skinlib.io import read_json, write_json
 from skinlib.models import create_model
 from skinlib.predictions import Predictions
 from skinlib.training.checkpoint import load_checkpoint
@@ -75,3 +83,50 @@ def run_meta(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise SkinlibError(f"{path} not found: {run_dir} is not a finished run")
     return read_json(path)
+
+
+CALIBRATION_FILE = "calibration.json"
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def _variant(name: str, tta: bool) -> str:
+    """``calibration.json`` or, for test-time augmentation, ``calibration_tta.json``."""
+    return name.replace(".json", "_tta.json") if tta else name
+
+
+def calibration_path(run_dir: str | Path, tta: bool = False) -> Path:
+    return Path(run_dir) / _variant(CALIBRATION_FILE, tta)
+
+
+def thresholds_path(run_dir: str | Path, tta: bool = False) -> Path:
+    """Where the operating points chosen on validation are stored (the app uses the first)."""
+    return Path(run_dir) / _variant(THRESHOLDS_FILE, tta)
+
+
+def read_temperature(run_dir: str | Path, tta: bool = False) -> float | None:
+    """The temperature fitted on validation, or None when the run was not calibrated."""
+    path = calibration_path(run_dir, tta)
+    if not path.is_file():
+        return None
+    try:
+        value = float(read_json(path)["temperature"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"{path}: no usable 'temperature' ({err}); re-run the calibration"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise DataError(f"{path}: temperature {value} must be a positive number")
+    return value
+
+
+def write_temperature(run_dir: str | Path, temperature: float, tta: bool = False) -> Path:
+    """Store a temperature fitted on the validation split (single view or TTA predictions)."""
+    fitted_on = "val (TTA predictions)" if tta else "val"
+    return write_json(
+        calibration_path(run_dir, tta),
+        {
+            "temperature": float(temperature),
+            "fitted_on": fitted_on,
+            "method": "temperature scaling",
+        },
+    )

@@ -14,22 +14,35 @@ import pandas as pd
 import torch
 
 from skinlib import paths, plots
-from skinlib.calibration import calibration_report, reliability
+from skinlib.calibration import calibration_report, ece, reliability
 from skinlib.config import Config
 from skinlib.data.splits import audit_split, shared_groups
+from skinlib.errors import SkinlibError
 from skinlib.evaluation import ensemble, predict_table, split_rows
-from skinlib.io import read_json, write_json
-from skinlib.metrics import bootstrap_ci, classification_report, paired_comparison
+from skinlib.io import write_json
+from skinlib.metrics import (
+    best_on_validation,
+    bootstrap_ci,
+    classification_report,
+    paired_tests,
+)
 from skinlib.predictions import Predictions
-from skinlib.profile import load_study_profile
+from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.report import format_ci, format_p, write_table
-from skinlib.runs import load_model, run_meta
+from skinlib.runs import (
+    load_model,
+    read_temperature,
+    run_meta,
+    thresholds_path,
+    write_temperature,
+)
 from skinlib.thresholds import (
-    operating_point,
-    operating_points_table,
+    OperatingPoint,
+    operating_points_from_predictions,
     positive_score,
     positive_truth,
     save_thresholds,
+    targets_for,
 )
 from skinlib.training import prepare_table, train
 
@@ -85,6 +98,14 @@ class Study:
     def train_strategy(self, name: str) -> Path:
         return self.train(self.profile.strategy_config(name))
 
+    def strategy_settings(self) -> pd.DataFrame:
+        """What each imbalance arm trained with (loss, weights, sampler, selection rate)."""
+        rows = {
+            name: imbalance_settings(self.profile.strategy_config(name))
+            for name in self.profile.imbalance.strategies
+        }
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
+
     def run_dir(self, run: str) -> Path:
         return paths.run_dir(self.name, run)
 
@@ -102,9 +123,15 @@ class Study:
             predict_table(loaded, split_rows(self.run_dir(run), split), tta=True).save(path)
         return Predictions.load(path)
 
-    def temperature(self, run: str) -> float:
-        path = self.run_dir(run) / "calibration.json"
-        return float(read_json(path)["temperature"]) if path.is_file() else 1.0
+    def temperature(self, run: str, tta: bool = False) -> float | None:
+        """The temperature 04 fitted on validation, or None where the run is not calibrated."""
+        return read_temperature(self.run_dir(run), tta)
+
+    def calibrated_probabilities(self, run: str, split: str = "test", tta: bool = False):
+        """``(probabilities, temperature)``: calibrated where a temperature was fitted, else the
+        raw softmax with temperature None, so that a caller can say "not calibrated"."""
+        t = self.temperature(run, tta)
+        return self.predictions(run, split, tta).probabilities(t or 1.0), t
 
     def history(self, run: str) -> pd.DataFrame:
         return pd.read_csv(self.run_dir(run) / "metrics.csv")
@@ -170,8 +197,14 @@ class Study:
 
     # --- evaluation of runs --------------------------------------------------------------------
 
-    def metrics_with_ci(self, preds: Predictions, temperature: float = 1.0) -> pd.DataFrame:
-        proba = preds.probabilities(temperature)
+    def metrics_with_ci(self, preds: Predictions) -> pd.DataFrame:
+        """Headline metrics with grouped-bootstrap intervals, from the uncalibrated probabilities.
+
+        Temperature scaling keeps each image's argmax (accuracy, balanced accuracy and F1) but can
+        move a multi-class AUC a little; the study reports AUC from the raw softmax everywhere (03,
+        07) so that one model has one AUC before and after 04.
+        """
+        proba = preds.probabilities()
         return bootstrap_ci(preds.labels, proba, preds.group, n_boot=self.evaluation.n_boot)
 
     def report(self, run: str, split: str = "test"):
@@ -181,15 +214,16 @@ class Study:
     def headline(self, run: str, split: str = "test", tta: bool = False) -> dict:
         """One row of the comparison table: metrics with CIs, ECE, size and speed."""
         preds = self.predictions(run, split, tta)
-        t = self.temperature(run)
-        ci = self.metrics_with_ci(preds, t).set_index("metric")
-        from skinlib.calibration import ece
-
+        t = self.temperature(run, tta)
+        ci = self.metrics_with_ci(preds).set_index("metric")
         row = {"model": run + (" + TTA" if tta else "")}
-        for m in ("balanced_accuracy", "macro_f1", "macro_auc"):
+        for m in ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc"):
             row[m] = ci.loc[m, "value"]
             row[f"{m}_low"], row[f"{m}_high"] = ci.loc[m, "low"], ci.loc[m, "high"]
-        row["ece"] = ece(preds.labels, preds.probabilities(t))
+        row["ece_raw"] = ece(preds.labels, preds.probabilities())
+        # NaN where no temperature was fitted: the table then says "not calibrated"
+        row["ece_calibrated"] = np.nan if t is None else ece(preds.labels, preds.probabilities(t))
+        row["temperature"] = np.nan if t is None else t
         meta_path = self.run_dir(run) / "meta.json"
         if meta_path.is_file():
             meta = run_meta(self.run_dir(run))
@@ -207,14 +241,18 @@ class Study:
         out = pd.DataFrame({"model": df["model"]})
         for m, name in (
             ("balanced_accuracy", "bal. acc."),
+            ("accuracy", "accuracy"),
             ("macro_f1", "macro F1"),
-            ("macro_auc", "AUC"),
+            ("macro_auc", "AUC (raw)"),
         ):
             out[name] = [
                 format_ci(v, lo, hi)
                 for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"], strict=True)
             ]
-        out["ECE"] = df["ece"].round(3)
+        out["ECE (raw)"] = df["ece_raw"].round(3)
+        out["ECE (calibrated)"] = [
+            "not calibrated" if pd.isna(v) else f"{v:.3f}" for v in df["ece_calibrated"]
+        ]
         for col, name, digits in (
             ("params_m", "params (M)", 1),
             ("train_min", "train (min)", 1),
@@ -225,91 +263,92 @@ class Study:
                 out[name] = df[col].round(digits)
         return out
 
-    def paired_tests(self, best: str, others: list[str]) -> pd.DataFrame:
-        """Each model against the best on the same test images."""
-        b = self.predictions(best)
-        rows = []
-        for run in others:
-            o = self.predictions(run)
-            res = paired_comparison(
-                b.labels,
-                b.probabilities(),
-                o.probabilities(),
-                b.group,
-                n_boot=self.evaluation.n_boot,
-            )
-            rows.append(
-                {
-                    "comparison": f"{best} - {run}",
-                    "difference": format_ci(res["difference"], res["low"], res["high"]),
-                    "p (bootstrap)": format_p(res["p_bootstrap"]),
-                    "p (McNemar)": format_p(res["p_mcnemar"]),
-                }
-            )
-        return pd.DataFrame(rows)
+    def reference_model(self, runs: list[str] | None = None) -> str:
+        """The paired tests' reference: the best validation balanced accuracy (never test)."""
+        runs = runs or self.runs
+        return best_on_validation({r: self.predictions(r, "val") for r in runs})
+
+    def paired_tests(self, reference: str, others: list[str]) -> pd.DataFrame:
+        """Each model against the reference on the same test images (grouped paired bootstrap of
+        balanced accuracy, Holm-adjusted; McNemar as an image-level secondary check)."""
+        table = paired_tests(
+            reference,
+            self.predictions(reference),
+            {run: self.predictions(run) for run in others},
+            n_boot=self.evaluation.n_boot,
+        )
+        return pd.DataFrame(
+            {
+                "comparison": [f"{reference} - {m}" for m in table["model"]],
+                "difference": [
+                    format_ci(d, lo, hi)
+                    for d, lo, hi in zip(
+                        table["difference"], table["low"], table["high"], strict=True
+                    )
+                ],
+                "p (bootstrap)": table["p_bootstrap"].map(format_p),
+                "p (Holm)": table["p_holm"].map(format_p),
+                "p (McNemar, images)": table["p_mcnemar_images"].map(format_p),
+            }
+        )
 
     # --- 04 calibration ------------------------------------------------------------------------
 
-    def calibrate(self, run: str) -> pd.DataFrame:
-        """Fit the temperature on validation, store it with the run, report before/after."""
-        val, test = self.predictions(run, "val"), self.predictions(run, "test")
+    def calibrate(self, run: str, tta: bool = False) -> pd.DataFrame:
+        """Fit the temperature on validation, store it with the run, report before/after.
+
+        ``tta``: fit a temperature of its own on the TTA predictions of the validation split
+        (averaging views changes the confidence, so the single-view temperature does not apply).
+        """
+        val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
         table, t = calibration_report(val.logits, val.labels, test.logits, test.labels)
-        write_json(
-            self.run_dir(run) / "calibration.json",
-            {"temperature": t, "fitted_on": "val", "method": "temperature scaling"},
-        )
-        return table.assign(model=run)
+        write_temperature(self.run_dir(run), t, tta)
+        return table.assign(model=run + (" + TTA" if tta else ""))
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
-        p = self.predictions(run, split)
-        return {
-            "before": reliability(p.labels, p.probabilities()),
-            "after": reliability(p.labels, p.probabilities(self.temperature(run))),
-        }
+        """Reliability before and, where a temperature was fitted, after scaling."""
+        p, t = self.predictions(run, split), self.temperature(run)
+        tables = {"before": reliability(p.labels, p.probabilities())}
+        if t is not None:
+            tables["after"] = reliability(p.labels, p.probabilities(t))
+        return tables
 
     # --- 05 thresholds -------------------------------------------------------------------------
 
-    def operating_points(self, run: str, positive=None) -> pd.DataFrame:
-        """Operating points for the positive set (chosen on val, tested on test); the first
-        (target specificity) is stored with the run for the app."""
+    def operating_points(self, run: str, positive=None, tta: bool = False) -> pd.DataFrame:
+        """Operating points for the positive set: chosen on validation, reported on test with
+        grouped-bootstrap intervals (lesions resampled). For the profile's positive set the
+        first point (its target specificity) is stored with the run for the app and
+        ``skinlib evaluate``.
+
+        Thresholds apply to calibrated probabilities: the temperature 04 stored, or, for a run
+        not yet calibrated, one fitted here on validation (recorded in the table and the file).
+        """
         positive = list(positive or self.evaluation.positive)
-        t = self.temperature(run)
-        val, test = self.predictions(run, "val"), self.predictions(run, "test")
-        vp, tp = val.probabilities(t), test.probabilities(t)
-        targets = tuple(  # the profile's target first; once, where it is also a standard one
-            dict.fromkeys(
-                [
-                    ("specificity", self.evaluation.specificity),
-                    ("specificity", 0.90),
-                    ("sensitivity", 0.95),
-                    ("youden", None),
-                ]
-            )
-        )
-        table = operating_points_table(
-            vp, val.labels, tp, test.labels, val.classes, positive, targets, t
+        val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
+        table = operating_points_from_predictions(
+            val,
+            test,
+            positive,
+            targets_for(self.evaluation.specificity),
+            temperature=self.temperature(run, tta),
+            ci="bootstrap",
+            n_boot=self.evaluation.n_boot,
         )
         if positive == list(self.evaluation.positive):
-            point = operating_point(
-                positive_truth(val.labels, val.classes, positive),
-                positive_score(vp, val.classes, positive),
-                None,
-                None,
-                positive,
-                "specificity",
-                self.evaluation.specificity,
-                t,
-            )
-            save_thresholds(self.run_dir(run) / "thresholds.json", [point])
-        return table.assign(model=run)
+            first = {**table.iloc[0].to_dict(), "positive": positive}
+            save_thresholds(thresholds_path(self.run_dir(run), tta), [OperatingPoint(**first)])
+        return table.assign(model=run + (" + TTA" if tta else ""))
 
     def roc(self, run: str, positive=None):
+        """ROC of the positive set on test, on the probabilities the stored threshold uses."""
         from sklearn.metrics import roc_auc_score, roc_curve
 
         positive = list(positive or self.evaluation.positive)
         p = self.predictions(run, "test")
+        proba, _ = self.calibrated_probabilities(run, "test")
         truth = positive_truth(p.labels, p.classes, positive)
-        score = positive_score(p.probabilities(self.temperature(run)), p.classes, positive)
+        score = positive_score(proba, p.classes, positive)
         fpr, tpr, _ = roc_curve(truth, score)
         return fpr, tpr, roc_auc_score(truth, score)
 
@@ -366,7 +405,7 @@ class Study:
         if cls not in preds.classes:
             cls = preds.classes[-1]
         rows = split_rows(self.run_dir(run), "test")
-        proba = preds.probabilities(self.temperature(run))
+        proba, _ = self.calibrated_probabilities(run, "test")
         picks = gallery_indices(
             preds.labels, proba, preds.classes.index(cls), self.evaluation.gallery_per_kind
         )
@@ -397,6 +436,12 @@ class Study:
             weights = [self.report(r, "val").summary["balanced_accuracy"] for r in runs]
         out = self.run_dir(ENSEMBLE)
         out.mkdir(parents=True, exist_ok=True)
+        uncalibrated = [r for r in runs if self.temperature(r) is None]
+        if uncalibrated:
+            raise SkinlibError(
+                f"the ensemble averages calibrated probabilities, but {uncalibrated} have no "
+                "temperature yet: run 04_calibration first"
+            )
         for split in ("val", "test"):
             members = []
             for r in runs:

@@ -8,8 +8,12 @@ Thresholds apply to *calibrated* probabilities: the temperature fitted on valida
 (``calibration.json``) is applied first, and the temperature used is stored with every operating
 point. A threshold on calibrated probabilities reads as a probability ("refer above 12% melanoma
 risk"), and the app, the external evaluation and the thesis all apply it to the same numbers.
-(Temperature scaling keeps the ranking, so the validation sensitivity and specificity of the
-chosen point do not depend on this choice; only the stored value does.)
+Temperature scaling keeps each image's argmax but not, in a multi-class model, the ranking of one
+class's probability across images, so the chosen point (and the ROC curve) depend a little on the
+temperature: the one used is stored with every point.
+
+Intervals resample lesions (the grouped bootstrap of :mod:`skinlib.metrics`): several images of
+one lesion are not independent, and an image-level (Wilson) interval is too narrow.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ DEFAULT_TARGETS = (
     ("sensitivity", 0.95),
     ("youden", None),
 )
+
+
+def targets_for(specificity: float) -> tuple[tuple[str, float | None], ...]:
+    """The study's targets: the profile's specificity first (the point stored with the run), then
+    the standard ones, each once.
+
+    >>> targets_for(0.9)
+    (('specificity', 0.9), ('specificity', 0.95), ('sensitivity', 0.95), ('youden', None))
+    """
+    return tuple(dict.fromkeys([("specificity", specificity), *DEFAULT_TARGETS]))
 
 
 def _binary_run(classes: Sequence[str], positive: Sequence[str]) -> bool:
@@ -149,7 +163,7 @@ class OperatingPoint:
     val_sensitivity: float
     val_specificity: float
     test_sensitivity: float = np.nan
-    test_sensitivity_low: float = np.nan  # 95% interval (Wilson, or grouped bootstrap)
+    test_sensitivity_low: float = np.nan  # 95% interval (grouped bootstrap, or Wilson)
     test_sensitivity_high: float = np.nan
     test_specificity: float = np.nan
     test_specificity_low: float = np.nan
@@ -166,7 +180,7 @@ def operating_point(
     target: float | None = 0.95,
     temperature: float = 1.0,
     test_groups: Sequence | None = None,
-    ci: str = "wilson",
+    ci: str = "bootstrap",
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
@@ -176,8 +190,9 @@ def operating_point(
     Args:
         val_truth, val_score: (N,) validation truth (bool) and positive-set score.
         test_truth, test_score: the same on test, or None to choose only.
-        ci: ``wilson`` (images independent) or ``bootstrap`` (resamples ``test_groups``, i.e.
-            lesions, which is right when several images show one lesion).
+        ci: ``bootstrap`` (resamples ``test_groups``, i.e. lesions: right when several images
+            show one lesion; without groups each image is its own) or ``wilson`` (images
+            independent; for comparison only).
     """
     t = choose_threshold(val_truth, val_score, criterion, target)
     vs, vp = sens_spec(val_truth, val_score, t)

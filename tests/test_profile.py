@@ -7,7 +7,7 @@ import pytest
 from skinlib import paths
 from skinlib.errors import ConfigError
 from skinlib.pipeline import PipelineError, build_steps, select_steps
-from skinlib.profile import load_study_profile
+from skinlib.profile import imbalance_settings, load_study_profile
 
 PROFILES = sorted(paths.params_dir().glob("*.yaml"))
 
@@ -27,7 +27,7 @@ def test_strategy_overrides_reach_the_config():
     study = load_study_profile("params/demo.yaml")
     assert study.strategy_config("focal").imbalance.loss == "focal"
     assert study.strategy_config("selection").train.selection_rate == 0.25
-    assert study.strategy_config("none").imbalance.loss == study.config.imbalance.loss
+    assert study.strategy_config("none").imbalance.loss == "ce"
     with pytest.raises(ConfigError, match="unknown imbalance strategy"):
         study.strategy_config("smote")
 
@@ -81,3 +81,40 @@ def test_bad_recipes_are_refused(tmp_path, recipes, needle):
     (tmp_path / "p.yaml").write_text(f"study: x\narchitectures: [resnet18]\nrecipes: {recipes}\n")
     with pytest.raises(ConfigError, match=needle):
         load_study_profile(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize("profile", ["params/ham10000.yaml", "params/isic2019.yaml"])
+def test_each_imbalance_arm_is_the_neutral_base_plus_its_own_change(profile):
+    """The real profiles train with focal loss; the arms must not inherit it (regression)."""
+    study = load_study_profile(profile)
+    assert study.config.imbalance.loss == "focal"  # the architecture runs' setting
+    arms = {
+        name: imbalance_settings(study.strategy_config(name)) for name in study.imbalance.strategies
+    }
+    neutral = {
+        "loss": "ce",
+        "class weights": "none",
+        "sampler": "none",
+        "selection rate": 1.0,
+        "label smoothing": 0.0,
+    }
+    assert arms["none"] == neutral
+    assert arms["weighted_ce"] == {**neutral, "class weights": "inverse"}
+    assert arms["focal"] == {**neutral, "loss": "focal (gamma 2)"}
+    assert arms["oversampling"] == {**neutral, "sampler": "weighted"}
+    assert arms["selection"] == {**neutral, "selection rate": 0.25}
+
+
+def test_a_shared_non_neutral_base_is_written_in_common(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "study: x\narchitectures: [resnet18]\n"
+        "imbalance: {arch: resnet18, common: {imbalance.label_smoothing: 0.1},"
+        " strategies: {none: {}, focal: {imbalance.loss: focal}}}\n"
+        "config: {imbalance: {loss: focal, sampler: weighted}}\n"
+    )
+    study = load_study_profile(tmp_path / "p.yaml", ["train.selection_rate=0.5"])
+    none = study.strategy_config("none")
+    assert (none.imbalance.loss, none.imbalance.sampler) == ("ce", "none")
+    assert none.train.selection_rate == 1.0  # --set does not leak into the arms either
+    assert none.imbalance.label_smoothing == 0.1
+    assert study.strategy_config("focal").imbalance.label_smoothing == 0.1

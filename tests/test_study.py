@@ -1,0 +1,144 @@
+"""What the study reports: chosen on validation, calibrated only where fitted, grouped intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skinlib.metrics import align_pair, holm, paired_tests
+from skinlib.predictions import Predictions
+from skinlib.study import Study
+from skinlib.thresholds import operating_point, positive_score, positive_truth
+
+CLASSES = ["bcc", "mel", "nv"]
+
+
+def _preds(rng, n, skill, ids=None, lesion_size=3):
+    """Predictions whose logits favour the true class by ``skill``; lesions of ``lesion_size``."""
+    labels = np.repeat(rng.integers(0, 3, n // lesion_size + 1), lesion_size)[:n]
+    logits = 2.5 * rng.normal(0, 1, (n, 3)) + skill * np.eye(3)[labels]
+    ids = np.arange(n) if ids is None else ids
+    return Predictions(ids, np.arange(n) // lesion_size, labels, logits, CLASSES)
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """The smoke profile's study over hand-made prediction files (no training)."""
+    for var, sub in (("EXPERIMENTS", "exp"), ("FIGURES", "fig"), ("THESIS", "thesis")):
+        monkeypatch.setenv(f"SKINLIB_{var}", str(tmp_path / sub))
+    s = Study("params/smoke.yaml")
+    # "a" is better on validation, "b" on test: the reference must be "a"
+    skills = {"a": {"val": 4.0, "test": 1.0}, "b": {"val": 1.0, "test": 4.0}}
+    for run, by_split in skills.items():
+        for seed, (split, skill) in enumerate(by_split.items()):
+            base = _preds(np.random.default_rng(seed), 240, 0.0)  # same images and labels
+            p = _preds(np.random.default_rng(seed + 10 * len(run)), 240, skill)
+            p = Predictions(base.image_id, base.group, base.labels, p.logits, CLASSES)
+            p.logits += skill * np.eye(3)[p.labels]
+            p.logits *= 3  # over-confident: calibration has something to do
+            p.save(s.run_dir(run) / f"predictions_{split}.csv")
+            tta = Predictions(p.image_id, p.group, p.labels, p.logits / 4, CLASSES)
+            tta.save(s.run_dir(run) / f"predictions_{split}_tta.csv")
+    return s
+
+
+def test_reference_model_is_chosen_on_validation_not_test(study):
+    assert study.reference_model(["a", "b"]) == "a"
+    tests = study.paired_tests("a", ["b"])
+    assert tests.loc[0, "comparison"] == "a - b"
+    assert list(tests.columns) == [
+        "comparison",
+        "difference",
+        "p (bootstrap)",
+        "p (Holm)",
+        "p (McNemar, images)",
+    ]
+
+
+def test_uncalibrated_runs_say_so_and_auc_is_the_raw_one(study):
+    assert study.temperature("a") is None  # not calibrated: no silent 1.0
+    before = study.headline("a")
+    assert np.isnan(before["ece_calibrated"])
+    assert study.comparison_table([before])["ECE (calibrated)"].item() == "not calibrated"
+    assert "after" not in study.reliability_tables("a")
+    study.calibrate("a")
+    after = study.headline("a")
+    assert study.temperature("a") > 1  # over-confident logits need T > 1
+    assert after["ece_calibrated"] < after["ece_raw"]
+    # one AUC per model, before and after 04 (temperature scaling may move a multi-class AUC)
+    assert after["macro_auc"] == before["macro_auc"]
+
+
+def test_tta_rows_use_their_own_temperature_and_threshold(study):
+    study.calibrate("a")
+    study.calibrate("a", tta=True)
+    single, tta = study.temperature("a"), study.temperature("a", tta=True)
+    assert tta == pytest.approx(single / 4, rel=0.05)  # the TTA logits are the single ones / 4
+    assert study.headline("a", tta=True)["temperature"] == tta
+    study.operating_points("a")
+    study.operating_points("a", tta=True)
+    assert (study.run_dir("a") / "thresholds_tta.json").is_file()
+    assert (study.run_dir("a") / "thresholds.json").is_file()
+
+
+def test_operating_point_intervals_resample_lesions(study):
+    table = study.operating_points("b")
+    row = table.iloc[0]
+    val, test = study.predictions("b", "val"), study.predictions("b", "test")
+    t = row["temperature"]
+    vt = positive_truth(val.labels, CLASSES, ["mel"])
+    vs = positive_score(val.probabilities(t), CLASSES, ["mel"])
+    tt = positive_truth(test.labels, CLASSES, ["mel"])
+    ts = positive_score(test.probabilities(t), CLASSES, ["mel"])
+    wilson = operating_point(vt, vs, tt, ts, ["mel"], "specificity", 0.9, t, ci="wilson")
+    grouped = operating_point(
+        vt, vs, tt, ts, ["mel"], "specificity", 0.9, t, test_groups=test.group, n_boot=50
+    )
+    assert row["test_sensitivity_low"] == pytest.approx(grouped.test_sensitivity_low)
+    assert row["test_sensitivity_low"] != pytest.approx(wilson.test_sensitivity_low)
+
+
+def test_imbalance_table_lists_what_each_arm_trained_with(study):
+    settings = study.strategy_settings()
+    assert settings.loc["none", "loss"] == "ce"
+    assert settings.loc["focal", "loss"].startswith("focal")
+    assert settings.loc["selection", "selection rate"] == 0.5
+
+
+def test_holm_adjustment_known_answer():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.001]), [0.5, 0.002])
+
+
+def test_paired_tests_refuse_different_images_and_align_the_same_ones():
+    rng = np.random.default_rng(1)
+    a = _preds(rng, 90, 3.0)
+    b = _preds(rng, 90, 1.0)
+    b = Predictions(a.image_id, a.group, a.labels, b.logits, CLASSES)
+    shuffled = b.subset(rng.permutation(90))
+    assert np.array_equal(align_pair(a, shuffled).image_id, a.image_id)
+    table = paired_tests("a", a, {"b": shuffled, "b again": b}, n_boot=100)
+    assert table["difference"].nunique() == 1  # the order of the images does not matter
+    assert (table["p_holm"] >= table["p_bootstrap"]).all()
+    other = Predictions(np.arange(100, 190), a.group, a.labels, b.logits, CLASSES)
+    with pytest.raises(ValueError, match="different images"):
+        paired_tests("a", a, {"other split": other}, n_boot=10)
+
+
+def test_paired_bootstrap_resamples_lesions():
+    """With lesions of 6 near-identical images, the grouped interval is wider than per image."""
+    rng = np.random.default_rng(2)
+    lesions = _preds(rng, 50, 3.0, lesion_size=1)
+    a = Predictions(
+        np.arange(300),
+        np.arange(300) // 6,
+        np.repeat(lesions.labels, 6),
+        np.repeat(lesions.logits, 6, axis=0),
+        CLASSES,
+    )
+    b = Predictions(a.image_id, a.group, a.labels, a.logits[::-1].copy(), CLASSES)
+    grouped = paired_tests("a", a, {"b": b}, n_boot=300).iloc[0]
+    per_image = paired_tests(
+        "a", Predictions(a.image_id, a.image_id, a.labels, a.logits, CLASSES), {"b": b}, n_boot=300
+    ).iloc[0]
+    assert grouped["high"] - grouped["low"] > per_image["high"] - per_image["low"]
