@@ -121,12 +121,12 @@ def _calibrated(logits: np.ndarray, classes: list[str], temperature: float | Non
     return one.probabilities(temperature or 1.0)[0]
 
 
-def read_operating_point(run_dir: Path) -> OperatingPoint | None:
+def read_operating_point(run_dir: Path, tta: bool = False) -> OperatingPoint | None:
     """The first operating point of ``thresholds.json`` (:func:`skinlib.thresholds.save_thresholds`)
     or None when the study stored none for this run."""
     from skinlib.thresholds import load_thresholds
 
-    path = thresholds_path(run_dir)
+    path = thresholds_path(run_dir, tta)
     if not path.is_file():
         return None
     try:
@@ -208,7 +208,9 @@ class Predictor:
         run_dir: a trained run folder ``experiments/<study>/<run>`` or an ensemble folder.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         tta: average over flips and right-angle rotations (``skinlib.evaluation.TTA_VIEWS``).
-            Off by default: the stored temperature and thresholds were fitted without TTA.
+            With TTA the run's TTA temperature and threshold apply (``*_tta.json``, fitted
+            on the TTA predictions of the validation split by 07); without them it is
+            uncalibrated and makes no decision.
     """
 
     def __init__(self, run_dir: str | Path, device: str = "cpu", tta: bool = False):
@@ -219,10 +221,12 @@ class Predictor:
         self.tta = tta
         folders, self.weights = ensemble_members(self.run_dir)
         self.members = [load_model(f, device=self.device) for f in folders]
-        self.temperatures = [read_temperature(f) for f in folders]
+        self.temperatures = [read_temperature(f, tta) for f in folders]
         self.is_ensemble = folders != [self.run_dir]
         # an ensemble folder's own temperature is fitted on the averaged output (Study.calibrate)
-        self.ensemble_temperature = read_temperature(self.run_dir) if self.is_ensemble else None
+        self.ensemble_temperature = (
+            read_temperature(self.run_dir, tta) if self.is_ensemble else None
+        )
         self.classes = list(self.members[0].classes)
         for member in self.members[1:]:
             if list(member.classes) != self.classes:
@@ -230,7 +234,7 @@ class Predictor:
                     f"ensemble members disagree on classes: {self.classes} vs {member.classes}"
                 )
         self.binary = self.members[0].config.data.task == "binary"
-        self.operating_point = read_operating_point(self.run_dir)
+        self.operating_point = read_operating_point(self.run_dir, tta)
 
     @property
     def calibrated(self) -> bool:
