@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 SKINLIB := $(VENV)/bin/skinlib
 PROFILE ?= params/demo.yaml
 STAMP := $(VENV)/.installed
+# What JupyterLab rewrites on every save (the kernel's language_info, with its exact Python
+# version): the nbstripout filter drops it, so opening and saving a notebook leaves git clean.
+NBSTRIPOUT_EXTRA_KEYS := metadata.language_info
 
 .PHONY: help install demo test test-fast lint format bench lab thesis clean
 
@@ -19,7 +22,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev]"
-	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbstripout --install --attributes .gitattributes
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbstripout --install --attributes .gitattributes \
+	  && git config filter.nbstripout.extrakeys "$(NBSTRIPOUT_EXTRA_KEYS)"
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install skinlib with its dev tools

@@ -9,6 +9,8 @@ or :mod:`skinlib.xai` through :class:`skinlib.study.Study`.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Sequence
 
 import pandas as pd
@@ -107,3 +109,33 @@ def cam_scores(summary: pd.DataFrame) -> str:
         f"({first['energy_inside']:.0%} of their energy inside, {first['mask_share']:.0%} by "
         f"chance); {ranked.index[-1]}'s in {last['pointing']:.0%} ({last['energy_inside']:.0%})."
     )
+
+
+_NUMBER_WITH_INTERVAL = re.compile(r"(?<![\w.])(\d+\.\d+)( \[\d+\.\d+, \d+\.\d+\])")
+_PERCENT = re.compile(r"(?<![\w.*])(\d+(?:\.\d+)?%)")
+
+
+def as_markdown(text: str) -> str:
+    """A finding as a Markdown paragraph: estimates before an interval and percentages in bold.
+
+    >>> as_markdown("Best: a, balanced accuracy 0.800 [0.700, 0.900]; 96% of images.")
+    'Best: a, balanced accuracy **0.800** [0.700, 0.900]; **96%** of images.'
+    """
+    text = _NUMBER_WITH_INTERVAL.sub(r"**\1**\2", text)
+    return _PERCENT.sub(r"**\1**", text)
+
+
+class Finding(str):
+    """A finding sentence that a notebook renders as Markdown (bold numbers, wrapped by the
+    browser) and a terminal prints as wrapped plain text."""
+
+    def _repr_markdown_(self) -> str:
+        return as_markdown(str(self))
+
+    def __repr__(self) -> str:
+        return textwrap.fill(str(self), width=100)
+
+
+def show(*sentences: str) -> Finding:
+    """The finding(s) of a cell, for display as its last expression (one paragraph each)."""
+    return Finding("\n\n".join(sentences))

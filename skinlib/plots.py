@@ -13,19 +13,23 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from cycler import cycler
+from matplotlib.ticker import LogLocator, NullFormatter
 
-COLUMN_WIDTH = 3.3  # inches: one column of a two-column page; fonts below read well at this size
-FULL_WIDTH = 6.8  # inches: the text width
+# Figures are drawn at the size they are printed (thesis/main.tex: A4 with 2.5 cm margins, a 16 cm
+# text width), so that their text stays at 8-9 pt beside an 11 pt body; the thesis includes them
+# at their natural size (never scaled up or down to the text width).
+FULL_WIDTH = 6.2  # inches: the text width (16 cm = 6.3 in, less a margin for tight bounding boxes)
+COLUMN_WIDTH = 3.1  # inches: half the text width (two figures side by side, or one small one)
 STYLE = {
     "figure.dpi": 110,
     "savefig.dpi": 300,
     "savefig.bbox": "tight",
-    "font.size": 8,
+    "font.size": 9,
     "axes.titlesize": 9,
-    "axes.labelsize": 8,
-    "legend.fontsize": 7,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "pdf.fonttype": 42,  # TrueType in PDFs: text stays text (searchable, editable)
@@ -67,7 +71,8 @@ def _axes(ax, size=(COLUMN_WIDTH, 2.5)):
 
 
 def save_figure(fig, path_stem: str | Path) -> list[Path]:
-    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi); returns both paths."""
+    """Write ``<stem>.pdf`` and ``<stem>.png`` (300 dpi) at the figure's drawn size; returns both
+    paths."""
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = [stem.parent / f"{stem.name}.pdf", stem.parent / f"{stem.name}.png"]
@@ -78,14 +83,17 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
 
 def class_counts(counts: pd.Series, ax=None):
     """Images per class on a log scale, counts written on the bars (the imbalance at a glance)."""
-    fig, ax = _axes(ax)
+    fig, ax = _axes(ax, (FULL_WIDTH * 0.75, 2.6))
     counts = counts.sort_values(ascending=False)
     ax.bar(counts.index.astype(str), counts.values, color=palette()[0])
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    ax.yaxis.set_minor_formatter(NullFormatter())  # no 2x10^2, 3x10^2 ... clutter
+    ax.set_ylim(top=counts.max() * 2.5)  # room for the count above the tallest bar
     ax.set_xlabel("class")
     ax.set_ylabel("images (log scale)")
     for i, v in enumerate(counts.values):
-        ax.text(i, v, str(int(v)), ha="center", va="bottom", fontsize=6)
+        ax.text(i, v * 1.08, f"{int(v):,}", ha="center", va="bottom", fontsize=8)
     return fig
 
 
@@ -107,7 +115,7 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
         ax=ax,
         vmin=0,
         vmax=1 if normalized else None,
-        annot_kws={"fontsize": 6},
+        annot_kws={"fontsize": 7},
         square=True,
     )
     ax.set_xlabel("predicted")
@@ -118,7 +126,9 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
 def reliability_diagram(
     tables: dict[str, pd.DataFrame], ax=None, title: str | None = None, legend: bool = True
 ):
-    """Accuracy against mean confidence per bin, one line per probability set (before/after).
+    """Accuracy against mean confidence per bin, one line per probability set (before/after),
+    above a histogram of how many images each bin holds (of the first set), so that a reader sees
+    which points rest on a handful of images.
 
     Args:
         tables: ``{name: skinlib.calibration.reliability(...)}``; empty bins are skipped and the
@@ -132,7 +142,10 @@ def reliability_diagram(
         sizes = 4 + 60 * used["count"] / used["count"].sum()
         (line,) = ax.plot(used["confidence"], used["accuracy"], lw=1.2, label=name)
         ax.scatter(used["confidence"], used["accuracy"], s=sizes, color=line.get_color(), zorder=3)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    if tables:
+        _bin_counts(ax, next(iter(tables.values())))
+    # a margin around [0, 1]: points at accuracy 1.0 sit inside the frame, not on it
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.04), xlabel="confidence", ylabel="accuracy")
     ax.set_aspect("equal")
     if legend:
         ax.legend(loc="upper left", frameon=False)
@@ -161,6 +174,33 @@ def reliability_grid(tables: dict[str, dict[str, pd.DataFrame]], ncols: int = 3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
     return fig
+
+
+def _bin_counts(ax, table: pd.DataFrame) -> None:
+    """Grey bars of images per bin along the bottom fifth of a reliability diagram."""
+    counts = table["count"].to_numpy(float)
+    if not counts.max():
+        return
+    height = 0.2 * counts / counts.max()
+    ax.bar(
+        (table["lower"] + table["upper"]) / 2,
+        height,
+        width=table["upper"] - table["lower"],
+        bottom=-0.02,
+        color="0.85",
+        zorder=0,
+        label="images per bin (scaled)",
+    )
+    top = int(np.argmax(counts))
+    ax.text(
+        (table["lower"].iloc[top] + table["upper"].iloc[top]) / 2,
+        height[top] - 0.01,
+        f"{int(counts[top])}",
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        color="0.35",
+    )
 
 
 def roc_curves(
@@ -226,7 +266,6 @@ def grouped_bars(table: pd.DataFrame, ax=None, ylabel: str = "recall"):
     ax.legend(
         ncol=min(5, table.shape[1]),
         frameon=False,
-        fontsize=6,
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
     )
@@ -260,7 +299,7 @@ def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: in
     for i, (img, title) in enumerate(zip(images, titles, strict=True)):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.imshow(img)
-        ax.set_title(title, fontsize=6)
+        ax.set_title(title, fontsize=7)
         ax.axis("off")
     return fig
 
@@ -291,5 +330,5 @@ def cam_gallery(
             ax.imshow(shown)
             ax.axis("off")
             if j == 0:
-                ax.set_title(title, fontsize=6, loc="left")
+                ax.set_title(title, fontsize=7, loc="left")
     return fig

@@ -74,9 +74,8 @@ def to_latex(
 
     A named index becomes the first column. Float columns go through ``float_format`` (numbers of
     10 and more get fewer decimals); strings (e.g. :func:`format_ci` cells) are kept as written
-    with LaTeX's special characters escaped. The tabular sits in an ``adjustbox`` that shrinks
-    it to the text width only when it is wider (the comparison and operating-point tables are),
-    so the document needs ``\\usepackage{booktabs, adjustbox}``.
+    with LaTeX's special characters escaped. The table is set in ``\\small`` (the captions' size)
+    and never scaled: the document needs ``\\usepackage{booktabs}``.
     """
     body = df.reset_index() if df.index.name is not None else df.copy()
     align = "".join("r" if pd.api.types.is_numeric_dtype(body[c]) else "l" for c in body.columns)
@@ -94,10 +93,9 @@ def to_latex(
         position_float="centering",
         column_format=align,
     )
-    tex = tex.replace(
-        "\\begin{tabular}", "\\begin{adjustbox}{max width=\\linewidth}\n\\begin{tabular}"
-    )
-    return tex.replace("\\end{tabular}\n", "\\end{tabular}\n\\end{adjustbox}\n")
+    # \small like the captions; never shrunk further: a table that does not fit at this size is
+    # too wide for a thesis page and must lose columns (the pdflatex test checks for overfull boxes)
+    return tex.replace("\\centering\n", "\\centering\n\\small\n", 1)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -130,3 +128,10 @@ def write_table(
     write_text(paths["csv"], df.to_csv(index=df.index.name is not None))
     write_json(paths["json"], _records(df))
     return paths
+
+
+def display_table(df: pd.DataFrame, digits: int = 3):
+    """A table as a notebook shows it: like the thesis table (no index, ``digits`` decimals,
+    ``--`` for missing values), as a pandas Styler."""
+    body = df.reset_index() if df.index.name is not None else df
+    return body.style.hide(axis="index").format(precision=digits, na_rep=MISSING, thousands=",")

@@ -28,7 +28,7 @@ from skinlib.metrics import (
 )
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
-from skinlib.report import format_ci, format_p, write_table
+from skinlib.report import display_table, format_ci, format_p, write_table
 from skinlib.runs import (
     load_model,
     read_temperature,
@@ -48,6 +48,8 @@ from skinlib.training import prepare_table, train
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
+# the comparison table's body columns (the others go to ``comparison_details``)
+COMPARISON_COLUMNS = ("model", "bal. acc.", "accuracy", "AUC (raw)", "ECE (calibrated)")
 
 
 class Study:
@@ -74,9 +76,14 @@ class Study:
         plots.set_style()
 
     def __repr__(self) -> str:
+        data = self.config.data
+        source = (
+            f"{data.root} ({data.format})"
+            if data.root
+            else f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
+        )
         return (
-            f"Study({self.name!r}: data={self.config.data.root or 'SynthDerm'} "
-            f"({self.config.data.format}), architectures={self.profile.architectures}, "
+            f"Study({self.name!r}: data={source}, architectures={self.profile.architectures}, "
             f"results in {self.dir})"
         )
 
@@ -138,12 +145,16 @@ class Study:
 
     # --- saving --------------------------------------------------------------------------------
 
-    def save_figure(self, fig, name: str) -> list[Path]:
-        return plots.save_figure(fig, self.figures_dir / name)
+    def save_figure(self, fig, name: str) -> None:
+        """Write the figure as PDF and PNG under ``figures/<study>/`` (silently: a cell that ends
+        with a save shows the figure, not a list of paths)."""
+        plots.save_figure(fig, self.figures_dir / name)
 
-    def save_table(self, df: pd.DataFrame, name: str, caption: str) -> pd.DataFrame:
+    def save_table(self, df: pd.DataFrame, name: str, caption: str):
+        """Write the table for the thesis (LaTeX, CSV, JSON) and return it as the notebook shows
+        it: formatted like the thesis table, without the bare integer index."""
         write_table(df, self.tables_dir / name, caption, f"tab:{name}")
-        return df
+        return display_table(df)
 
     # --- 01 EDA --------------------------------------------------------------------------------
 
@@ -267,6 +278,13 @@ class Study:
         """The paired tests' reference: the best validation balanced accuracy (never test)."""
         runs = runs or self.runs
         return best_on_validation({r: self.predictions(r, "val") for r in runs})
+
+    def comparison_tables(self, rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The comparison split in two tables that each fit a thesis page: the headline metrics
+        (``comparison``) and the rest (``comparison_details``: F1, raw ECE, size, time, speed)."""
+        full = self.comparison_table(rows)
+        main = full[[c for c in COMPARISON_COLUMNS if c in full]]
+        return main, full.drop(columns=[c for c in main.columns if c != "model"])
 
     def paired_tests(self, reference: str, others: list[str]) -> pd.DataFrame:
         """Each model against the reference on the same test images (grouped paired bootstrap of

@@ -331,3 +331,46 @@ def load_thresholds(path: str | Path) -> list[OperatingPoint]:
         values = {k: (np.nan if v is None and k != "target" else v) for k, v in raw.items()}
         points.append(OperatingPoint(**{k: v for k, v in values.items() if k in fields}))
     return points
+
+
+def _criterion_label(criterion: str, target) -> str:
+    return "Youden" if criterion == "youden" else f"{criterion} >= {float(target):.2f}"
+
+
+def points_for_reading(points: pd.DataFrame) -> pd.DataFrame:
+    """Operating points with human headers and intervals in their cells, as a thesis shows them.
+
+    Args:
+        points: :func:`operating_points_table` rows with a ``model`` column.
+    """
+    from skinlib.report import format_ci
+
+    def interval(what: str) -> list[str]:
+        return [
+            format_ci(r[f"test_{what}"], r[f"test_{what}_low"], r[f"test_{what}_high"], 2)
+            for _, r in points.iterrows()
+        ]
+
+    return pd.DataFrame(
+        {
+            "model": points["model"],
+            "positive": points["positive"],
+            "chosen on validation for": [
+                _criterion_label(c, t)
+                for c, t in zip(points["criterion"], points["target"], strict=True)
+            ],
+            "threshold": points["threshold"].to_numpy(),
+            "sensitivity (val)": points["val_sensitivity"].to_numpy(),
+            "sensitivity (test)": interval("sensitivity"),
+            "specificity (test)": interval("specificity"),
+        }
+    )
+
+
+def primary_points(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
+    """The point the text discusses: per model and positive set, the threshold chosen for the
+    profile's target specificity (the full grid belongs in an appendix)."""
+    chosen = points[
+        (points["criterion"] == "specificity") & ((points["target"] - specificity).abs() < 1e-9)
+    ]
+    return points_for_reading(chosen).drop(columns="chosen on validation for")

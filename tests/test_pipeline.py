@@ -29,11 +29,14 @@ TABLES = [
     "eda_counts",
     "split_audit",
     "imbalance",
+    "imbalance_arms",
     "metrics_resnet18",
     "calibration",
     "operating_points",
+    "operating_points_all",
     "xai_scores",
     "comparison",
+    "comparison_details",
     "paired_tests",
 ]
 
@@ -109,10 +112,16 @@ def test_results_hold_sane_values(smoke):
         >= 0.9
     )
     assert (root / "exp" / "smoke" / "ensemble" / "predictions_test.csv").is_file()
-    points = pd.read_csv(gen / "operating_points.csv")
-    assert points["val_specificity"].between(0, 1).all()
+    points = pd.read_csv(gen / "operating_points_all.csv")
+    assert points["sensitivity (val)"].between(0, 1).all()
     # the profile's 0.9 target is also a standard one: listed once
-    assert not points.duplicated(["model", "positive", "criterion", "target"]).any()
+    assert not points.duplicated(["model", "positive", "chosen on validation for"]).any()
+    body = pd.read_csv(gen / "operating_points.csv")
+    assert len(body) == 2 * len(body["model"].unique())  # one point per model and positive set
+    assert not any("_" in c for c in body.columns)  # human headers, not test_sensitivity_low
+    arms = pd.read_csv(gen / "imbalance_arms.csv").set_index("strategy")
+    assert arms.loc["none", "loss"] == "ce" and arms.loc["focal", "loss"].startswith("focal")
+    assert (run / "calibration_tta.json").is_file() and (run / "thresholds_tta.json").is_file()
 
 
 @pytest.mark.slow
@@ -127,8 +136,33 @@ def test_notebooks_state_their_findings(smoke):
     }
     for name, sentence in expected.items():
         nb = nbformat.read(root / "exp" / "smoke" / "notebooks" / f"{name}.ipynb", as_version=4)
-        text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+        text = "".join(_output_text(o) for c in nb.cells for o in c.get("outputs", []))
         assert sentence in text, name
+
+
+def _output_text(output) -> str:
+    """What a saved cell output says: streams, results, displays (Markdown and plain text)."""
+    data = output.get("data", {})
+    return output.get("text", "") + data.get("text/markdown", "") + data.get("text/plain", "")
+
+
+@pytest.mark.slow
+def test_outputs_are_clean_for_a_reader(smoke):
+    """No list of PosixPath above a figure, no error output, findings rendered as Markdown."""
+    root, _ = smoke
+    for path in sorted((root / "exp" / "smoke" / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert not [o for o in outputs if o.get("output_type") == "error"], path.name
+        assert "PosixPath" not in "".join(map(_output_text, outputs)), path.name
+    comparison = nbformat.read(root / "exp" / "smoke" / "notebooks" / "07_comparison.ipynb", 4)
+    markdown = [
+        o["data"]["text/markdown"]
+        for c in comparison.cells
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    ]
+    assert any("**" in m for m in markdown)  # numbers in bold
 
 
 @pytest.mark.slow
