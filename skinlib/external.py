@@ -277,6 +277,23 @@ def _row(run: Path, spec: ExternalSet, report: dict, metrics: pd.DataFrame) -> d
     return row
 
 
+def _still_valid(report: Path, run: Path, spec: ExternalSet) -> bool:
+    """An earlier evaluation of the same data, newer than everything of the run it used (the
+    checkpoint, and the temperature and thresholds that notebooks 04-05 write later)."""
+    from skinlib.io import read_json
+
+    if not report.is_file():
+        return False
+    used = [run / "checkpoints" / "best.pt", run / "calibration.json", run / "thresholds.json"]
+    newest = max(p.stat().st_mtime for p in used if p.is_file())
+    saved = read_json(report)
+    return (
+        report.stat().st_mtime >= newest
+        and saved.get("data") == str(spec.path())
+        and saved.get("format") == spec.format
+    )
+
+
 def evaluate_external_sets(
     study_or_run_dirs: str | Path | Iterable[str | Path],
     settings,
@@ -309,14 +326,7 @@ def evaluate_external_sets(
         for spec in sets:
             out = (Path(out_root) / run.name if out_root else run / "external") / spec.name
             report_path = out / "report.json"
-            checkpoint = run / "checkpoints" / "best.pt"
-            fresh = (
-                reuse
-                and report_path.is_file()
-                and report_path.stat().st_mtime >= checkpoint.stat().st_mtime
-                and read_json(report_path).get("data") == str(spec.path())
-            )
-            if fresh:
+            if reuse and _still_valid(report_path, run, spec):
                 report = read_json(report_path)
             else:
                 log.info("evaluating %s on %s (%s)", run.name, spec.name, spec.path())

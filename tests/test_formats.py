@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 
 import numpy as np
@@ -381,6 +382,7 @@ def run(tmp_path_factory):
     return build_tiny_run(tmp_path_factory.mktemp("formatsrun"))
 
 
+@pytest.mark.slow  # trains a tiny run once per module
 def test_evaluate_cli_on_ph2(run, tmp_path, capsys):
     root = make_ph2_folder(tmp_path / "data", labels=("txt",))
     out = tmp_path / "out"
@@ -398,6 +400,7 @@ def test_evaluate_cli_on_ph2(run, tmp_path, capsys):
     assert report["operating_point"]["sensitivity"] == pytest.approx(pvr["sensitivity"])
 
 
+@pytest.mark.slow  # trains a tiny run once per module
 def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, capsys):
     root = make_isic2018_folder(tmp_path / "data", "archive")
     (root / "ISIC2018_Task3_Test_Images" / "ISIC_0034529.jpg").unlink()
@@ -411,6 +414,7 @@ def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, ca
     assert report["external"]["groups"] == "lesion" and report["external"]["missing_classes"] == []
 
 
+@pytest.mark.slow  # trains a tiny run once per module
 def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
     from skinlib.external import evaluate_external_sets
     from skinlib.profile import EvaluationSettings
@@ -439,6 +443,9 @@ def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
     assert table["caveat"].str.len().gt(50).all() and table["positive_auc"].between(0, 1).all()
     report = tmp_path / "ext" / run.name / "ph2" / "report.json"
     stamp = report.stat().st_mtime_ns
-    again = evaluate_external_sets([run], settings, out_root=tmp_path / "ext")
+    again = evaluate_external_sets(run.parent, settings, out_root=tmp_path / "ext")  # the study
     assert report.stat().st_mtime_ns == stamp  # reused, not predicted again
     pd.testing.assert_frame_equal(table, again)
+    os.utime(run / "thresholds.json")  # a new operating point: evaluate again
+    evaluate_external_sets([run], settings, out_root=tmp_path / "ext")
+    assert report.stat().st_mtime_ns > stamp
