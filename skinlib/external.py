@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlib.errors import ConfigError
+from skinlib.errors import ConfigError, SkinlibError
 
 log = logging.getLogger(__name__)
 
@@ -166,19 +166,38 @@ def positive_vs_rest(
 
 
 def caveat(
-    format: str, counts: dict[str, int], positive: Sequence[str], lesion_groups: bool
+    format: str,
+    counts: dict[str, int],
+    positive: Sequence[str],
+    lesion_groups: bool,
+    threshold: bool = True,
 ) -> str:
-    """A sentence on what the numbers of this set can and cannot be compared with."""
+    """A sentence on what the numbers of this set can and cannot be compared with.
+
+    Args:
+        counts: images per class of the model (:func:`class_counts`).
+        positive: the operating-point classes (melanoma).
+        lesion_groups: the set records lesion ids (intervals resample lesions).
+        threshold: the run stores an operating point (``thresholds.json``).
+    """
     name = SET_NAMES.get(format, format)
     present = [c for c, n in counts.items() if n]
     pos = "+".join(positive)
+    binary_view = f"the {pos}-vs-rest AUC" + (
+        " and the operating point at the stored threshold are" if threshold else " is"
+    )
+    if not set(positive) & set(present) and pos not in present:
+        binary_view = (
+            f"it has no {pos} images, so only the specificity at the stored threshold is"
+            if threshold
+            else f"it has no {pos} images, so no {pos}-vs-rest number is"
+        )
     if len(present) < len(counts):
         text = (
             f"{name} has only {', '.join(present)} ({len(present)} of the model's {len(counts)} "
             f"classes): balanced accuracy and the macro averages run over those {len(present)} "
             "classes and predictions of the others count only as errors, so they are not "
-            f"comparable with the internal test; the {pos}-vs-rest AUC and the operating point "
-            "at the stored threshold are."
+            f"comparable with the internal test; {binary_view}."
         )
     else:
         text = (
@@ -234,7 +253,7 @@ def describe_external(
         )
     except ValueError as err:  # the model has none of the positive classes
         log.warning("no %s-vs-rest numbers: %s", "+".join(positive), err)
-    out["caveat"] = caveat(format, counts, positive, lesion_groups)
+    out["caveat"] = caveat(format, counts, positive, lesion_groups, point is not None)
     return out
 
 
@@ -246,7 +265,10 @@ def _run_dirs(study_or_run_dirs: str | Path | Iterable[str | Path]) -> list[Path
             return [folder]
         runs = sorted(p.parents[1] for p in folder.glob("*/checkpoints/best.pt"))
         if not runs:
-            raise FileNotFoundError(f"{folder}: no trained runs (*/checkpoints/best.pt) found")
+            raise SkinlibError(
+                f"{folder}: no trained runs (*/checkpoints/best.pt) found; pass run folders or "
+                "a study folder after training"
+            )
         return runs
     return [Path(p) for p in study_or_run_dirs]
 

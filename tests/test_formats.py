@@ -131,7 +131,7 @@ def test_isic2018_malformed_files_name_file_and_line(tmp_path):
         load_table(root, "isic2018")
     assert str(err.value).startswith(f"{csv}: header ['image', 'MEL', 'NV', 'BCC', 'AK'")
     assert "challenge release's" in str(err.value) and "archive release's" in str(err.value)
-    (csv).unlink()
+    csv.unlink()
     with pytest.raises(DataError, match=r"no ISIC 2018 Task 3 ground truth .*Test_GroundTruth"):
         load_table(root, "isic2018")
 
@@ -265,7 +265,7 @@ def test_ph2_txt_malformed_rows_and_missing_image(tmp_path):
         load_table(root, "ph2")
     shutil.rmtree(root / "PH2Dataset" / "PH2 Dataset images")
     assert len(load_table(root, "ph2", require_images=False)) == 6
-    (txt).unlink()
+    txt.unlink()
     with pytest.raises(DataError, match=r"neither PH2_dataset.xlsx nor PH2_dataset.txt found"):
         load_table(root, "ph2")
 
@@ -338,6 +338,10 @@ def test_caveat_says_what_is_comparable():
     assert two.startswith("PH2 has only mel, nv (2 of the model's 7 classes)")
     assert "not comparable with the internal test" in two and "mel-vs-rest AUC" in two
     assert "resample images" in two and "atypical nevi" in two
+    no_threshold = caveat("ph2", {"mel": 2, "nv": 3, "bkl": 0}, ["mel"], True, threshold=False)
+    assert "the mel-vs-rest AUC is." in no_threshold and "stored threshold" not in no_threshold
+    no_mel = caveat("folder", {"mel": 0, "nv": 3, "bkl": 4}, ["mel"], True)
+    assert "it has no mel images, so only the specificity at the stored threshold is" in no_mel
     full = caveat("isic2018", dict.fromkeys(CLASSES, 3), ["mel"], True)
     assert full.startswith("ISIC 2018 Task 3 has all 7 of the model's classes")
     assert "resample images" not in full and "official test set" in full
