@@ -54,6 +54,14 @@ def _replace_line(path, number: int, line: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def test_every_format_has_a_reader_and_the_cli_offers_it():
+    from skinlib.data.adapters import READERS
+
+    assert set(READERS) == set(FORMATS) and {"isic2018", "ph2"} <= set(FORMATS)
+    with pytest.raises(SystemExit):  # argparse refuses an unknown format
+        main(["validate", ".", "--format", "derm7pt"])
+
+
 # --- ISIC 2018 Task 3 -----------------------------------------------------------------------
 
 
