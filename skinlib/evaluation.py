@@ -159,7 +159,7 @@ def split_rows(run_dir: str | Path, split: str) -> pd.DataFrame:
 
 
 def external_table(
-    loaded, root: str | Path, format: str, drop_unmapped: bool = False
+    loaded, root: str | Path, format: str, drop_unmapped: bool = False, skip_missing: bool = False
 ) -> pd.DataFrame:
     """Another dataset's images with labels in the run's vocabulary.
 
@@ -170,7 +170,7 @@ def external_table(
     from skinlib.data import load_table
     from skinlib.data.classes import canonical, map_labels, to_binary
 
-    table = load_table(root, format)
+    table = load_table(root, format, skip_missing=skip_missing)
     if _is_binary(loaded):
         positive = loaded.config.data.positive
         if format == "isic2020":  # already melanoma vs rest
@@ -198,11 +198,14 @@ def evaluate_external(
     tta: bool = False,
     drop_unmapped: bool = False,
     n_boot: int = 1000,
+    skip_missing: bool = False,
 ) -> dict:
     """Test a trained run on another dataset: predictions file and full metrics report.
 
     Uses the run's own preprocessing, its temperature (``calibration.json``) and its stored
-    operating point (``thresholds.json``) when present.
+    operating point (``thresholds.json``) when present. ``report.json`` also holds what the set
+    can say (``external``: class counts, missing classes, melanoma vs rest and a caveat; see
+    :func:`skinlib.external.describe_external`).
     """
     from skinlib.io import read_json, write_json
     from skinlib.metrics import bootstrap_ci, classification_report
@@ -211,7 +214,7 @@ def evaluate_external(
 
     run_dir, out = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)
-    table = external_table(loaded, root, format, drop_unmapped)
+    table = external_table(loaded, root, format, drop_unmapped, skip_missing)
     preds = predict_table(loaded, table, tta=tta)
     out.mkdir(parents=True, exist_ok=True)
     preds.save(out / "predictions.csv")
@@ -246,5 +249,9 @@ def evaluate_external(
             "sensitivity": sens,
             "specificity": spec,
         }
+    from skinlib.external import describe_external
+
+    summary["skipped_missing"] = int(table.attrs.get("skipped_missing", 0))
+    summary["external"] = describe_external(preds, proba, run_dir, format, n_boot)
     write_json(out / "report.json", summary)
     return summary

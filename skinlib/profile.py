@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skinlib import paths
 from skinlib.config import Config, apply_overrides, config_from_dict, load_profile
 from skinlib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from skinlib.external import ExternalSet
 
 # What "no imbalance handling" means: every strategy run starts here, whatever the profile's own
 # config uses for the architecture runs (say focal loss), so each arm is the neutral base plus
@@ -68,6 +71,17 @@ class EvaluationSettings:
     xai_method: str = "gradcam"  # gradcam | gradcam++ | scorecam | eigencam
     xai_images: int = 24  # images scored per architecture for the mask score
     gallery_per_kind: int = 3  # images per gallery column (TP, FN, FP)
+    # external test sets, each {name, format, root[, drop_unmapped, skip_missing]}, e.g.
+    # {name: isic2018_test, format: isic2018, root: data/ISIC2018}; root may be the label file
+    # itself (an ISIC 2018 Validation CSV picks that split). Empty: internal test only.
+    # See skinlib.external.ExternalSet and evaluate_external_sets.
+    external: list[ExternalSet] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.external:  # imports pandas: only when sets are named
+            from skinlib.external import parse_external_sets
+
+            self.external = parse_external_sets(self.external)
 
 
 @dataclass

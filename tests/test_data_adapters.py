@@ -254,8 +254,8 @@ def test_wrong_format_missing_folder_and_unknown_format(ham_folder, tmp_path):
         DataError, match=r"ISIC_2019_Training_GroundTruth.csv not found .*HAM10000_metadata.csv"
     ):
         load_table(ham_folder, "isic2019")
-    with pytest.raises(DataError, match="unknown dataset format 'ph2'"):
-        load_table(tmp_path, "ph2")
+    with pytest.raises(DataError, match="unknown dataset format 'derm7pt'"):
+        load_table(tmp_path, "derm7pt")
     with pytest.raises(DataError, match="does not exist"):
         load_table(tmp_path / "nope")
     (tmp_path / "empty").mkdir()

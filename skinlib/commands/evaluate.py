@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="drop images whose class the model does not know (else: an error)",
     )
+    p.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip listed images whose file is missing (else: an error naming the row)",
+    )
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
     p.set_defaults(func=run)
 
@@ -31,10 +36,18 @@ def run(args: argparse.Namespace) -> int:
     from skinlib.evaluation import evaluate_external
 
     summary = evaluate_external(
-        args.run, args.data, args.format, args.out, args.tta, args.drop_unmapped, args.n_boot
+        args.run,
+        args.data,
+        args.format,
+        args.out,
+        args.tta,
+        args.drop_unmapped,
+        args.n_boot,
+        skip_missing=args.skip_missing,
     )
     print(
         f"{summary['images']} images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
         f"macro AUC {summary['macro_auc']:.3f} (report: {args.out}/report.json)"
     )
+    print(summary["external"]["caveat"])
     return 0

@@ -4,6 +4,10 @@ Columns: ``image_id, path, label, group, age, sex, site, source`` (+ the source'
 ``mask_path`` where ground-truth lesion masks exist). ``group`` is the id that must never cross
 splits: the lesion where the source records it, else the patient, else the image itself.
 
+Formats: ``ham10000``, ``isic2018`` (the official HAM10000 test protocol: ISIC 2018 Task 3 test or
+validation set, in either published release), ``isic2019``, ``isic2020``, ``ph2`` (PH2, Hospital Pedro
+Hispano) and ``folder``.
+
 Readers collect row problems (:class:`Problem`) instead of stopping at the first one, so that
 ``skinlib validate`` can list them all; :func:`load_table` raises the first one as a
 :class:`~skinlib.errors.DataError` naming the file and CSV line.
@@ -19,7 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinlib.data.classes import HAM10000_CLASSES, ISIC2019_COLUMNS, NEGATIVE, canonical
+from skinlib.data.classes import (
+    HAM10000_CLASSES,
+    ISIC2018_COLUMNS,
+    ISIC2019_COLUMNS,
+    NEGATIVE,
+    PH2_DIAGNOSES,
+    canonical,
+)
 from skinlib.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -27,12 +38,17 @@ log = logging.getLogger(__name__)
 # Earlier suffixes win when one id has several files (ISIC 2020 ships JPEG and DICOM).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 SCHEMA = ["image_id", "path", "label", "group", "age", "sex", "site", "source"]
-FORMATS = ("ham10000", "isic2019", "isic2020", "folder")
+FORMATS = ("ham10000", "isic2018", "isic2019", "isic2020", "ph2", "folder")
 
 HAM10000_CSV = "HAM10000_metadata.csv"
 HAM10000_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
 HAM10000_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
 HAM10000_MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
+ISIC2018_CSV = "ISIC2018_Task3_{split}_GroundTruth.csv"  # split: Test | Validation | Training
+ISIC2018_SPLITS = ("Test", "Validation")  # looked for in this order when given a folder
+ISIC2018_ONEHOT = ["image", *ISIC2018_COLUMNS]  # the challenge release's header
+# challenge release: ISIC2018_Task3_Test_Input/; archive release (Dataverse): ..._Test_Images/
+ISIC2018_IMAGE_DIRS = ("ISIC2018_Task3_{split}_Input", "ISIC2018_Task3_{split}_Images")
 ISIC2019_CSV = "ISIC_2019_Training_GroundTruth.csv"
 ISIC2019_ONEHOT = [*ISIC2019_COLUMNS, "UNK"]
 ISIC2019_META = "ISIC_2019_Training_Metadata.csv"
@@ -50,6 +66,10 @@ ISIC2020_COLUMNS = [
     "benign_malignant",
     "target",
 ]
+PH2_XLSX = "PH2_dataset.xlsx"
+PH2_TXT = "PH2_dataset.txt"
+PH2_FOLDER = "PH2Dataset"  # the unpacked archive: labels and "PH2 Dataset images/" inside
+PH2_IMAGE_DIR = "PH2 Dataset images"  # IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp
 
 
 @dataclass
@@ -57,12 +77,13 @@ class Problem:
     """One thing wrong with a dataset: where, what kind, and what to do about it."""
 
     file: str
-    row: int | None  # line number in the CSV (the header is line 1), if the problem has one
+    row: int | None  # line in a CSV/txt (the header is line 1) or row of a sheet, if any
     problem: str  # kind: missing_image, unknown_label, onehot, duplicate_id, empty_file, ...
     detail: str
 
     def message(self) -> str:
-        where = f"{self.file}, line {self.row}" if self.row else self.file
+        unit = "row" if self.file.endswith(".xlsx") else "line"
+        where = f"{self.file}, {unit} {self.row}" if self.row else self.file
         return f"{where}: {self.detail}"
 
 
@@ -123,11 +144,13 @@ def _row_problems(df, mask, file, kind, detail: Callable[[pd.Series], str]) -> l
     ]
 
 
-def _attach_paths(df, folders: list[Path], csv: Path, problems: list[Problem]) -> pd.DataFrame:
+def _attach_paths(
+    df, folders: list[Path], csv: Path, problems: list[Problem], where: str | None = None
+) -> pd.DataFrame:
     """Add ``path`` from an index of ``folders``; a missing image is a problem of its row."""
     index = index_images(folders)
     paths = df["image_id"].map(lambda i: str(index[i]) if i in index else np.nan)
-    where = ", ".join(str(f) for f in folders if f.is_dir()) or str(folders[0])
+    where = where or ", ".join(str(f) for f in folders if f.is_dir()) or str(folders[0])
     problems += _row_problems(
         df,
         paths.isna(),
@@ -141,12 +164,8 @@ def _attach_paths(df, folders: list[Path], csv: Path, problems: list[Problem]) -
     return df.assign(path=paths)
 
 
-def read_ham10000(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
-    """HAM10000: metadata CSV + images in part_1/part_2 (or one folder); masks if present."""
-    csv = root if root.is_file() else root / HAM10000_CSV
-    root = csv.parent
-    # The newer release appends a `dataset` column (kept as a source column).
-    df = _read_csv(csv, HAM10000_COLUMNS)
+def _ham_rows(df: pd.DataFrame, csv: Path, problems: list[Problem], source: str) -> pd.DataFrame:
+    """Rows with the HAM10000 header (also the archive release of ISIC 2018 Task 3)."""
     problems += _row_problems(
         df,
         ~df["dx"].isin(HAM10000_CLASSES),
@@ -157,15 +176,23 @@ def read_ham10000(root: Path, problems: list[Problem], require_images: bool = Tr
             f"{list(HAM10000_CLASSES)}: fix or remove the row"
         ),
     )
-    out = df.assign(
+    return df.assign(
         label=df["dx"],
         group=df["lesion_id"].fillna(df["image_id"]),
         age=pd.to_numeric(df["age"], errors="coerce"),
         sex=_unknown_to_nan(df["sex"]),
         site=_unknown_to_nan(df["localization"]),
-        source="ham10000",
+        source=source,
         path=np.nan,
     )
+
+
+def read_ham10000(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
+    """HAM10000: metadata CSV + images in part_1/part_2 (or one folder); masks if present."""
+    csv = root if root.is_file() else root / HAM10000_CSV
+    root = csv.parent
+    # The newer release appends a `dataset` column (kept as a source column).
+    out = _ham_rows(_read_csv(csv, HAM10000_COLUMNS), csv, problems, "ham10000")
     if require_images:
         folders = [root / d for d in HAM10000_IMAGE_DIRS] + [root / "images", root]
         out = _attach_paths(out, folders, csv, problems)
@@ -176,9 +203,20 @@ def read_ham10000(root: Path, problems: list[Problem], require_images: bool = Tr
     return out
 
 
-def _onehot_labels(df: pd.DataFrame, csv: Path, problems: list[Problem]) -> pd.Series:
-    """ISIC 2019 one-hot columns (1/0 or 1.0/0.0) -> canonical code; bad rows are problems."""
-    cols = [c for c in ISIC2019_ONEHOT if c in df.columns]
+def _onehot_labels(
+    df: pd.DataFrame,
+    csv: Path,
+    problems: list[Problem],
+    columns: dict[str, str] = ISIC2019_COLUMNS,
+    unknown: str | None = "UNK",
+) -> pd.Series:
+    """One-hot columns (1/0 or 1.0/0.0) -> canonical code; bad rows are problems.
+
+    Args:
+        columns: one-hot column -> canonical code (ISIC 2019's or ISIC 2018's).
+        unknown: the column meaning "no class" (ISIC 2019's UNK), refused by name when used.
+    """
+    cols = [c for c in [*columns, unknown] if c in df.columns]
     onehot = df[cols].apply(pd.to_numeric, errors="coerce")
     bad = onehot.isna().any(axis=1) | ~onehot.isin([0, 1]).all(axis=1) | (onehot.sum(axis=1) != 1)
 
@@ -193,12 +231,12 @@ def _onehot_labels(df: pd.DataFrame, csv: Path, problems: list[Problem]) -> pd.S
     winner = onehot.fillna(0).idxmax(axis=1)
     problems += _row_problems(
         df,
-        (winner == "UNK") & ~bad,
+        (winner == unknown) & ~bad,
         csv,
         "unknown_label",
-        lambda r: f"image {r['image']} is labelled UNK (no class); remove the row",
+        lambda r: f"image {r['image']} is labelled {unknown} (no class); remove the row",
     )
-    return winner.map(ISIC2019_COLUMNS)
+    return winner.map(columns)
 
 
 def read_isic2019(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
@@ -259,6 +297,153 @@ def read_isic2020(root: Path, problems: list[Problem], require_images: bool = Tr
     return out
 
 
+def isic2018_label_file(root: Path) -> Path:
+    """The ISIC 2018 Task 3 ground truth to read: ``root`` itself when it is a file, else the Test
+    file, else the Validation file, in ``root`` or in the folder its zip unpacks to
+    (``ISIC2018_Task3_Test_GroundTruth/``). Point at the Validation CSV to read that split."""
+    if root.is_file():
+        return root
+    found = []
+    for split in ISIC2018_SPLITS:
+        name = ISIC2018_CSV.format(split=split)
+        found += [p for p in (root / name, root / Path(name).stem / name) if p.is_file()][:1]
+    if not found:
+        names = [ISIC2018_CSV.format(split=s) for s in ISIC2018_SPLITS]
+        there = sorted(p.name for p in root.glob("*.csv")) if root.is_dir() else []
+        raise DataError(
+            f"{root}: no ISIC 2018 Task 3 ground truth ({' or '.join(names)}, also looked in "
+            f"their unzipped folders; CSV files there: {there or 'none'}); point at the folder "
+            "holding it, or at the CSV file itself"
+        )
+    if len(found) > 1:
+        log.info(
+            "%s holds both the Test and the Validation ground truth: reading Test (point at %s "
+            "to read Validation)",
+            root,
+            found[1],
+        )
+    return found[0]
+
+
+def _isic2018_image_folders(csv: Path) -> list[Path]:
+    """Where a split's images are: its named folder (either release, also nested once by the
+    unzip) beside the CSV or one level up; failing those, any sub-folder of the CSV's folder."""
+    split = next((s for s in ("Test", "Validation", "Training") if f"_{s}_" in csv.name), None)
+    named = []
+    for base in (csv.parent, csv.parent.parent):
+        for pattern in ISIC2018_IMAGE_DIRS if split else ():
+            folder = base / pattern.format(split=split)
+            named += [folder, folder / folder.name]
+    if any(f.is_dir() for f in named):
+        return named
+    return [
+        p
+        for p in sorted(csv.parent.iterdir())
+        if p.is_dir() and not p.name.startswith((".", "__MACOSX"))
+    ] + [csv.parent]
+
+
+def read_isic2018(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
+    """ISIC 2018 Task 3 (HAM10000's official test set of 1,512 images, or its validation set of 193).
+
+    Two published releases, told apart by the header of ``ISIC2018_Task3_<Split>_GroundTruth.csv``:
+
+    - the challenge release: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`` (one-hot 1.0/0.0), images in
+      ``ISIC2018_Task3_<Split>_Input/``. It records no lesion ids, so each image is its own group
+      (intervals then resample images);
+    - the archive release (HAM10000 on Harvard Dataverse): the HAM10000 header
+      (``lesion_id,image_id,dx,...,dataset``), images in ``ISIC2018_Task3_Test_Images/`` (or any
+      one sub-folder); grouped by lesion. Its zip holds 1,511 of the 1,512 listed images.
+
+    ``root`` is the folder holding the CSV (Test is read when Validation is there too) or the CSV.
+    """
+    csv = isic2018_label_file(root)
+    df = _read_csv(csv, [], required=[])
+    if set(HAM10000_COLUMNS) <= set(df.columns):
+        out = _ham_rows(df, csv, problems, "isic2018").assign(isic2018_release="archive")
+    elif set(ISIC2018_ONEHOT) <= set(df.columns):
+        df = df.assign(image_id=df["image"])
+        out = df.assign(
+            label=_onehot_labels(df, csv, problems, ISIC2018_COLUMNS, unknown=None),
+            group=df["image"],  # no lesion ids in this release
+            age=np.nan,
+            sex=np.nan,
+            site=np.nan,
+            source="isic2018",
+            path=np.nan,
+            isic2018_release="challenge",
+        )
+    else:
+        found = [c for c in df.columns if c != "_line"]
+        raise DataError(
+            f"{csv}: header {found} is neither the challenge release's {ISIC2018_ONEHOT} nor the "
+            f"archive release's {HAM10000_COLUMNS + ['dataset']}; is it the ISIC 2018 Task 3 "
+            "ground truth?"
+        )
+    if require_images:
+        out = _attach_paths(out, _isic2018_image_folders(csv), csv, problems)
+    out.attrs["label_file"] = str(csv)
+    return out
+
+
+def ph2_label_file(root: Path) -> Path:
+    """``PH2_dataset.xlsx`` (else ``PH2_dataset.txt``) in ``root`` or ``root/PH2Dataset``, or
+    ``root`` itself when it is one of them."""
+    if root.is_file():
+        return root
+    for base in (root, root / PH2_FOLDER):
+        for name in (PH2_XLSX, PH2_TXT):
+            if (base / name).is_file():
+                return base / name
+    raise DataError(
+        f"{root}: neither {PH2_XLSX} nor {PH2_TXT} found (also looked in {root / PH2_FOLDER}); "
+        "point at the unpacked PH2Dataset folder"
+    )
+
+
+def _ph2_images(out: pd.DataFrame, folder: Path, labels: Path, problems: list[Problem]):
+    """``path`` (and ``mask_path`` where lesion masks exist) from PH2's folder per case."""
+    images = [folder / i / f"{i}_Dermoscopic_Image" for i in out["image_id"]]
+    out = _attach_paths(
+        out, images, labels, problems, where=f"{folder}/<id>/<id>_Dermoscopic_Image/"
+    )
+    masks = [folder / i / f"{i}_lesion" / f"{i}_lesion.bmp" for i in out["image_id"]]
+    if any(m.is_file() for m in masks):
+        out["mask_path"] = [str(m.resolve()) if m.is_file() else np.nan for m in masks]
+    return out
+
+
+def read_ph2(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
+    """PH2: labels in ``PH2_dataset.xlsx`` or ``.txt``, ``PH2 Dataset images/IMDxxx/...bmp``.
+
+    Common and atypical nevi are ``nv``, melanomas ``mel`` (the original name stays in
+    ``diagnosis``; ``histology`` where recorded). Every image is a different lesion of its own
+    patient in PH2's description, so each image is its own group. Lesion masks (``IMDxxx_lesion``)
+    become ``mask_path``.
+    """
+    from skinlib.data.ph2 import read_labels
+
+    labels = ph2_label_file(root)
+    df = read_labels(labels)
+    if df.empty:
+        raise DataError(f"{labels}: the table has no rows; is it the whole PH2 label file?")
+    bad = df["_error"].notna()
+    problems += _row_problems(df, bad, labels, "unknown_label", lambda r: r["_error"])
+    out = df.drop(columns="_error").assign(
+        label=df["diagnosis"].map(PH2_DIAGNOSES),
+        group=df["image_id"],
+        age=np.nan,
+        sex=np.nan,
+        site=np.nan,
+        source="ph2",
+        path=np.nan,
+    )
+    if require_images:
+        out = _ph2_images(out, labels.parent / PH2_IMAGE_DIR, labels, problems)
+    out.attrs["label_file"] = str(labels)
+    return out
+
+
 def read_folder(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
     """``root/<class>/<image>``; known class names (``melanoma``, ``MEL``, ``nevus``) map to codes."""
     if not root.is_dir():
@@ -282,8 +467,10 @@ def read_folder(root: Path, problems: list[Problem], require_images: bool = True
 
 READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ham10000": read_ham10000,
+    "isic2018": read_isic2018,
     "isic2019": read_isic2019,
     "isic2020": read_isic2020,
+    "ph2": read_ph2,
     "folder": read_folder,
 }
 
@@ -319,7 +506,7 @@ def read_source(
     table = READERS[format](root, problems, require_images)
     csv = {"ham10000": HAM10000_CSV, "isic2019": ISIC2019_CSV, "isic2020": ISIC2020_CSV}
     label_file = root if root.is_file() else root / csv.get(format, "")
-    problems += _duplicate_ids(table, str(label_file))
+    problems += _duplicate_ids(table, table.attrs.get("label_file", str(label_file)))
     return table, problems
 
 
@@ -340,8 +527,9 @@ def load_table(
     """Load a dataset into the common schema.
 
     Args:
-        root: the dataset folder (for HAM10000 also the metadata CSV itself).
-        format: ham10000 | isic2019 | isic2020 | folder.
+        root: the dataset folder, or its label file (HAM10000's metadata CSV, an ISIC 2018
+            ground-truth CSV to pick its split, PH2's xlsx or txt).
+        format: ham10000 | isic2018 | isic2019 | isic2020 | ph2 | folder.
         skip_missing: drop rows whose image file is missing (logged, counted in
             ``table.attrs["skipped_missing"]``) instead of raising. Other problems still raise.
         require_images: False reads the labels alone (``path`` is NaN), e.g. to audit splits.

@@ -17,6 +17,10 @@ vasc       VASC       vascular lesion
 scc        SCC        squamous cell carcinoma (ISIC 2019 only: no HAM10000 counterpart)
 =========  =========  ==================================================================
 
+ISIC 2018 Task 3 uses HAM10000's seven classes with upper-case one-hot columns (``AKIEC`` where
+ISIC 2019 writes ``AK``). PH2 has melanocytic lesions only: its common and atypical nevi are
+``nv``, its melanomas ``mel``.
+
 ISIC 2019 ``UNK`` and ISIC 2020's ``unknown``, ``cafe-au-lait macule`` and ``atypical melanocytic
 proliferation`` have no counterpart (the SIIM-ISIC 2020 winners mapped the last two to unknown
 as well): :func:`map_labels` refuses them by name, and callers drop those rows first.
@@ -45,6 +49,19 @@ ISIC2019_COLUMNS = {
     "VASC": "vasc",
     "SCC": "scc",
 }
+# ISIC 2018 Task 3 one-hot columns (HAM10000's classes under upper-case names)
+ISIC2018_COLUMNS = {
+    "MEL": "mel",
+    "NV": "nv",
+    "BCC": "bcc",
+    "AKIEC": "akiec",
+    "BKL": "bkl",
+    "DF": "df",
+    "VASC": "vasc",
+}
+# PH2's clinical diagnoses: both kinds of nevus are melanocytic nevi (HAM10000's nv)
+PH2_DIAGNOSES = {"Common Nevus": "nv", "Atypical Nevus": "nv", "Melanoma": "mel"}
+PH2_CLASSES = ("mel", "nv")
 MALIGNANT = ("akiec", "bcc", "mel", "scc")
 NEGATIVE = "other"  # the rest in a binary task
 BINARY_CLASSES = (NEGATIVE, "mel")  # ISIC 2020: melanoma vs rest
@@ -53,6 +70,8 @@ BINARY_CLASSES = (NEGATIVE, "mel")  # ISIC 2020: melanoma vs rest
 # ISIC 2020 `diagnosis` strings and the folder names people give classes.
 ALIASES = {
     **{k.lower(): v for k, v in ISIC2019_COLUMNS.items()},
+    **{k.lower(): v for k, v in ISIC2018_COLUMNS.items()},
+    **{k.lower(): v for k, v in PH2_DIAGNOSES.items()},
     **{c: c for c in ISIC2019_CLASSES},
     "melanoma": "mel",
     "nevus": "nv",
@@ -98,8 +117,10 @@ def class_list(source: pd.DataFrame | str) -> list[str]:
     if isinstance(source, str):
         fixed = {
             "ham10000": HAM10000_CLASSES,
+            "isic2018": HAM10000_CLASSES,
             "isic2019": ISIC2019_CLASSES,
             "isic2020": BINARY_CLASSES,
+            "ph2": PH2_CLASSES,
         }
         if source not in fixed:
             raise DataError(
