@@ -363,3 +363,26 @@ def evaluate_external_sets(
                 )
             rows.append(_row(run, spec, report, pd.read_csv(out / "metrics.csv")))
     return pd.DataFrame(rows)
+
+
+def external_for_reading(results: pd.DataFrame) -> pd.DataFrame:
+    """:func:`evaluate_external_sets` rows as a thesis table: intervals in their cells."""
+    from skinlib.report import format_ci
+
+    def ci(name: str, digits: int = 3) -> list[str]:
+        return [
+            format_ci(r[name], r[f"{name}_low"], r[f"{name}_high"], digits)
+            for _, r in results.iterrows()
+        ]
+
+    return pd.DataFrame(
+        {
+            "model": results["run"],
+            "external set": results["set"],
+            "images": results["images"],
+            "bal. acc.": ci("balanced_accuracy"),
+            "AUC (raw)": ci("macro_auc"),
+            "mel AUC": ci("positive_auc"),
+            "mel sensitivity": ci("positive_sensitivity", 2),
+        }
+    )

@@ -310,6 +310,13 @@ class Study:
             }
         )
 
+    def external_results(self) -> pd.DataFrame:
+        """Every architecture on every external set of the profile (``evaluation.external``),
+        after the overlap guard of :func:`skinlib.evaluation.evaluate_external`."""
+        from skinlib.external import evaluate_external_sets
+
+        return evaluate_external_sets([self.run_dir(r) for r in self.runs], self.evaluation)
+
     # --- 04 calibration ------------------------------------------------------------------------
 
     def calibrate(self, run: str, tta: bool = False) -> pd.DataFrame:
