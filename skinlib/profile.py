@@ -86,10 +86,14 @@ class EvaluationSettings:
 
 @dataclass
 class StudyProfile:
-    """A whole study: name, base run config, and the comparisons it makes."""
+    """A whole study: name, base run config, and the comparisons it makes.
 
-    study: str
-    config: Config
+    Every run's config comes from :meth:`run_config` (or :meth:`strategy_config`): the CLI's
+    ``skinlib train --profile P --arch A``, the pipeline and the notebooks resolve it the same way.
+    """
+
+    study: str  # the profile's ``study:``, else its file name; names experiments/<study>/
+    base: Config  # the profile's ``config`` section, before recipes and --set overrides
     architectures: list[str]
     imbalance: ImbalanceStudy
     evaluation: EvaluationSettings
@@ -97,7 +101,12 @@ class StudyProfile:
     # architecture -> config overrides of its own recipe (e.g. a lower learning rate for Swin)
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
-    profile_config: Config | None = None  # ``config`` before the --set overrides
+
+    @property
+    def config(self) -> Config:
+        """The study-level config: the profile's ``config`` with the ``--set`` overrides (what
+        the data steps use; a run adds its recipe on top, see :meth:`run_config`)."""
+        return apply_overrides(self.base, [*self.overrides, f"study={self.study}"])
 
     def run_config(
         self, arch: str, run: str | None = None, overrides: dict | None = None
@@ -109,7 +118,7 @@ class StudyProfile:
         """
         items = _items(self.recipes.get(arch, {})) + self.overrides + _items(overrides or {})
         items += [f"model.arch={arch}", f"run={run or arch}", f"study={self.study}"]
-        return apply_overrides(self.profile_config or self.config, items)
+        return apply_overrides(self.base, items)
 
     def strategy_config(self, name: str) -> Config:
         """The config of one imbalance-strategy run (run name ``imbalance_<name>``)."""
@@ -182,19 +191,22 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
     study = data.get("study") or path.stem
+    if any(item.strip().startswith("study=") for item in overrides or []):
+        raise ConfigError(
+            f"--set study=...: the study name comes from the profile ({study!r}, its `study:` "
+            "or file name); copy the profile under a new name to start another study"
+        )
     base = config_from_dict({**(data.get("config") or {}), "study": study})
-    config = apply_overrides(base, overrides)
-    archs = data.get("architectures") or [config.model.arch]
+    archs = data.get("architectures") or [apply_overrides(base, overrides).model.arch]
     profile = StudyProfile(
         study=study,
-        config=config,
+        base=base,
         architectures=list(archs),
         imbalance=_section(ImbalanceStudy, data.get("imbalance"), "imbalance"),
         evaluation=_section(EvaluationSettings, data.get("evaluation"), "evaluation"),
         path=path,
         recipes=dict(data.get("recipes") or {}),
         overrides=list(overrides or []),
-        profile_config=base,
     )
     _check_recipes(profile, path)
     return profile

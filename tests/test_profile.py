@@ -118,3 +118,47 @@ def test_a_shared_non_neutral_base_is_written_in_common(tmp_path):
     assert none.train.selection_rate == 1.0  # --set does not leak into the arms either
     assert none.imbalance.label_smoothing == 0.1
     assert study.strategy_config("focal").imbalance.label_smoothing == 0.1
+
+
+def _train_config(*argv: str):
+    """The config `skinlib train ARGV --print-config` prints."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from skinlib.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["train", *argv, "--print-config"]) == 0
+    return yaml.safe_load(out.getvalue())
+
+
+def test_train_cli_resolves_a_run_as_the_pipeline_does():
+    """One resolution path: profile < recipe < --set < strategy, the same for CLI and pipeline."""
+    study = load_study_profile("params/demo.yaml", ["train.epochs=2"])
+    cli = _train_config(
+        "--profile", "params/demo.yaml", "--arch", "efficientnet_b0", "--set", "train.epochs=2"
+    )
+    assert cli == study.run_config("efficientnet_b0").to_dict()
+    assert cli["train"]["lr"] == 0.005 and cli["train"]["epochs"] == 2  # the recipe applies
+    arm = _train_config("--profile", "params/ham10000.yaml", "--strategy", "none")
+    assert arm == load_study_profile("params/ham10000.yaml").strategy_config("none").to_dict()
+    assert arm["imbalance"]["loss"] == "ce"
+
+
+def test_train_cli_refuses_a_profile_given_as_a_run_config():
+    from skinlib.cli import main
+
+    assert main(["train", "--config", "params/demo.yaml"]) != 0
+
+
+def test_study_config_is_derived_and_its_name_has_one_rule(tmp_path):
+    study = load_study_profile("params/demo.yaml", ["train.epochs=3"])
+    assert study.config.train.epochs == 3 and study.base.train.epochs == 5
+    assert study.config.study == study.run_config("resnet18").study == "demo"
+    (tmp_path / "mine.yaml").write_text("architectures: [resnet18]\n")
+    assert load_study_profile(tmp_path / "mine.yaml").config.study == "mine"  # the file name
+    with pytest.raises(ConfigError, match="study name comes from the profile"):
+        load_study_profile("params/demo.yaml", ["study=other"])

@@ -1,13 +1,29 @@
-"""``skinlib train --config params/<profile>.yaml --set key=value``: train one run."""
+"""``skinlib train --profile params/<profile>.yaml --arch A``: train one run of a study.
+
+The run's config is resolved exactly as the pipeline resolves it (profile ``config`` < the
+architecture's recipe < ``--set`` < an imbalance strategy), so both write the same run folder
+with the same ``config.yaml``. ``--config`` trains from a run's saved ``config.yaml``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+import yaml
+
+from skinlib.config import Config, load_config, load_profile
+from skinlib.errors import ConfigError
+from skinlib.profile import load_study_profile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one model (works under torchrun for several GPUs)")
-    p.add_argument("--config", help="profile YAML (its `config` section) or a run's config.yaml")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--profile", help="study profile, e.g. params/demo.yaml (with --arch)")
+    source.add_argument("--config", help="a run's config.yaml (to reproduce or continue it)")
+    p.add_argument("--arch", help="architecture of the profile to train (default: its first)")
+    p.add_argument("--strategy", help="an imbalance strategy of the profile instead of --arch")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -18,14 +34,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)
 
 
+def resolve(args: argparse.Namespace) -> Config:
+    """The run's config from the command line, by the pipeline's own resolution."""
+    if args.config:
+        if set(load_profile(args.config)) - set(Config.__dataclass_fields__):
+            raise ConfigError(
+                f"{args.config} is a study profile, not a run config: use --profile "
+                f"{args.config} --arch ARCH so that its recipes apply as in the pipeline"
+            )
+        return load_config(args.config, args.overrides)
+    profile = load_study_profile(args.profile, args.overrides)
+    if args.strategy:
+        return profile.strategy_config(args.strategy)
+    arch = args.arch or profile.architectures[0]
+    return profile.run_config(arch)
+
+
 def run(args: argparse.Namespace) -> int:
-    from skinlib.config import load_config
     from skinlib.training import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = resolve(args)
+    if args.print_config:
+        yaml.safe_dump(cfg.to_dict(), sys.stdout, sort_keys=False)
+        return 0
     run_dir = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(f"run folder: {run_dir}")
     return 0
