@@ -21,9 +21,9 @@ from skinlib.errors import ConfigError
 class SynthConfig:
     """SynthDerm generation, used when ``data.root`` is empty (the embedded offline dataset)."""
 
-    n: int = 2000  # number of images
+    n: int = 2000  # number of images (HAM10000's class shares unless balanced)
     size: int = 224  # side in pixels (square)
-    seed: int = 0
+    seed: int = 0  # the same seed draws the same dataset, byte for byte
     classes: str = "ham10000"  # "ham10000" (7 classes) or "isic2019" (8 classes)
     difficulty: float = 0.5  # 0 = trivially separable, 1 = heavily overlapping classes
     balanced: bool = False  # equal class shares instead of HAM10000's
@@ -39,11 +39,11 @@ class DataConfig:
     positive: list[str] = field(default_factory=lambda: ["mel"])  # binary task: positive classes
     image_size: int = 224  # training resolution; the model's native one if 0
     split_file: str = ""  # CSV with a `split` column; empty = make one (grouped, stratified)
-    val_frac: float = 0.15
-    test_frac: float = 0.15
+    val_frac: float = 0.15  # share of images for validation (model selection, calibration)
+    test_frac: float = 0.15  # share held out for the reported numbers (the usual 70/15/15)
     folds: int = 0  # k-fold cross-validation when > 1 (`fold` selects the held-out fold)
-    fold: int = 0
-    split_seed: int = 0
+    fold: int = 0  # with folds > 1: the held-out fold of this run (0 .. folds - 1)
+    split_seed: int = 0  # seed of the grouped split; a new seed gives another, equally valid split
     cache: bool = True  # pre-resize images once into the cache (much faster epochs)
     num_workers: int = 2  # DataLoader worker processes
     skip_bad: bool = False  # skip unreadable images (counted in the log) instead of stopping
@@ -72,38 +72,38 @@ class ImbalanceConfig:
     gamma: float = 2.0  # focal loss focusing parameter (0 = cross-entropy)
     alpha: list[float] | None = None  # focal loss per-class alpha
     sampler: str = "none"  # none | weighted (oversample rare classes)
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # target smoothing (0 = off); also passed to mixup explicitly
 
 
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
 
-    epochs: int = 10
-    batch_size: int = 32
+    epochs: int = 10  # passes over the training split; real profiles set 100 with early stopping
+    batch_size: int = 32  # images per step (per GPU); 32 fits 384 px ConvNets on a 16 GB card
     optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 3e-4
+    lr: float = 3e-4  # peak learning rate of the head; AdamW's usual fine-tuning value
     backbone_lr_mult: float = 1.0  # backbone lr = lr * this (head uses lr)
-    weight_decay: float = 0.05
+    weight_decay: float = 0.05  # decoupled (AdamW) weight decay; timm's default for fine-tuning
     momentum: float = 0.9  # SGD only
     scheduler: str = "cosine"  # cosine | cosine_restarts | onecycle | plateau | none
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 1.0  # linear warm-up to lr: early steps do not wreck the weights
     freeze_epochs: int = 0  # two-stage training: train the head alone for this many epochs
     amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off
     accum_steps: int = 1  # gradient accumulation
     grad_clip: float = 0.0  # clip gradient norm at this value, 0 = off
     ema: bool = False  # exponential moving average of weights (timm ModelEmaV3)
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # EMA weight of the past per step (0.999: about the last 1,000 steps)
     mixup: float = 0.0  # mixup alpha, 0 = off
     cutmix: float = 0.0  # cutmix alpha, 0 = off
     augment: str = "basic"  # none | basic | strong
     progressive_resize: bool = False  # start at half resolution, reach full by mid-training
     monitor: str = "balanced_accuracy"  # balanced_accuracy | macro_f1 | auc | loss
     patience: int = 0  # early stopping patience in epochs, 0 = off
-    channels_last: bool = True
+    channels_last: bool = True  # NHWC memory layout: faster convolutions on tensor cores
     compile: bool = False  # torch.compile
-    seed: int = 0
-    deterministic: bool = True
+    seed: int = 0  # model initialisation, data order and augmentation
+    deterministic: bool = True  # deterministic kernels where PyTorch has them (exact reruns)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     max_steps_per_epoch: int = 0  # cap steps per epoch (smoke tests), 0 = no cap
     selection_rate: float = 1.0  # adaptive sample selection: share of each batch back-propagated
