@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skinlib import paths, plots
+from skinlib import eda, paths, plots
 from skinlib.calibration import calibration_report, ece, reliability
 from skinlib.config import Config
-from skinlib.data.splits import audit_split, shared_groups
 from skinlib.errors import SkinlibError
 from skinlib.evaluation import ensemble, predict_table, split_rows
 from skinlib.io import write_json
@@ -76,14 +75,8 @@ class Study:
         plots.set_style()
 
     def __repr__(self) -> str:
-        data = self.config.data
-        source = (
-            f"{data.root} ({data.format})"
-            if data.root
-            else f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
-        )
         return (
-            f"Study({self.name!r}: data={source}, architectures={self.profile.architectures}, "
+            f"Study({self.name!r}: data={self.data_source()}, architectures={self.profile.architectures}, "
             f"results in {self.dir})"
         )
 
@@ -156,55 +149,27 @@ class Study:
         write_table(df, self.tables_dir / name, caption, f"tab:{name}")
         return display_table(df)
 
-    # --- 01 EDA --------------------------------------------------------------------------------
+    # --- 01 EDA (the computations live in skinlib.eda) ------------------------------------------
+
+    def data_source(self) -> str:
+        """What the data are, in words: a folder in a format, or SynthDerm (synthetic)."""
+        data = self.config.data
+        if data.root:
+            return f"{data.root} ({data.format})"
+        return f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
 
     def class_counts(self) -> pd.DataFrame:
-        t = self.table()
-        counts = t["label"].value_counts()
-        out = pd.DataFrame({"images": counts, "lesions": t.groupby("label")["group"].nunique()})
-        out["share"] = out["images"] / out["images"].sum()
-        out.index.name = "class"
-        return out.sort_values("images", ascending=False)
+        return eda.class_counts(self.table())
 
     def metadata_by_class(self) -> pd.DataFrame:
-        t = self.table()
-        out = t.groupby("label").agg(
-            age_mean=("age", "mean"),
-            age_sd=("age", "std"),
-            male=("sex", lambda s: float((s == "male").mean())),
-            top_site=("site", lambda s: s.mode().iloc[0] if s.notna().any() else "--"),
-        )
-        out.index.name = "class"
-        return out
+        return eda.metadata_by_class(self.table())
 
     def image_sizes(self, n: int = 200) -> pd.DataFrame:
-        from PIL import Image
+        return eda.image_sizes(self.table(), n)
 
-        rows = self.table().sample(min(n, len(self.table())), random_state=0)
-        sizes = [Image.open(p).size for p in rows["path"]]
-        return (
-            pd.DataFrame(sizes, columns=["width", "height"])
-            .value_counts()
-            .rename("images")
-            .reset_index()
-        )
-
-    def split_audit(self) -> pd.DataFrame:
-        """Grouped split vs a naive image-level split of the same images: lesions shared."""
-        t = self.table()
-        audit = audit_split(t)
-        rng = np.random.default_rng(0)
-        naive = t.assign(split=rng.choice(["train", "val", "test"], len(t), p=[0.7, 0.15, 0.15]))
-        counts = audit.counts.copy()
-        counts["max deviation (points)"] = (audit.max_deviation * 100).round(2)
-        counts.index.name = "class"
-        self.split_leak = pd.DataFrame(
-            {
-                "split": ["grouped by lesion (used)", "image-level random"],
-                "lesions in two splits": [audit.shared_groups, len(shared_groups(naive))],
-            }
-        )
-        return counts
+    def split_audit(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Counts per class and split, and lesions shared across splits (grouped vs naive)."""
+        return eda.split_audit(self.table())
 
     # --- evaluation of runs --------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from skinlib.cli import main
 from skinlib.config import SynthConfig
 from skinlib.data import load_table
 from skinlib.data.splits import audit_split, make_split
-from skinlib.data.synthetic import ensure_synthderm, generate, sample_grid
+from skinlib.data.synthetic import ensure_synthderm, generate
+from skinlib.eda import sample_grid
 
 
 def _digest(root):
@@ -93,7 +94,7 @@ def test_ensure_reuses_complete_copy(tmp_path, monkeypatch):
 
 
 def test_sample_grid_has_a_row_per_class(synth):
-    fig = sample_grid(synth, per_class=3)
+    fig = sample_grid(load_table(synth, "ham10000"), per_class=3)
     assert len(fig.axes) == 7 * 3
     assert [fig.axes[i * 3].get_ylabel() for i in range(7)] == [
         "akiec",

@@ -45,7 +45,6 @@ analyse, probabilities to calibrate, operating points that trade sensitivity for
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -533,37 +532,3 @@ def ensure_synthderm(synth_cfg, progress: bool = True, workers: int = 2) -> Path
     generate(out, workers=workers, progress=progress, **settings)
     marker.write_text(json.dumps(settings))  # written last: an interrupted run is redone
     return out
-
-
-def sample_grid(
-    root: str | Path,
-    per_class: int = 6,
-    seed: int = 0,
-    ax=None,
-    classes: Sequence[str] | None = None,
-):
-    """A grid of sample images, one row per class (reads the HAM10000-layout metadata directly)."""
-    import matplotlib.pyplot as plt
-
-    from skinlib.data import load_table
-
-    table = load_table(root, "ham10000")
-    names = list(classes or [c for c in HAM10000_CLASSES + ("scc",) if c in set(table["label"])])
-    fig, axes = plt.subplots(
-        len(names), per_class, figsize=(per_class * 0.9, len(names) * 0.95), squeeze=False
-    )
-    rng = np.random.default_rng(seed)
-    for i, name in enumerate(names):
-        rows = table[table["label"] == name]
-        picks = rows.iloc[rng.permutation(len(rows))[:per_class]]
-        for j in range(per_class):
-            a = axes[i, j]
-            a.set_xticks([])
-            a.set_yticks([])
-            for spine in a.spines.values():
-                spine.set_visible(False)
-            if j < len(picks):
-                a.imshow(Image.open(picks["path"].iloc[j]))
-        axes[i, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    fig.subplots_adjust(wspace=0.04, hspace=0.04, left=0.12, right=0.99, top=0.99, bottom=0.01)
-    return fig
