@@ -9,6 +9,7 @@ like ``skinlib validate`` reads them, but only a sample of images is decoded.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -18,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from skinlib import paths
-from skinlib.config import Config
+from skinlib.config import Config, TrainConfig
 from skinlib.data import adapters
 from skinlib.errors import DataError
 from skinlib.profile import StudyProfile
@@ -221,7 +222,42 @@ def cpu_checks(cfg: Config) -> list[Check]:
     return [Check("cpu", "ok", detail)]
 
 
-# --- disk ----------------------------------------------------------------------------------------
+# --- architectures and disk ----------------------------------------------------------------------
+
+
+def study_archs(profile: StudyProfile) -> list[str]:
+    """Every architecture the study trains: its list and the imbalance study's."""
+    return list(dict.fromkeys([*profile.architectures, profile.imbalance.arch]))
+
+
+def _known(arch: str) -> bool:
+    from skinlib.models import ArchitectureError, resolve_arch
+
+    try:
+        resolve_arch(arch)
+    except ArchitectureError:
+        return False
+    return True
+
+
+def architecture_check(profile: StudyProfile) -> Check:
+    """Unknown architecture names stop the study at its first run; later checks skip them."""
+    from skinlib.models import ArchitectureError, resolve_arch
+
+    for arch in study_archs(profile):
+        try:
+            resolve_arch(arch)
+        except ArchitectureError as err:
+            advice = "correct the name under architectures: (or imbalance.arch) in the profile"
+            return Check("architectures", "fail", str(err), advice)
+    return Check("architectures", "ok", ", ".join(study_archs(profile)))
+
+
+def study_runs(profile: StudyProfile) -> list[Config]:
+    """The config of every run the pipeline trains: one per architecture and per strategy."""
+    runs = [profile.run_config(a) for a in profile.architectures]
+    runs += [profile.strategy_config(s) for s in profile.imbalance.strategies]
+    return [c for c in runs if _known(c.model.arch)]
 
 
 def cache_sides(profile: StudyProfile) -> list[int]:
@@ -231,11 +267,10 @@ def cache_sides(profile: StudyProfile) -> list[int]:
     from skinlib.models import resolve_arch
 
     sides = set()
-    for arch in dict.fromkeys([*profile.architectures, profile.imbalance.arch]):
-        cfg = profile.run_config(arch)
+    for cfg in study_runs(profile):
         if not cfg.data.cache:
             continue
-        crop = timm.models.get_pretrained_cfg(resolve_arch(arch)[0]).crop_pct or 0.875
+        crop = timm.models.get_pretrained_cfg(resolve_arch(cfg.model.arch)[0]).crop_pct or 0.875
         sides.add(math.ceil(train_size(cfg) / crop))  # as Trainer._cached computes it
     return sorted(sides)
 
@@ -244,6 +279,24 @@ def cache_bytes(n_images: int, sides: list[int]) -> int:
     """Estimated bytes of the pre-resized cache: every image once per side."""
     per_image = sum(s * s * CACHE_ASPECT * CACHE_BYTES_PER_PIXEL for s in sides)
     return int(n_images * per_image)
+
+
+@functools.cache
+def parameter_count(arch: str, img_size: int) -> int:
+    """Parameters of ``arch`` with a 7-class head, built on the meta device (no memory used)."""
+    import torch
+
+    from skinlib.config import ModelConfig
+    from skinlib.models import count_parameters, create_model
+
+    with torch.device("meta"):
+        return count_parameters(create_model(ModelConfig(arch=arch), 7, img_size))
+
+
+def checkpoint_bytes(n_params: int, train: TrainConfig) -> int:
+    """``best.pt`` + ``last.pt`` of one run: float32 weights, EMA weights, optimiser moments."""
+    tensors = 1 + int(train.ema) + (2 if train.optimizer == "adamw" else 1)
+    return 2 * 4 * n_params * tensors
 
 
 def dataset_images(cfg: Config, counted: int | None = None) -> tuple[int | None, str]:
@@ -256,29 +309,70 @@ def dataset_images(cfg: Config, counted: int | None = None) -> tuple[int | None,
     return n, f"full {cfg.data.format}" if n else "unknown"
 
 
-def disk_check(profile: StudyProfile, n_images: int | None, source: str) -> Check:
-    """Free space where the cache lives against what the study's cache (and SynthDerm) needs."""
-    cache = paths.cache_dir()
-    free = shutil.disk_usage(_existing_parent(cache)).free
-    where = f"{free / 2**30:.1f} GiB free at {cache}"
-    if n_images is None:
-        return Check("disk", "ok", f"{where}; dataset size unknown, no estimate")
-    sides = cache_sides(profile)
-    need = cache_bytes(n_images, sides)
-    synth = profile.config.data.synth
-    if not profile.config.data.root:  # SynthDerm's own JPEGs and PNG masks
-        need += int(synth.n * synth.size**2 * (CACHE_BYTES_PER_PIXEL + 0.05))
-    what = (
-        f"{where}; need about {need / 2**30:.2f} GiB ({n_images:,} images, {source}; cache "
-        f"at {', '.join(f'{s} px' for s in sides) or 'off'})"
+def disk_checks(
+    profile: StudyProfile,
+    n_images: int | None,
+    source: str,
+    n_params: Callable[[str, int], int] = parameter_count,
+) -> list[Check]:
+    """Free space for the image cache and for the runs' checkpoints (one disk or two).
+
+    Args:
+        n_images: images in the dataset (None: unknown, the cache is not estimated).
+        source: where ``n_images`` comes from, for the message.
+        n_params: (arch, image side) -> parameter count.
+    """
+    cache, runs = paths.cache_dir(), paths.experiments_dir()
+    cache_need, sides = 0, cache_sides(profile)
+    if n_images is not None:
+        cache_need = cache_bytes(n_images, sides)
+        synth = profile.config.data.synth
+        if not profile.config.data.root:  # SynthDerm's own JPEGs and PNG masks
+            cache_need += int(synth.n * synth.size**2 * (CACHE_BYTES_PER_PIXEL + 0.05))
+    configs = study_runs(profile)
+    runs_need = sum(
+        checkpoint_bytes(n_params(c.model.arch, train_size(c)), c.train) for c in configs
     )
+    shared = _device(cache) == _device(runs)
+    size = f"{n_images:,} images, {source}" if n_images is not None else "dataset size unknown"
+    cache_what = f"cache needs about {_gib(cache_need)} ({size}; at {_px(sides)})"
+    runs_what = (
+        f"checkpoints need about {_gib(runs_need)} (best.pt + last.pt of {len(configs)} runs)"
+    )
+    cache_advice = "free space there or move the cache: export SKINLIB_CACHE=/bigger/disk/skinlib"
+    runs_advice = "free space there or move the runs: export SKINLIB_EXPERIMENTS=/bigger/disk/exp"
+    if shared:
+        what = f"{cache_what}; {runs_what}; both on this disk"
+        return [
+            _space("disk", cache, cache_need + runs_need, what, f"{cache_advice}; or {runs_advice}")
+        ]
+    return [
+        _space("disk cache", cache, cache_need, cache_what, cache_advice),
+        _space("disk runs", runs, runs_need, runs_what, runs_advice),
+    ]
+
+
+def _space(name: str, where: Path, need: int, what: str, advice: str) -> Check:
+    """fail below ``need`` bytes free, warn below 1.5x (logs, figures, a second cache size)."""
+    free = shutil.disk_usage(_existing_parent(where)).free
+    detail = f"{free / 2**30:.1f} GiB free at {where}; {what}"
     if free < need:
-        advice = "free space there or move the cache: export SKINLIB_CACHE=/bigger/disk/skinlib"
-        return Check("disk", "fail", what, advice)
-    if free < 2 * need:
-        advice = "the margin is thin (checkpoints and runs need room too); SKINLIB_CACHE moves it"
-        return Check("disk", "warn", what, advice)
-    return Check("disk", "ok", what)
+        return Check(name, "fail", detail, advice)
+    if free < 1.5 * need:
+        return Check(name, "warn", detail, f"the margin is thin: {advice}")
+    return Check(name, "ok", detail)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _px(sides: list[int]) -> str:
+    return ", ".join(f"{s} px" for s in sides) or "no cache (data.cache=false)"
+
+
+def _device(path: Path) -> int:
+    return os.stat(_existing_parent(path)).st_dev
 
 
 def _existing_parent(path: Path) -> Path:
@@ -329,7 +423,7 @@ def weights_checks(
     Args:
         reachable: the network probe, called at most once (tests pass ``lambda: False``).
     """
-    archs = list(dict.fromkeys([*profile.architectures, profile.imbalance.arch]))
+    archs = [a for a in study_archs(profile) if _known(a)]
     configs = {a: profile.run_config(a).model for a in archs}
     wanted = {a: m for a, m in configs.items() if m.pretrained}
     if not wanted:
@@ -563,7 +657,8 @@ def run_checks(
         *package_checks(),
         *cuda_checks(cfg),
         *cpu_checks(cfg),
-        disk_check(profile, n_images, source),
+        architecture_check(profile),
+        *disk_checks(profile, n_images, source),
         *weights_checks(profile, reachable),
         *tool_checks(),
         data,

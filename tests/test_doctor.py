@@ -104,16 +104,45 @@ def test_cache_estimate_known_answer():
     assert doctor.cache_bytes(10, [300, 300]) == 600_000
 
 
+def test_checkpoint_estimate_known_answer():
+    # best.pt + last.pt, float32: weights + EMA + two AdamW moments, or weights + SGD momentum
+    adamw_ema = apply_overrides(Config(), ["train.ema=true"]).train
+    sgd = apply_overrides(Config(), ["train.optimizer=sgd", "train.ema=false"]).train
+    assert doctor.checkpoint_bytes(1000, adamw_ema) == 2 * 4 * 1000 * 4
+    assert doctor.checkpoint_bytes(1000, sgd) == 2 * 4 * 1000 * 2
+    assert doctor.parameter_count("resnet18", 64) == 11_180_103  # 7-class head, on meta
+
+
+def _free_bytes(monkeypatch, free: int) -> None:
+    usage = type(doctor.shutil.disk_usage("/"))
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _: usage(10**13, 10**13 - free, free))
+
+
 def test_disk_short_of_the_estimate_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("SKINLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "experiments"))
     profile = load_study_profile(HAM_PROFILE)
     # three cache sides: ResNet crop 0.95 -> 405 px, ViT/Swin 0.9 -> 427, EfficientNet 0.875 -> 439
     assert doctor.cache_sides(profile) == [405, 427, 439]
-    usage = type(doctor.shutil.disk_usage(tmp_path))
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _: usage(10**12, 10**12 - 10**8, 10**8))
-    check = doctor.disk_check(profile, 10_015, "full ham10000")
+    # 10 runs (5 architectures, 5 imbalance strategies) of 1M parameters: 10 * 32 MB
+    params = lambda arch, size: 10**6  # noqa: E731
+    _free_bytes(monkeypatch, 10**8)
+    (check,) = doctor.disk_checks(profile, 10_015, "full ham10000", params)
     assert check.verdict == "fail" and "SKINLIB_CACHE" in check.advice
-    assert "1.68 GiB" in check.detail and str(tmp_path / "cache") in check.detail
+    assert "cache needs about 1.68 GiB" in check.detail and "of 10 runs" in check.detail
+    assert "0.30 GiB" in check.detail and str(tmp_path / "cache") in check.detail
+    _free_bytes(monkeypatch, 10**11)
+    assert [c.verdict for c in doctor.disk_checks(profile, 10_015, "", params)] == ["ok"]
+
+
+def test_cache_and_runs_on_two_disks_are_checked_apart(monkeypatch, tmp_path):
+    monkeypatch.setattr(doctor, "_device", lambda path: hash(str(path)))
+    _free_bytes(monkeypatch, 3 * 2**30)  # enough for the cache (1.68 GiB), not for 4.8 GiB of runs
+    profile = load_study_profile(HAM_PROFILE)
+    cache, runs = doctor.disk_checks(profile, 10_015, "", lambda arch, size: 16 * 10**6)
+    assert (cache.name, cache.verdict) == ("disk cache", "ok")
+    assert (runs.name, runs.verdict) == ("disk runs", "fail")
+    assert "SKINLIB_EXPERIMENTS" in runs.advice
 
 
 # --- weights -------------------------------------------------------------------------------------
@@ -204,7 +233,9 @@ def test_empty_folder_fails(tmp_path):
     assert check.verdict == "fail" and "is empty" in check.detail and n is None
 
 
-def test_ham10000_fixture_is_ok_with_counts(capsys, tmp_path):
+def test_ham10000_fixture_is_ok_with_counts(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKINLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "experiments"))
     root = make_ham10000_folder(tmp_path / "ham", 50)
     code, lines = _doctor(
         capsys,
@@ -262,3 +293,15 @@ def test_exit_code_and_check_verdicts():
     assert doctor.exit_code([doctor.Check("a", "fail", "")]) == 1
     with pytest.raises(ValueError, match="verdict"):
         doctor.Check("a", "maybe", "")
+
+
+def test_unknown_architecture_fails_and_other_checks_skip_it(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "architectures: [resnet18, resnet_fifty]\nconfig:\n  model: {pretrained: true}\n"
+    )
+    profile = load_study_profile(tmp_path / "p.yaml")
+    check = doctor.architecture_check(profile)
+    assert check.verdict == "fail" and "resnet_fifty" in check.detail
+    assert "architectures:" in check.advice
+    assert [c.name for c in doctor.weights_checks(profile, lambda: True)] == ["weights resnet18"]
+    assert [c.model.arch for c in doctor.study_runs(profile)] == ["resnet18"] * 6
