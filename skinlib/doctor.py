@@ -561,6 +561,9 @@ def dataset_check(cfg: Config, sample: int = SAMPLE_IMAGES) -> tuple[Check, int 
     if root.is_dir() and not any(root.iterdir()):
         advice = f"copy the dataset there ({layout}) or point data.root at it"
         return Check("data", "fail", f"data.root={root} is empty", advice), None
+    if data.format == "folder" and (found := detect_formats(root)):
+        # read_folder would take the image folders for classes
+        return _unreadable(root, data.format, DataError(f"{root} holds {found[0]} data")), None
     try:
         table, problems = adapters.read_source(root, data.format)
     except DataError as err:

@@ -227,6 +227,13 @@ def test_isic_folder_given_as_ham10000_names_the_format(capsys, tmp_path):
     assert "data.format=isic2019" in lines["data"] and "params/isic2019.yaml" in lines["data"]
 
 
+def test_labelled_dataset_given_as_class_folders_names_the_format(tmp_path):
+    root = make_ham10000_folder(tmp_path / "ham", 5)
+    check, _ = doctor.dataset_check(_ham(f"data.root={root}", "data.format=folder"))
+    assert check.verdict == "fail" and "holds ham10000 data" in check.detail
+    assert "data.format=ham10000" in check.advice
+
+
 def test_empty_folder_fails(tmp_path):
     (tmp_path / "empty").mkdir()
     check, n = doctor.dataset_check(_ham(f"data.root={tmp_path / 'empty'}"))
@@ -252,6 +259,9 @@ def test_ham10000_fixture_is_ok_with_counts(capsys, tmp_path, monkeypatch):
     assert "16 sampled images decode" in lines["data"]
     assert "50 images, counted" in lines["disk"]
     assert code == 0  # no CUDA and no Chromium are warnings: the run would not stop
+    if not torch.cuda.is_available():
+        assert lines["cuda"].startswith("warn") and "no CUDA GPU visible" in lines["cuda"]
+        assert "next: run this profile on a machine with an NVIDIA GPU" in lines["cuda"]
 
 
 def test_missing_and_corrupt_images_fail_unless_skipped(tmp_path):
