@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -94,9 +95,12 @@ def bench_config(args: argparse.Namespace, arch: str, size: int):
 
 def build_trainer(cfg):
     """The engine's Trainer: model, AMP, optimiser and the cached training loader of ``cfg``."""
+    from skinlib.data.synthetic import ensure_synthderm
     from skinlib.training.engine import Trainer
     from skinlib.training.tables import prepare_table
 
+    if not cfg.data.root:  # generate once on every core (prepare_table would use two)
+        ensure_synthderm(cfg.data.synth, workers=os.cpu_count() or 2)
     return Trainer(cfg, prepare_table(cfg), progress=True)
 
 
