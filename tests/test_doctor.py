@@ -8,14 +8,21 @@ import pytest
 import torch
 from conftest import make_ham10000_folder, make_isic2019_folder
 
-from skinlib import doctor
+from skinlib import doctor, paths
 from skinlib.cli import main
 from skinlib.config import Config, apply_overrides
 from skinlib.profile import load_study_profile
 
 HAM_PROFILE = "params/ham10000.yaml"
-REAL_HAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "HAM10000_200x150"
-REAL_HAM = REAL_HAM if REAL_HAM.is_dir() else Path("/work/shared/data/HAM10000_200x150")
+# the real images in ../shared beside the repository (or beside the worktrees' folder)
+REAL_HAM = next(
+    (
+        d / "shared" / "data" / "HAM10000_200x150"
+        for d in (paths.PROJECT_ROOT.parent, paths.PROJECT_ROOT.parent.parent)
+        if (d / "shared" / "data" / "HAM10000_200x150").is_dir()
+    ),
+    paths.PROJECT_ROOT.parent / "shared" / "data" / "HAM10000_200x150",
+)
 
 
 def _doctor(capsys, *args: str) -> tuple[int, dict[str, str]]:
