@@ -45,7 +45,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: $(STAMP) ## print throughput figures (loader, generator, training)
+bench: $(STAMP) ## print throughput figures (loader, generator, training; GPU end-to-end vs compute where CUDA is present)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lab: $(STAMP) ## start JupyterLab with the project's kernel registered as "skinlib"

@@ -1,4 +1,4 @@
-"""The ``skinlib`` command line: ``skinlib synth|validate|split|cache|train|evaluate|pipeline|serve``."""
+"""The ``skinlib`` command line: ``skinlib doctor|synth|validate|split|cache|train|evaluate|pipeline|serve``."""
 
 from __future__ import annotations
 

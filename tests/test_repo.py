@@ -17,11 +17,13 @@ ROOT = paths.PROJECT_ROOT
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    expected = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    expected = set(project["dependencies"]) | set(extras["dev"]) | set(extras["lab"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {d for d in pip_section if not d.startswith("-e")}
     assert listed == expected
+    assert "-e .[dev,lab]" in pip_section  # JupyterLab users get the lab extra
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
 
 
