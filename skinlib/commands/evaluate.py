@@ -1,4 +1,8 @@
-"""``skinlib evaluate --run RUN --data DIR --format ... --out DIR``: external validation."""
+"""``skinlib evaluate --run RUN --data DIR --format ... --out DIR``: external validation.
+
+Images the run trained, was selected or tested on are never scored (see
+:mod:`skinlib.data.overlap`); when none remain the command stops with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,15 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluate_external(
         args.run, args.data, args.format, args.out, args.tta, args.drop_unmapped, args.n_boot
     )
+    overlap = summary["overlap"]
+    if overlap["dropped"]:
+        print(
+            f"not external, not scored: {overlap['dropped']} of {overlap['checked']} images "
+            f"(train/val by {overlap['train_val_by_reason']}, run's test split "
+            f"{overlap['run_test']}; list: {args.out}/excluded.csv)"
+        )
     print(
-        f"{summary['images']} images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
+        f"{summary['images']} external images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
         f"macro AUC {summary['macro_auc']:.3f} (report: {args.out}/report.json)"
     )
     return 0
