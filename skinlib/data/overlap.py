@@ -315,7 +315,8 @@ class OverlapReport:
     seen: dict[str, int]  # dropped as train/val images, per reason in REASONS
     run_test: int  # dropped as the run's own test images (internal, not external)
     unhashed_external: int  # external images that could not be hashed (ids, groups only)
-    unhashed_run: int  # run images that could not be hashed (moved or deleted since training)
+    unhashed_run: int  # run images that could not be hashed (moved or deleted since training;
+    # 0 when no external image could be hashed either: then nothing is compared by content)
     max_distance: int = PHASH_MAX_DISTANCE
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # the rows dropped
 
@@ -367,9 +368,9 @@ def flag_run_images(
         run_split: the run's ``split.csv`` (``image_id, group, split``, ``path``).
 
     Returns:
-        ``table`` (index reset) plus ``overlap_reason`` (NaN for a truly external image), ``overlap_split``
-        (``train``, ``val`` or ``test``) and ``overlap_image`` (the run's image id); and the
-        counts as an :class:`OverlapReport`.
+        ``table`` (index reset) plus ``overlap_reason`` (NaN for a truly external image),
+        ``overlap_split`` (``train``, ``val`` or ``test``) and ``overlap_image`` (the run's
+        image id); and the counts as an :class:`OverlapReport`.
     """
     if "split" not in run_split:
         raise DataError(
@@ -396,7 +397,7 @@ def flag_run_images(
         seen={r: int(counts.get(r, 0)) for r in REASONS},
         run_test=int(test["reason"].notna().sum()),
         unhashed_external=int(ext["phash"].isna().sum()),
-        unhashed_run=int(run["phash"].isna().sum()),
+        unhashed_run=int(run["phash"].isna().sum()) if ext["phash"].notna().any() else 0,
         max_distance=max_distance,
         excluded=flagged[flagged["overlap_reason"].notna()],
     )
