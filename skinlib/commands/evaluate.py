@@ -13,7 +13,11 @@ from skinlib.data.adapters import FORMATS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="test a trained run on another dataset (external validation)"
+        "evaluate",
+        help="test a trained run on another dataset (external validation)",
+        description="Test a trained run on another dataset. Images the run trained, was "
+        "selected or tested on (same id, bytes, picture or lesion) are never scored: "
+        "excluded.csv lists them and report.json counts them.",
     )
     p.add_argument("--run", required=True, help="run folder, e.g. experiments/demo/resnet18")
     p.add_argument("--data", required=True, help="dataset folder")
