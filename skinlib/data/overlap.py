@@ -287,8 +287,9 @@ def match_images(
         known = reference.dropna(subset=["sha256"])
         by_bytes = dict(zip(known["sha256"], known["image_id"].astype(str), strict=True))
         mark("content", table["sha256"].map(by_bytes, na_action="ignore"))
-    if "phash" in table and "phash" in reference:
-        mark("perceptual", *_nearest(table, reference, max_distance))
+    if "phash" in table and "phash" in reference:  # only rows not matched yet: all-pairs cost
+        hits, distance = _nearest(table[out["reason"].isna()], reference, max_distance)
+        mark("perceptual", hits.reindex(table.index), distance.reindex(table.index))
     groups = lesion_groups(reference)
     by_group = dict(zip(groups[groups.notna()], ref_ids[groups.notna()], strict=True))
     mark("group", lesion_groups(table).map(by_group, na_action="ignore"))
