@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from skinlib.data import load_table
+from skinlib.data.overlap import OverlapReport, flag_run_images
 from skinlib.errors import DataError
 from skinlib.predictions import Predictions
 
@@ -23,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # Dermoscopy has no canonical orientation, so flips and right-angle rotations keep the label.
 TTA_VIEWS = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270")
+OVERLAP_COLUMNS = ["overlap_reason", "overlap_split", "overlap_image"]  # see flag_run_images
 
 
 def _view(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -158,19 +162,75 @@ def split_rows(run_dir: str | Path, split: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def external_table(
-    loaded, root: str | Path, format: str, drop_unmapped: bool = False, skip_missing: bool = False
-) -> pd.DataFrame:
-    """Another dataset's images with labels in the run's vocabulary.
+@dataclass
+class ExternalSet:
+    """An external dataset after the overlap guard: what may be scored and what may not."""
+
+    table: pd.DataFrame  # truly external rows, labels in the run's vocabulary
+    overlap: OverlapReport  # how many rows were dropped and why; ``overlap.excluded`` lists them
+
+
+def external_set(
+    loaded,
+    root: str | Path,
+    format: str,
+    drop_unmapped: bool = False,
+    progress: bool = True,
+    skip_missing: bool = False,
+) -> ExternalSet:
+    """Another dataset's images with labels in the run's vocabulary, minus the run's own images.
 
     Binary runs see the same positive set; multi-class runs need every class to have a
     counterpart (``drop_unmapped`` drops the rows that have none, e.g. ISIC 2019's scc for a
     HAM10000 model, and says how many).
+
+    Every image the run trained or was selected on (its train and val splits), found by id,
+    bytes, perceptual hash or lesion (:mod:`skinlib.data.overlap`), is dropped, and so is every
+    image of its own test split: neither is external. There is no way around this guard.
+
+    Raises:
+        DataError: the run has no ``split.csv`` to check against, or no external image remains.
     """
-    from skinlib.data import load_table
+    loaded_table = load_table(root, format, skip_missing=skip_missing)
+    table = _labelled_external(loaded, loaded_table, format, drop_unmapped)
+    table.attrs["skipped_missing"] = int(loaded_table.attrs.get("skipped_missing", 0))
+    flagged, report = flag_run_images(table, _run_split(loaded.run_dir), progress=progress)
+    log.info("%s: %s", root, report.message())
+    if report.unhashed_run:
+        log.warning(
+            "%d of the run's images could not be read (moved since training?): they were "
+            "compared by id and lesion only, not by content",
+            report.unhashed_run,
+        )
+    if report.kept == 0:
+        raise DataError(
+            f"no external images in {root}: {report.message()}; evaluate the run on its "
+            "predictions_test.csv instead, or on a dataset it did not train on"
+        )
+    kept = flagged[flagged["overlap_reason"].isna()].drop(columns=OVERLAP_COLUMNS)
+    kept = kept.reset_index(drop=True)
+    kept.attrs["skipped_missing"] = table.attrs["skipped_missing"]
+    return ExternalSet(kept, report)
+
+
+def external_table(
+    loaded,
+    root: str | Path,
+    format: str,
+    drop_unmapped: bool = False,
+    progress: bool = True,
+    skip_missing: bool = False,
+) -> pd.DataFrame:
+    """:func:`external_set`'s table (guarded the same way); ``attrs["overlap"]`` has the counts."""
+    found = external_set(loaded, root, format, drop_unmapped, progress, skip_missing)
+    found.table.attrs["overlap"] = found.overlap.summary()
+    return found.table
+
+
+def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: bool):
+    """``table`` with labels in the run's vocabulary (rows without a counterpart dropped)."""
     from skinlib.data.classes import canonical, map_labels, to_binary
 
-    table = load_table(root, format, skip_missing=skip_missing)
     if _is_binary(loaded):
         positive = loaded.config.data.positive
         if format == "isic2020":  # already melanoma vs rest
@@ -190,6 +250,19 @@ def external_table(
     return map_labels(table, loaded.classes).reset_index(drop=True)
 
 
+def _run_split(run_dir: Path) -> pd.DataFrame:
+    """Every row of the run's split file (train, val and test): what the guard checks against."""
+    from skinlib.data.splits import load_split
+
+    path = Path(run_dir) / "split.csv"
+    if not path.is_file():
+        raise DataError(
+            f"{path} not found: external validation needs the run's split file to exclude the "
+            "images it trained, was selected or tested on; evaluate a finished skinlib run"
+        )
+    return load_split(path)
+
+
 def evaluate_external(
     run_dir: str | Path,
     root: str | Path,
@@ -202,25 +275,31 @@ def evaluate_external(
 ) -> dict:
     """Test a trained run on another dataset: predictions file and full metrics report.
 
-    Uses the run's own preprocessing, its temperature (``calibration.json``) and its stored
-    operating point (``thresholds.json``) when present. ``report.json`` also holds what the set
+    Scores only images the run never saw (:func:`external_set`); ``excluded.csv`` lists the
+    others with the reason, and ``report.json``'s ``overlap`` counts them. Uses the run's own
+    preprocessing and, when stored, its temperature and operating point (the TTA ones with
+    ``tta``: fitted on the TTA predictions of the validation split); without them the report
+    says "not calibrated" and has no operating point. ``report.json`` also holds what the set
     can say (``external``: class counts, missing classes, melanoma vs rest and a caveat; see
     :func:`skinlib.external.describe_external`).
     """
-    from skinlib.io import read_json, write_json
+    from skinlib.io import write_json
     from skinlib.metrics import bootstrap_ci, classification_report
-    from skinlib.runs import load_model
+    from skinlib.runs import load_model, read_temperature, thresholds_path
     from skinlib.thresholds import load_thresholds, positive_score, positive_truth, sens_spec
 
     run_dir, out = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)
-    table = external_table(loaded, root, format, drop_unmapped, skip_missing)
-    preds = predict_table(loaded, table, tta=tta)
+    found = external_set(loaded, root, format, drop_unmapped, skip_missing=skip_missing)
+    preds = predict_table(loaded, found.table, tta=tta)
     out.mkdir(parents=True, exist_ok=True)
     preds.save(out / "predictions.csv")
-    calib = run_dir / "calibration.json"
-    temperature = float(read_json(calib)["temperature"]) if calib.is_file() else 1.0
-    proba = preds.probabilities(temperature)
+    excluded = found.overlap.excluded
+    excluded[["image_id", "label", "path", *OVERLAP_COLUMNS]].to_csv(
+        out / "excluded.csv", index=False
+    )
+    temperature = read_temperature(run_dir, tta)  # None: not calibrated, raw probabilities
+    proba = preds.probabilities(temperature or 1.0)
     report = classification_report(preds.labels, proba, preds.classes)
     ci = bootstrap_ci(preds.labels, proba, preds.group, n_boot=n_boot)
     ci.to_csv(out / "metrics.csv", index=False)
@@ -231,11 +310,13 @@ def evaluate_external(
         "data": str(root),
         "format": format,
         "images": len(preds.labels),
+        "overlap": found.overlap.summary(),  # images dropped as the run's own, and why
         "tta": bool(tta),
         "temperature": temperature,
+        "calibrated": temperature is not None,
         **report.summary,
     }
-    thresholds = run_dir / "thresholds.json"
+    thresholds = thresholds_path(run_dir, tta)
     if thresholds.is_file():
         point = load_thresholds(thresholds)[0]
         truth = positive_truth(preds.labels, preds.classes, point.positive)
@@ -251,7 +332,7 @@ def evaluate_external(
         }
     from skinlib.external import describe_external
 
-    summary["skipped_missing"] = int(table.attrs.get("skipped_missing", 0))
-    summary["external"] = describe_external(preds, proba, run_dir, format, n_boot)
+    summary["skipped_missing"] = int(found.table.attrs.get("skipped_missing", 0))
+    summary["external"] = describe_external(preds, proba, run_dir, format, n_boot, tta)
     write_json(out / "report.json", summary)
     return summary

@@ -213,7 +213,12 @@ def caveat(
 
 
 def describe_external(
-    preds, proba: np.ndarray, run_dir: str | Path, format: str, n_boot: int = 1000
+    preds,
+    proba: np.ndarray,
+    run_dir: str | Path,
+    format: str,
+    n_boot: int = 1000,
+    tta: bool = False,
 ) -> dict:
     """The ``external`` block of an external evaluation's ``report.json``.
 
@@ -222,14 +227,16 @@ def describe_external(
         proba: (N, C) calibrated probabilities (the run's temperature applied).
         run_dir: the run; its ``thresholds.json`` (first point) gives the positive classes and
             the threshold, else melanoma without a threshold.
+        tta: the predictions average TTA views: use the run's TTA operating point.
     """
+    from skinlib.runs import thresholds_path
     from skinlib.thresholds import load_thresholds
 
     classes = list(preds.classes)
     proba = np.asarray(proba)
     if proba.ndim == 1 or proba.shape[1] == 1:
         proba = np.column_stack([1 - proba.reshape(-1), proba.reshape(-1)])
-    stored = Path(run_dir) / "thresholds.json"
+    stored = thresholds_path(run_dir, tta)
     point = load_thresholds(stored)[0] if stored.is_file() else None
     positive = list(point.positive) if point else list(DEFAULT_POSITIVE)
     counts = class_counts(preds.labels, classes)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 from test_app import build_tiny_run
 
 from skinlib.cli import main
@@ -19,6 +23,27 @@ from skinlib.runs import load_model
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return build_tiny_run(tmp_path_factory.mktemp("evalrun"))
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """External validation caches image hashes under SKINLIB_CACHE: one cache per test."""
+    monkeypatch.setenv("SKINLIB_CACHE", str(tmp_path / "cache"))
+
+
+def new_dataset(folder: Path, prefix: str = "NEW") -> Path:
+    """Give a SynthDerm folder ids and lesion ids of its own.
+
+    SynthDerm numbers images ISIC_0024306... and lesions HAM_0000000... whatever the seed, so
+    two SynthDerm sets would otherwise share ids (and the overlap guard drops shared ids).
+    """
+    for csv in folder.glob("*.csv"):
+        csv.write_text(
+            csv.read_text().replace("ISIC_", f"{prefix}_").replace("HAM_", f"{prefix}L_")
+        )
+    for image in [p for p in folder.rglob("ISIC_*") if p.suffix in (".jpg", ".png")]:
+        image.rename(image.with_name(image.name.replace("ISIC_", f"{prefix}_")))
+    return folder
 
 
 def test_tta_identity_equals_plain_prediction(run):
@@ -57,6 +82,7 @@ def test_external_validation_maps_classes(run, tmp_path):
         balanced=True,
         progress=False,
     )
+    new_dataset(other)
     from skinlib.evaluation import evaluate_external
 
     with pytest.raises(DataError, match=r"scc \(\d+ images\)"):
@@ -100,3 +126,126 @@ def test_external_validation_maps_classes(run, tmp_path):
     assert "operating_point" in report and report["temperature"] > 0
     preds = Predictions.load(tmp_path / "out" / "predictions.csv")
     assert len(preds.labels) == report["images"] < 40  # scc rows dropped
+
+
+def run_data(run: Path) -> Path:
+    """The SynthDerm folder the tiny run was trained on (see test_app.build_tiny_run)."""
+    return run.parents[2] / "synthderm"
+
+
+def test_evaluating_on_the_training_folder_refuses(run, tmp_path, capsys):
+    """Every image is the run's own (train, val or test): nothing external to score."""
+    args = ["evaluate", "--run", str(run), "--data", str(run_data(run)), "--out", str(tmp_path)]
+    assert main([*args, "--n-boot", "10"]) == 2
+    captured = capsys.readouterr().err  # progress bars, then the message
+    assert "Traceback" not in captured
+    err = captured.strip().splitlines()[-1]
+    split = pd.read_csv(run / "split.csv")
+    n_test = int((split["split"] == "test").sum())
+    assert err.startswith(f"skinlib evaluate: error: no external images in {run_data(run)}")
+    assert f"dropped {len(split) - n_test} the run trained or was selected on" in err
+    assert f"and {n_test} of its own test split; 0 external images remain" in err
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_external_scores_only_images_the_run_never_saw(run, tmp_path, caplog):
+    """A folder mixing the run's images, disguised copies and new images: only new ones count."""
+    from skinlib.evaluation import evaluate_external
+
+    split = pd.read_csv(run / "split.csv", dtype=str).set_index("image_id")
+    trained = split.index[split["split"] == "train"][0]
+    tested = split.index[split["split"] == "test"][0]
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run_data(run), mixed)
+    fresh = new_dataset(
+        generate(tmp_path / "new", n=14, seed=5, size=96, balanced=True, workers=1, progress=False)
+    )
+    meta = pd.read_csv(mixed / "HAM10000_metadata.csv")
+    new_meta = pd.read_csv(fresh / "HAM10000_metadata.csv")
+    for image in fresh.glob("HAM10000_images_part_*/*.jpg"):
+        shutil.copy(image, mixed / "HAM10000_images_part_1" / image.name)
+    images = mixed / "HAM10000_images_part_1"
+    train_image = Path(split.loc[trained, "path"])
+    shutil.copy(train_image, images / "COPY_BYTES.jpg")  # same bytes, new id and lesion
+    with Image.open(train_image) as image:  # resized and re-compressed: new bytes, same picture
+        image.resize((60, 60)).save(images / "COPY_SMALL.jpg", quality=70)
+    shutil.copy(Path(split.loc[tested, "path"]), images / "COPY_TEST.jpg")
+    shutil.copy(next(fresh.glob("HAM10000_images_part_1/*.jpg")), images / "SIBLING.jpg")
+
+    def row(image_id: str, like: str, lesion: str) -> dict:
+        return {
+            **meta.set_index("image_id").loc[like].to_dict(),
+            "image_id": image_id,
+            "lesion_id": lesion,
+        }
+
+    extra = pd.DataFrame(
+        [
+            row("COPY_BYTES", trained, "X1"),
+            row("COPY_SMALL", trained, "X2"),
+            row("COPY_TEST", tested, "X3"),
+            row(
+                "SIBLING", trained, split.loc[trained, "group"]
+            ),  # another view of a trained lesion
+        ]
+    )
+    pd.concat([meta, new_meta, extra]).to_csv(mixed / "HAM10000_metadata.csv", index=False)
+
+    with caplog.at_level("INFO", logger="skinlib.evaluation"):
+        summary = evaluate_external(run, mixed, "ham10000", tmp_path / "out", n_boot=20)
+
+    n_test = int((split["split"] == "test").sum())
+    assert summary["images"] == len(new_meta) == 14
+    assert summary["overlap"] == {
+        "checked": len(split) + 14 + 4,
+        "dropped": len(split) + 4,
+        "kept": 14,
+        "train_val_by_reason": {
+            "id": len(split) - n_test,
+            "content": 1,
+            "perceptual": 1,
+            "group": 1,
+        },
+        "run_test": n_test + 1,
+        "unhashed_external": 0,
+        "unhashed_run": 0,
+        "phash_max_distance": 28,
+    }
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["overlap"] == summary["overlap"]
+    preds = Predictions.load(tmp_path / "out" / "predictions.csv")
+    assert sorted(preds.image_id) == sorted(new_meta["image_id"])
+    excluded = pd.read_csv(tmp_path / "out" / "excluded.csv").set_index("image_id")
+    assert excluded.loc[
+        "COPY_SMALL", ["overlap_reason", "overlap_split", "overlap_image"]
+    ].tolist() == [
+        "perceptual",
+        "train",
+        trained,
+    ]
+    assert excluded.loc["SIBLING", "overlap_reason"] == "group"
+    assert excluded.loc["COPY_TEST", ["overlap_reason", "overlap_split"]].tolist() == [
+        "content",
+        "test",
+    ]
+    assert len(excluded) == len(split) + 4
+    assert f"dropped {len(split) - n_test + 3} the run trained or was selected on" in caplog.text
+    assert "14 external images remain" in caplog.text
+
+
+def test_external_table_is_guarded_too(run):
+    """The notebook entry point drops the run's images the same way (no flag to skip it)."""
+    from skinlib.evaluation import external_table
+
+    with pytest.raises(DataError, match="no external images"):
+        external_table(load_model(run), run_data(run), "ham10000", progress=False)
+
+
+def test_a_run_without_split_file_cannot_be_evaluated_externally(run, tmp_path):
+    from skinlib.evaluation import external_table
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "split.csv").unlink()
+    with pytest.raises(DataError, match="split.csv not found: external validation needs"):
+        external_table(load_model(copy), run_data(run), "ham10000", progress=False)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from fixtures.builders import make_class_folders, make_ham10000_folder, write_jpeg
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from skinlib.cli import main
 from skinlib.data.validate import REPORT_COLUMNS, check_image, size_problem, validate_dataset
@@ -104,7 +107,8 @@ def test_folder_format_and_check_image(tmp_path):
         [str(root / "mel" / "c.bmp"), "not_image"]
     ]
     check = check_image(str(root / "mel" / "a.png"))
-    assert check.problem is None and check.size == (64, 64) and len(check.digest) == 32
+    assert check.problem is None and check.size == (64, 64) and len(check.digest) == 64
+    assert len(check.phash) == 64  # 256-bit perceptual hash, hex
 
 
 def test_size_rules():
@@ -119,3 +123,110 @@ def test_exif_size_is_upright(tmp_path):
     exif[0x0112] = 6
     Image.fromarray(np.zeros((64, 200, 3), np.uint8)).save(tmp_path / "r.jpg", exif=exif)
     assert check_image(str(tmp_path / "r.jpg")).size == (64, 200)
+
+
+def write_lesion(path, seed: int, size=(80, 64)) -> None:
+    """A dark ellipse on skin colour at a seed-chosen place: a picture with structure (pure noise
+    changes under resizing, a lesion keeps its perceptual hash)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(150, 230, 3)))
+    w, h = size
+    x, y = rng.integers(5, w // 2), rng.integers(5, h // 2)
+    ImageDraw.Draw(image).ellipse(
+        [x, y, x + rng.integers(10, w // 2), y + rng.integers(10, h // 2)],
+        fill=tuple(int(v) for v in rng.integers(20, 110, 3)),
+    )
+    image.save(path, quality=95)
+
+
+def test_more_than_50_megapixels_is_flagged_without_decoding(tmp_path, monkeypatch):
+    from skinlib.data import validate
+    from skinlib.data.validate import MAX_PIXELS, pixel_problem
+
+    root = make_class_folders(tmp_path / "data", {"nv": ["a.jpg"]}, size=(64, 64))
+    big = root / "nv" / "big.png"
+    Image.new("1", (9000, 6000), 1).save(big)  # 54 MP, sides within MAX_SIDE; a 19 kB file
+    decode = validate.load_image
+    monkeypatch.setattr(
+        validate,
+        "load_image",
+        lambda p: pytest.fail(f"decoded {p}") if p == str(big) else decode(p),
+    )
+    report = validate_dataset(root, "folder", progress=False, workers=1)
+    assert report[["file", "problem"]].values.tolist() == [[str(big), "too_many_pixels"]]
+    detail = report["detail"].item()
+    assert "9000x6000 px = 54 megapixels (limit 50)" in detail
+    assert "decompression-bomb" in detail and "downscale it" in detail
+    assert pixel_problem((7000, 7000)) is None and MAX_PIXELS == 50_000_000
+    assert size_problem((9000, 6000)) is None  # the side rule alone let it through
+
+
+@pytest.fixture
+def repeats(clean_ham):
+    """clean_ham with lesion pictures: row 1 re-encodes row 0 (same lesion HAM_0000118), row 2 is
+    row 0 enlarged (another lesion), row 6 is row 4's bytes (another lesion)."""
+    path = {p.stem: p for p in clean_ham.rglob("ISIC_*.jpg")}
+    ids = pd.read_csv(clean_ham / "HAM10000_metadata.csv")["image_id"].tolist()
+    for i, image in enumerate(ids):
+        write_lesion(path[image], seed=i)
+    with Image.open(path[ids[0]]) as first:
+        first.save(path[ids[1]], quality=80)
+        first.resize((160, 128)).save(path[ids[2]], quality=85)
+    shutil.copy(path[ids[4]], path[ids[6]])
+    return clean_ham, ids
+
+
+def test_near_duplicates_of_other_lesions_are_reported(repeats):
+    root, ids = repeats
+    report = validate_dataset(root, "ham10000", progress=False)
+    assert sorted(report["problem"]) == ["duplicate_image", "near_duplicate"]
+    near = report[report["problem"] == "near_duplicate"].iloc[0]
+    assert near["file"].endswith(f"{ids[2]}.jpg")
+    assert f"image {ids[2]} looks like" in near["detail"]
+    assert ids[0] in near["detail"] or ids[1] in near["detail"]  # both show the same picture
+    assert "of 256 bits apart" in near["detail"]
+    dup = report[report["problem"] == "duplicate_image"].iloc[0]
+    assert dup["file"].endswith(f"{ids[6]}.jpg") and ids[4] in dup["detail"]
+
+
+def test_a_repeat_across_splits_is_a_split_leak(repeats, tmp_path, capsys):
+    from skinlib.data import load_table
+    from skinlib.data.splits import save_split
+
+    root, ids = repeats
+    table = load_table(root, "ham10000")
+    where = {"HAM_0002730": "test", "HAM_0002761": "val", "HAM_0001396": "val"}
+    split = table.assign(split=table["group"].map(where).fillna("train"))
+    split_file = save_split(split, tmp_path / "split.csv")
+
+    report = validate_dataset(root, "ham10000", progress=False, split_file=split_file)
+    assert report["problem"].tolist() == ["split_leak", "split_leak"]
+    by_file = report.set_index("file")["detail"]
+    leak = by_file[next(f for f in by_file.index if f.endswith(f"{ids[6]}.jpg"))]
+    assert f"image {ids[6]} (val) and {ids[4]} (train" in leak and "identical bytes" in leak
+    leak = by_file[next(f for f in by_file.index if f.endswith(f"{ids[2]}.jpg"))]
+    assert f"image {ids[2]} (test) and" in leak and "perceptual hashes" in leak
+
+    out = tmp_path / "report.csv"
+    args = ["validate", str(root), "--split", str(split_file), "--report", str(out)]
+    assert main(args) == 1
+    assert "split_leak    2" in capsys.readouterr().out
+    (tmp_path / "bad.csv").write_text("image_id,split\nx,train\n")
+    bad = validate_dataset(root, "ham10000", progress=False, split_file=tmp_path / "bad.csv")
+    assert bad["problem"].tolist() == ["split_file"] and "expected columns" in bad["detail"].item()
+
+
+@pytest.mark.skipif(
+    not Path("/work/shared/data/HAM10000_200x150/HAM10000_metadata.csv").is_file(),
+    reason="real HAM10000 images not available",
+)
+def test_real_images_of_different_lesions_are_not_near_duplicates(tmp_path):
+    """100 real HAM10000 images of 100 lesions: no false near-duplicate among them."""
+    real = Path("/work/shared/data/HAM10000_200x150")
+    meta = pd.read_csv(real / "HAM10000_metadata.csv").drop_duplicates("lesion_id").head(100)
+    (tmp_path / "images").mkdir()
+    for image in meta["image_id"]:
+        source = next(real.glob(f"HAM10000_images_part_*/{image}.jpg"))
+        shutil.copy(source, tmp_path / "images" / source.name)
+    meta.to_csv(tmp_path / "HAM10000_metadata.csv", index=False)
+    assert validate_dataset(tmp_path, "ham10000", progress=False).empty

@@ -1,4 +1,8 @@
-"""``skinlib evaluate --run RUN --data DIR --format ... --out DIR``: external validation."""
+"""``skinlib evaluate --run RUN --data DIR --format ... --out DIR``: external validation.
+
+Images the run trained, was selected or tested on are never scored (see
+:mod:`skinlib.data.overlap`); when none remain the command stops with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ from skinlib.data.adapters import FORMATS
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="test a trained run on another dataset (external validation)"
+        "evaluate",
+        help="test a trained run on another dataset (external validation)",
+        description="Test a trained run on another dataset. Images the run trained, was "
+        "selected or tested on (same id, bytes, picture or lesion) are never scored: "
+        "excluded.csv lists them and report.json counts them.",
     )
     p.add_argument("--run", required=True, help="run folder, e.g. experiments/demo/resnet18")
     p.add_argument("--data", required=True, help="dataset folder")
@@ -45,8 +53,15 @@ def run(args: argparse.Namespace) -> int:
         args.n_boot,
         skip_missing=args.skip_missing,
     )
+    overlap = summary["overlap"]
+    if overlap["dropped"]:
+        print(
+            f"not external, not scored: {overlap['dropped']} of {overlap['checked']} images "
+            f"(train/val by {overlap['train_val_by_reason']}, run's test split "
+            f"{overlap['run_test']}; list: {args.out}/excluded.csv)"
+        )
     print(
-        f"{summary['images']} images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
+        f"{summary['images']} external images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
         f"macro AUC {summary['macro_auc']:.3f} (report: {args.out}/report.json)"
     )
     print(summary["external"]["caveat"])

@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--report", default="validation_report.csv", help="CSV report: file,row,problem,detail"
     )
     p.add_argument("--workers", type=int, default=2, help="threads decoding images")
+    p.add_argument(
+        "--split",
+        help="split file (skinlib split): also report one image in two splits or folds",
+    )
     p.set_defaults(func=run)
 
 
@@ -25,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from skinlib.data.validate import validate_dataset
     from skinlib.io import atomic_write
 
-    report = validate_dataset(args.root, args.format, workers=args.workers)
+    report = validate_dataset(args.root, args.format, workers=args.workers, split_file=args.split)
     atomic_write(args.report, lambda p: report.to_csv(p, index=False))
     if report.empty:
         print(f"{args.root}: no problems found (report: {args.report})")
