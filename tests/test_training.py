@@ -197,6 +197,10 @@ def test_early_stopping_on_a_flat_metric(synth_root, env):
     assert len(metrics) == 2 and metrics["val_loss"].nunique() == 1
     meta = read_json(run / "meta.json")
     assert meta["best_epoch"] == 1 and meta["epochs_run"] == 2
+    # the shares the split achieved, in the order train, val, test
+    split = pd.read_csv(run / "split.csv")["split"].value_counts(normalize=True)
+    assert list(meta["split_fractions"]) == ["train", "val", "test"]
+    assert meta["split_fractions"] == pytest.approx(split.to_dict())
 
 
 def test_transforms_normalise_with_the_model_statistics():

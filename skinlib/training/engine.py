@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from skinlib import paths
 from skinlib.config import Config, config_from_dict, save_config
 from skinlib.data.dataset import ImageDataset
-from skinlib.data.splits import file_hash, save_split
+from skinlib.data.splits import file_hash, save_split, split_fractions
 from skinlib.data.transforms import build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
@@ -520,6 +520,7 @@ class Trainer:
                 "seed": self.cfg.train.seed,
                 "image_size": self.size,
                 "split_sha256": file_hash(self.run_dir / "split.csv"),
+                "split_fractions": split_fractions(self.table),  # achieved, not requested
                 "n_params": count_parameters(self.model),
                 "epochs_run": s.epoch + 1,
                 "best_epoch": s.best_epoch + 1,
