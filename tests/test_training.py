@@ -305,3 +305,40 @@ def test_prepare_table_uses_saved_split(synth_root, env, tmp_path):
         apply_overrides(cfg, [f"data.split_file={tmp_path / 's.csv'}"]), progress=False
     )
     assert (again["split"].to_numpy() == flipped["split"].to_numpy()).all()
+
+
+def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: buf.clone()
+        for name, buf in model.named_buffers()
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+    }
+
+
+def test_selection_scoring_pass_leaves_batchnorm_statistics_alone(env, tmp_path):
+    """After one selection step the running statistics are those of one plain forward of the
+    chosen samples: the scoring forward of the whole batch does not move them."""
+    import copy
+
+    changes = ["study=t", "data.image_size=32", "data.cache=false", "data.num_workers=0"]
+    changes += ["train.batch_size=16", "train.selection_rate=0.25", "train.augment=none"]
+    trainer = engine.Trainer(
+        apply_overrides(Config(), changes), colour_table(tmp_path), progress=False
+    )
+    images, labels = next(iter(trainer.train_loader))
+    images, targets = trainer._to_device(images, labels)
+    reference = copy.deepcopy(trainer.model)
+    chosen = []
+    select = trainer.selector.select
+    trainer.selector.select = lambda scores: chosen.append(select(scores)) or chosen[-1]
+    trainer.net.train()
+    trainer._step_loss(images, targets)
+    assert 2 <= len(chosen[0]) < len(images)
+    reference.train()
+    with torch.no_grad():
+        reference(images[chosen[0]])
+    after, expected = _bn_buffers(trainer.model), _bn_buffers(reference)
+    assert after and after.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(after[name], expected[name], msg=name)
+

@@ -41,7 +41,7 @@ from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
-from skinlib.training.selection import SelectionController
+from skinlib.training.selection import SelectionController, selected_loss
 from skinlib.training.tables import prepare_table, table_classes
 
 log = logging.getLogger(__name__)
@@ -213,16 +213,14 @@ class Trainer:
     def _step_loss(self, images, targets) -> tuple[torch.Tensor, float]:
         """(loss to back-propagate, mean loss of the whole batch for the log).
 
-        With adaptive sample selection the batch is scored without gradients first and only the
-        chosen samples are forwarded again and back-propagated.
+        With adaptive sample selection the batch is scored without gradients (and without
+        touching BatchNorm statistics) first; only the chosen samples are forwarded again and
+        back-propagated.
         """
         if self.selector is None:
             loss = self._losses(images, targets).mean()
             return loss, loss.item()
-        with torch.no_grad():
-            scores = self._losses(images, targets)
-        chosen = self.selector.select(scores)
-        return self._losses(images[chosen], targets[chosen]).mean(), scores.mean().item()
+        return selected_loss(self._losses, self.model, images, targets, self.selector)
 
     def _begin_epoch(self, epoch: int) -> None:
         """Seed this epoch from (seed, epoch) alone, so a resumed epoch draws the same batches and
