@@ -52,7 +52,9 @@ MAX_FOLDS = 20  # finest grid of fractions (5 %); StratifiedGroupKFold's time gr
 FRACTION_TOLERANCE = 0.005  # accept the first fold count that hits every share within 0.5 pts
 
 
-def _fold_plan(fracs: tuple[float, ...], n_groups: int) -> tuple[int, list[int]]:
+def _fold_plan(
+    fracs: tuple[float, ...], n_groups: int, rarest: int | None = None
+) -> tuple[int, list[int]]:
     """How many folds to cut and how many of them each held-out part takes.
 
     Every part gets whole StratifiedGroupKFold folds (equal in size to an image or so on
@@ -64,6 +66,8 @@ def _fold_plan(fracs: tuple[float, ...], n_groups: int) -> tuple[int, list[int]]
     Args:
         fracs: requested shares of the held-out parts (e.g. test, val), summing below 1.
         n_groups: groups available; never more folds than groups.
+        rarest: groups of the rarest class; no more folds than that (unless one fold per part
+            needs more), so that every fold, and so every split, still gets that class.
 
     Returns:
         (k, folds per held-out part).
@@ -74,8 +78,9 @@ def _fold_plan(fracs: tuple[float, ...], n_groups: int) -> tuple[int, list[int]]
             f"only {n_groups} groups (lesions/patients) for {least} folds; add data or hold "
             "out a larger fraction"
         )
+    most = min(MAX_FOLDS, n_groups, max(least, rarest or n_groups))
     best: tuple[float, int, list[int]] | None = None
-    for k in range(2, min(MAX_FOLDS, n_groups) + 1):
+    for k in range(2, most + 1):
         counts = [max(1, round(f * k)) for f in fracs]
         if sum(counts) >= k:  # the remainder (train) needs a fold too
             continue
@@ -98,7 +103,8 @@ def _grouped_parts(table: pd.DataFrame, fracs: tuple[float, ...], seed: int) -> 
 
     Grouped and stratified because each part is a union of StratifiedGroupKFold folds.
     """
-    k, counts = _fold_plan(fracs, table["group"].nunique())
+    rarest = int(table.groupby("label")["group"].nunique().min())
+    k, counts = _fold_plan(fracs, table["group"].nunique(), rarest)
     part = np.full(len(table), len(fracs), dtype=int)
     folds = iter(_grouped_folds(table, k, seed))
     for i, count in enumerate(counts):
