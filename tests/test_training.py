@@ -342,3 +342,31 @@ def test_selection_scoring_pass_leaves_batchnorm_statistics_alone(env, tmp_path)
     for name in expected:
         torch.testing.assert_close(after[name], expected[name], msg=name)
 
+
+def test_mixup_smooths_labels_only_as_configured(synth_root, env):
+    """timm's Mixup smooths by 0.1 unless told; the loss applies imbalance.label_smoothing once."""
+    from skinlib.imbalance import soft_targets
+
+    def mixed_targets(smoothing: float):
+        changes = {"data.cache": "false", "train.mixup": 0.4}
+        cfg = tiny_config(synth_root, **changes, **{"imbalance.label_smoothing": smoothing})
+        trainer = engine.Trainer(cfg, prepare_table(cfg, progress=False), progress=False)
+        assert trainer.train_loader.drop_last  # every batch even, so every batch is mixed
+        images, labels = next(iter(trainer.train_loader))
+        return trainer, trainer._to_device(images, labels)[1]
+
+    _, targets = mixed_targets(0.0)
+    assert targets.shape == (16, 7)
+    torch.testing.assert_close(targets.sum(1), torch.ones(16))
+    assert ((targets > 0).sum(1) <= 2).all()  # two labels mixed, nothing on the other five
+    trainer, targets = mixed_targets(0.2)
+    assert ((targets > 0).sum(1) <= 2).all()  # mixup adds no smoothing of its own...
+    logits = torch.randn(16, 7)
+    expected = -(soft_targets(targets, 7, 0.2) * logits.log_softmax(1)).sum(1)
+    torch.testing.assert_close(trainer.loss_fn(logits, targets), expected)  # ...the loss does
+
+
+def test_mixup_refuses_an_odd_batch_per_process(synth_root, env):
+    changes = {"data.cache": "false", "train.cutmix": 1.0, "train.batch_size": 7}
+    with pytest.raises(ConfigError, match=r"batch_size=7 gives 7 images .*use train.batch_size=8"):
+        train(tiny_config(synth_root, **changes), progress=False)

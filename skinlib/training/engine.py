@@ -173,9 +173,25 @@ class Trainer:
             raise ConfigError(
                 "mixup/cutmix are for multi-class tasks; set train.mixup=0 train.cutmix=0"
             )
+        per_rank = max(1, t.batch_size // self.world)
+        if per_rank % 2:
+            # timm mixes each sample with its mirror in the batch and needs an even count; an odd
+            # one would leave every batch unmixed
+            raise ConfigError(
+                f"train.batch_size={t.batch_size} gives {per_rank} images per process; "
+                f"mixup/cutmix need an even number: use train.batch_size="
+                f"{(per_rank + 1) * self.world}"
+            )
         from timm.data import Mixup
 
-        return Mixup(mixup_alpha=t.mixup, cutmix_alpha=t.cutmix, num_classes=len(self.classes))
+        # timm smooths labels by 0.1 unless told otherwise; the loss already applies
+        # imbalance.label_smoothing (to mixed targets too), so Mixup itself must not add any.
+        return Mixup(
+            mixup_alpha=t.mixup,
+            cutmix_alpha=t.cutmix,
+            label_smoothing=0.0,
+            num_classes=len(self.classes),
+        )
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         net = model
@@ -199,7 +215,7 @@ class Trainer:
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True, memory_format=fmt)
         labels = labels.to(self.device, non_blocking=True)
-        if self.mixup is not None and len(images) % 2 == 0:
+        if self.mixup is not None:  # even batches: checked in _mixup, last one dropped
             images, labels = self.mixup(images, labels)
         elif self.binary:
             labels = labels.float()
