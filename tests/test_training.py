@@ -15,7 +15,7 @@ from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
 from skinlib.data.images import load_image
-from skinlib.errors import ConfigError, TrainingError
+from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.io import read_json
 from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
@@ -74,7 +74,8 @@ def test_each_family_produces_a_complete_run(arch, synth_root, env):
     assert meta["split_sha256"] == hashlib.sha256((run / "split.csv").read_bytes()).hexdigest()
     assert meta["train_images_per_s"] > 0 and meta["eval_images_per_s"] > 0
     assert meta["versions"]["timm"] == timm.__version__ and meta["git"]["commit"]
-    assert meta["skipped_images"] == {"missing": 0, "unreadable": 0}
+    unreadable = {"train": 0, "val": 0, "test": 0}
+    assert meta["skipped_images"] == {"missing": 0, "unreadable": unreadable}
     test = Predictions.load(run / "predictions_test.csv")
     assert test.logits.shape[1] == 7 and np.isfinite(test.logits).all()
     assert meta["classes"] == test.classes
@@ -370,3 +371,45 @@ def test_mixup_refuses_an_odd_batch_per_process(synth_root, env):
     changes = {"data.cache": "false", "train.cutmix": 1.0, "train.batch_size": 7}
     with pytest.raises(ConfigError, match=r"batch_size=7 gives 7 images .*use train.batch_size=8"):
         train(tiny_config(synth_root, **changes), progress=False)
+
+
+def test_unreadable_images_are_dropped_from_evaluation_not_substituted(env, tmp_path, caplog):
+    """data.skip_bad: a corrupt validation or test image is left out of the predictions (a
+    substitute would be scored against its row's label), counted in meta.json and logged."""
+    import logging
+
+    table = colour_table(tmp_path)
+    bad = {s: table.loc[table["split"] == s, "image_id"].iloc[0] for s in ("train", "val", "test")}
+    for image_id in bad.values():
+        (tmp_path / f"{image_id}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    changes = ["study=t", "data.image_size=32", "data.num_workers=0", "data.skip_bad=true"]
+    cfg = apply_overrides(Config(), [*changes, "train.epochs=1", "train.batch_size=8"])
+    with caplog.at_level(logging.WARNING):
+        run = train(cfg, table=table, progress=False)
+    for split in ("val", "test"):
+        preds = Predictions.load(run / f"predictions_{split}.csv")
+        assert bad[split] not in set(preds.image_id) and len(preds.image_id) == 7
+        truth = table.set_index("image_id").loc[preds.image_id, "label"]
+        assert [preds.classes[i] for i in preds.labels] == truth.tolist()
+        assert f"1 unreadable {split} images left out of evaluation" in caplog.text
+    meta = read_json(run / "meta.json")
+    assert meta["skipped_images"] == {"missing": 0, "unreadable": {"train": 1, "val": 1, "test": 1}}
+
+
+def test_dataset_drops_or_substitutes_unreadable_images(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from skinlib.data.dataset import ImageDataset, collate_readable
+
+    table = colour_table(tmp_path, n=6)
+    (tmp_path / "img2.png").write_bytes(b"not an image")
+    to_tensor = lambda image: torch.zeros(1)  # noqa: E731
+    kept = ImageDataset(table, ["mel", "nv"], to_tensor, on_bad="drop")
+    images, labels, readable = next(iter(DataLoader(kept, 6, collate_fn=collate_readable)))
+    assert readable.tolist() == [True, True, False, True, True, True]
+    assert labels.tolist() == [0, 1, 1, 0, 1] and len(images) == 5
+    assert kept.skipped == {str(tmp_path / "img2.png")}
+    substitute = ImageDataset(table, ["mel", "nv"], to_tensor, on_bad="substitute")
+    assert substitute[2][1] == 1  # img3's label with img3's image
+    with pytest.raises(DataError, match="img2.png: not an image file"):
+        ImageDataset(table, ["mel", "nv"], to_tensor)[2]
