@@ -20,6 +20,7 @@ from skinlib.data.splits import (
     make_split,
     save_split,
     shared_groups,
+    split_fractions,
 )
 from skinlib.errors import DataError
 
@@ -44,13 +45,46 @@ def test_grouped_split_shares_no_lesion_and_keeps_class_shares(ham, ham_split):
     big = counts[counts >= 100].index  # every HAM10000 class has >= 115 images
     assert len(big) == 7
     assert (audit.max_deviation[big] <= 0.02).all(), audit.max_deviation
+    # 70/15/15 as asked (20 folds: 14/3/3), not the 71.4/14.3/14.3 of one fold in seven
+    assert audit.fractions == pytest.approx({"train": 0.70, "val": 0.15, "test": 0.15}, abs=0.01)
     shares = ham_split["split"].value_counts(normalize=True)
-    # test: 1 of round(1/0.15) = 7 folds; val: 1 of round(0.85/0.15) = 6 folds of the rest
-    assert shares["test"] == pytest.approx(1 / 7, abs=0.01)
-    assert shares["val"] == pytest.approx(6 / 7 / 6, abs=0.01)
-    assert shares["train"] == pytest.approx(1 - 2 / 7, abs=0.01)
+    assert audit.fractions == pytest.approx(shares.to_dict())
+    assert "images per split: train 70.0%, val 15.0%, test 15.0%" in str(audit)
     assert ham_split.drop(columns="split").equals(ham)  # rows and order kept, input untouched
     assert "split" not in ham
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("val", "test"), [(0.1, 0.2), (0.2, 0.1), (0.12, 0.18)])
+def test_other_fractions_hit_within_a_point_grouped_and_stratified(ham, val, test):
+    split = make_split(ham, val_frac=val, test_frac=test, seed=5)
+    audit = audit_split(split)
+    want = {"train": 1 - val - test, "val": val, "test": test}
+    assert audit.fractions == pytest.approx(want, abs=0.01)
+    assert audit.shared_groups == 0
+    assert audit.max_share_deviation <= 0.02, audit.max_deviation
+
+
+def test_fractions_within_a_point_on_a_quick_table():
+    # 2,000 single-image groups of three classes: fast enough to run on every commit
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(
+        {
+            "image_id": [f"i{i}" for i in range(2400)],
+            "group": [f"g{i // 6 * 5 + i % 6 % 5}" for i in range(2400)],  # some lesions twice
+            "label": rng.choice(["nv", "mel", "bcc"], 2400, p=[0.7, 0.2, 0.1]),
+        }
+    )
+    table["label"] = table.groupby("group")["label"].transform("first")
+    for val, test in [(0.15, 0.15), (0.1, 0.2), (0.25, 0.05)]:
+        split = make_split(table, val_frac=val, test_frac=test, seed=1)
+        got = split_fractions(split)
+        assert got == pytest.approx({"train": 1 - val - test, "val": val, "test": test}, abs=0.01)
+        assert count_shared_groups(split["group"], split["split"]) == 0
+    folds = make_folds(table, k=4, seed=0)
+    split = fold_to_split(folds, fold=1, val_frac=0.15, seed=0)
+    assert split_fractions(split)["val"] == pytest.approx(0.15, abs=0.01)
+    assert split_fractions(split)["test"] == pytest.approx(0.25, abs=0.01)
 
 
 def test_image_level_random_split_leaks_hundreds_of_lesions(ham):

@@ -15,7 +15,7 @@ from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
 from skinlib.data.images import load_image
-from skinlib.errors import ConfigError, TrainingError
+from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.io import read_json
 from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
@@ -74,7 +74,8 @@ def test_each_family_produces_a_complete_run(arch, synth_root, env):
     assert meta["split_sha256"] == hashlib.sha256((run / "split.csv").read_bytes()).hexdigest()
     assert meta["train_images_per_s"] > 0 and meta["eval_images_per_s"] > 0
     assert meta["versions"]["timm"] == timm.__version__ and meta["git"]["commit"]
-    assert meta["skipped_images"] == {"missing": 0, "unreadable": 0}
+    unreadable = {"train": 0, "val": 0, "test": 0}
+    assert meta["skipped_images"] == {"missing": 0, "unreadable": unreadable}
     test = Predictions.load(run / "predictions_test.csv")
     assert test.logits.shape[1] == 7 and np.isfinite(test.logits).all()
     assert meta["classes"] == test.classes
@@ -197,6 +198,10 @@ def test_early_stopping_on_a_flat_metric(synth_root, env):
     assert len(metrics) == 2 and metrics["val_loss"].nunique() == 1
     meta = read_json(run / "meta.json")
     assert meta["best_epoch"] == 1 and meta["epochs_run"] == 2
+    # the shares the split achieved, in the order train, val, test
+    split = pd.read_csv(run / "split.csv")["split"].value_counts(normalize=True)
+    assert list(meta["split_fractions"]) == ["train", "val", "test"]
+    assert meta["split_fractions"] == pytest.approx(split.to_dict())
 
 
 def test_transforms_normalise_with_the_model_statistics():
@@ -301,3 +306,110 @@ def test_prepare_table_uses_saved_split(synth_root, env, tmp_path):
         apply_overrides(cfg, [f"data.split_file={tmp_path / 's.csv'}"]), progress=False
     )
     assert (again["split"].to_numpy() == flipped["split"].to_numpy()).all()
+
+
+def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        name: buf.clone()
+        for name, buf in model.named_buffers()
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+    }
+
+
+def test_selection_scoring_pass_leaves_batchnorm_statistics_alone(env, tmp_path):
+    """After one selection step the running statistics are those of one plain forward of the
+    chosen samples: the scoring forward of the whole batch does not move them."""
+    import copy
+
+    changes = ["study=t", "data.image_size=32", "data.cache=false", "data.num_workers=0"]
+    changes += ["train.batch_size=16", "train.selection_rate=0.25", "train.augment=none"]
+    trainer = engine.Trainer(
+        apply_overrides(Config(), changes), colour_table(tmp_path), progress=False
+    )
+    images, labels = next(iter(trainer.train_loader))
+    images, targets = trainer._to_device(images, labels)
+    reference = copy.deepcopy(trainer.model)
+    chosen = []
+    select = trainer.selector.select
+    trainer.selector.select = lambda scores: chosen.append(select(scores)) or chosen[-1]
+    trainer.net.train()
+    trainer._step_loss(images, targets)
+    assert 2 <= len(chosen[0]) < len(images)
+    reference.train()
+    with torch.no_grad():
+        reference(images[chosen[0]])
+    after, expected = _bn_buffers(trainer.model), _bn_buffers(reference)
+    assert after and after.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(after[name], expected[name], msg=name)
+
+
+def test_mixup_smooths_labels_only_as_configured(synth_root, env):
+    """timm's Mixup smooths by 0.1 unless told; the loss applies imbalance.label_smoothing once."""
+    from skinlib.imbalance import soft_targets
+
+    def mixed_targets(smoothing: float):
+        changes = {"data.cache": "false", "train.mixup": 0.4}
+        cfg = tiny_config(synth_root, **changes, **{"imbalance.label_smoothing": smoothing})
+        trainer = engine.Trainer(cfg, prepare_table(cfg, progress=False), progress=False)
+        assert trainer.train_loader.drop_last  # every batch even, so every batch is mixed
+        images, labels = next(iter(trainer.train_loader))
+        return trainer, trainer._to_device(images, labels)[1]
+
+    _, targets = mixed_targets(0.0)
+    assert targets.shape == (16, 7)
+    torch.testing.assert_close(targets.sum(1), torch.ones(16))
+    assert ((targets > 0).sum(1) <= 2).all()  # two labels mixed, nothing on the other five
+    trainer, targets = mixed_targets(0.2)
+    assert ((targets > 0).sum(1) <= 2).all()  # mixup adds no smoothing of its own...
+    logits = torch.randn(16, 7)
+    expected = -(soft_targets(targets, 7, 0.2) * logits.log_softmax(1)).sum(1)
+    torch.testing.assert_close(trainer.loss_fn(logits, targets), expected)  # ...the loss does
+
+
+def test_mixup_refuses_an_odd_batch_per_process(synth_root, env):
+    changes = {"data.cache": "false", "train.cutmix": 1.0, "train.batch_size": 7}
+    with pytest.raises(ConfigError, match=r"batch_size=7 gives 7 images .*use train.batch_size=8"):
+        train(tiny_config(synth_root, **changes), progress=False)
+
+
+def test_unreadable_images_are_dropped_from_evaluation_not_substituted(env, tmp_path, caplog):
+    """data.skip_bad: a corrupt validation or test image is left out of the predictions (a
+    substitute would be scored against its row's label), counted in meta.json and logged."""
+    import logging
+
+    table = colour_table(tmp_path)
+    bad = {s: table.loc[table["split"] == s, "image_id"].iloc[0] for s in ("train", "val", "test")}
+    for image_id in bad.values():
+        (tmp_path / f"{image_id}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    changes = ["study=t", "data.image_size=32", "data.num_workers=0", "data.skip_bad=true"]
+    cfg = apply_overrides(Config(), [*changes, "train.epochs=1", "train.batch_size=8"])
+    with caplog.at_level(logging.WARNING):
+        run = train(cfg, table=table, progress=False)
+    for split in ("val", "test"):
+        preds = Predictions.load(run / f"predictions_{split}.csv")
+        assert bad[split] not in set(preds.image_id) and len(preds.image_id) == 7
+        truth = table.set_index("image_id").loc[preds.image_id, "label"]
+        assert [preds.classes[i] for i in preds.labels] == truth.tolist()
+        assert f"1 unreadable {split} images left out of evaluation" in caplog.text
+    meta = read_json(run / "meta.json")
+    assert meta["skipped_images"] == {"missing": 0, "unreadable": {"train": 1, "val": 1, "test": 1}}
+
+
+def test_dataset_drops_or_substitutes_unreadable_images(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from skinlib.data.dataset import ImageDataset, collate_readable
+
+    table = colour_table(tmp_path, n=6)
+    (tmp_path / "img2.png").write_bytes(b"not an image")
+    to_tensor = lambda image: torch.zeros(1)  # noqa: E731
+    kept = ImageDataset(table, ["mel", "nv"], to_tensor, on_bad="drop")
+    images, labels, readable = next(iter(DataLoader(kept, 6, collate_fn=collate_readable)))
+    assert readable.tolist() == [True, True, False, True, True, True]
+    assert labels.tolist() == [0, 1, 1, 0, 1] and len(images) == 5
+    assert kept.skipped == {str(tmp_path / "img2.png")}
+    substitute = ImageDataset(table, ["mel", "nv"], to_tensor, on_bad="substitute")
+    assert substitute[2][1] == 1  # img3's label with img3's image
+    with pytest.raises(DataError, match="img2.png: not an image file"):
+        ImageDataset(table, ["mel", "nv"], to_tensor)[2]

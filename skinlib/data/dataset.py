@@ -1,4 +1,4 @@
-"""The torch Dataset over a common-schema table."""
+"""The torch Dataset over a common-schema table, and the collate that drops unreadable images."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from skinlib.data.images import load_image
-from skinlib.errors import DataError
+from skinlib.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+ON_BAD = ("raise", "substitute", "drop")
 
 
 class ImageDataset(Dataset):
@@ -22,8 +24,11 @@ class ImageDataset(Dataset):
         table: rows with ``path`` and ``label``.
         classes: class order; ``label`` values are looked up here.
         transform: PIL image -> tensor.
-        skip_bad: an unreadable image is replaced by the next readable one and counted in
-            ``skipped`` (per worker) instead of stopping training.
+        on_bad: what an unreadable image does. ``raise``: stop with its path. ``substitute``
+            (training with data.skip_bad): the next readable image *and its label* take its
+            place, so batches keep their size. ``drop`` (evaluation with data.skip_bad): the item
+            is None and :func:`collate_readable` leaves it out, because a substitute would be
+            scored against the wrong row. Both count the path in ``skipped`` (per worker).
     """
 
     def __init__(
@@ -31,8 +36,10 @@ class ImageDataset(Dataset):
         table: pd.DataFrame,
         classes: Sequence[str],
         transform: Callable,
-        skip_bad: bool = False,
+        on_bad: str = "raise",
     ):
+        if on_bad not in ON_BAD:
+            raise ConfigError(f"on_bad={on_bad!r}; choose one of {ON_BAD}")
         index = {c: i for i, c in enumerate(classes)}
         unknown = sorted(set(table["label"]) - set(index))
         if unknown:
@@ -40,21 +47,44 @@ class ImageDataset(Dataset):
         self.paths = table["path"].astype(str).tolist()
         self.labels = table["label"].map(index).astype(int).tolist()
         self.transform = transform
-        self.skip_bad = skip_bad
+        self.on_bad = on_bad
         self.skipped: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def _skip(self, j: int, err: DataError) -> None:
+        if self.on_bad == "raise":
+            raise err
+        if self.paths[j] not in self.skipped:
+            log.warning("skipping unreadable image: %s", err)
+            self.skipped.add(self.paths[j])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
+        if self.on_bad != "substitute":
+            try:
+                return self.transform(load_image(self.paths[i])), self.labels[i]
+            except DataError as err:
+                self._skip(i, err)
+                return None
         for offset in range(len(self.paths)):
             j = (i + offset) % len(self.paths)
             try:
                 return self.transform(load_image(self.paths[j])), self.labels[j]
             except DataError as err:
-                if not self.skip_bad:
-                    raise
-                if self.paths[j] not in self.skipped:
-                    log.warning("skipping unreadable image: %s", err)
-                    self.skipped.add(self.paths[j])
+                self._skip(j, err)
         raise DataError("no readable image left in the dataset")
+
+
+def collate_readable(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stack the readable items of a batch (``drop`` datasets give None for the others).
+
+    Returns:
+        (images (K, C, H, W), labels (K,), readable (N,) bool mask over the batch's items).
+    """
+    readable = torch.tensor([item is not None for item in batch], dtype=torch.bool)
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), readable
+    images, labels = default_collate(kept)
+    return images, labels, readable

@@ -8,9 +8,10 @@ Split files are written once (``skinlib split``) and read by later steps, never 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,82 @@ def _grouped_folds(table: pd.DataFrame, n_splits: int, seed: int) -> list[np.nda
         return [held for _, held in sgkf.split(table, table["label"], table["group"])]
 
 
-def _holdout(table: pd.DataFrame, frac: float, seed: int) -> np.ndarray:
-    """Boolean mask of a grouped, stratified hold-out of about ``frac`` of the rows.
+MAX_FOLDS = 20  # finest grid of fractions (5 %); StratifiedGroupKFold's time grows with folds
+FRACTION_TOLERANCE = 0.005  # accept the first fold count that hits every share within 0.5 pts
 
-    The first of round(1/frac) StratifiedGroupKFold folds (15 % -> 7 folds -> 14.3 %).
+
+def _fold_plan(
+    fracs: tuple[float, ...], n_groups: int, rarest: int | None = None
+) -> tuple[int, list[int]]:
+    """How many folds to cut and how many of them each held-out part takes.
+
+    Every part gets whole StratifiedGroupKFold folds (equal in size to an image or so on
+    thousands of groups), so part ``i`` holds ``counts[i] / k`` of the rows and the rest is
+    left over. ``k`` is the smallest fold count whose shares all lie within
+    ``FRACTION_TOLERANCE`` of the request, else the closest one up to ``MAX_FOLDS``: 70/15/15
+    needs 20 folds (14/3/3); the 7 folds of round(1/0.15) gave 71.4/14.3/14.3.
+
+    Args:
+        fracs: requested shares of the held-out parts (e.g. test, val), summing below 1.
+        n_groups: groups available; never more folds than groups.
+        rarest: groups of the rarest class; no more folds than that (unless one fold per part
+            needs more), so that every fold, and so every split, still gets that class.
+
+    Returns:
+        (k, folds per held-out part).
     """
-    held = _grouped_folds(table, max(2, round(1 / frac)), seed)[0]
-    mask = np.zeros(len(table), dtype=bool)
-    mask[held] = True
-    return mask
+    least = max(2, *(round(1 / f) for f in fracs))  # folds the coarsest one-fold plan needs
+    if n_groups < least:
+        raise DataError(
+            f"only {n_groups} groups (lesions/patients) for {least} folds; add data or hold "
+            "out a larger fraction"
+        )
+    most = min(MAX_FOLDS, n_groups, max(least, rarest or n_groups))
+    best: tuple[float, int, list[int]] | None = None
+    for k in range(2, most + 1):
+        counts = [max(1, round(f * k)) for f in fracs]
+        if sum(counts) >= k:  # the remainder (train) needs a fold too
+            continue
+        shares = [c / k for c in counts]
+        error = max(
+            abs(1 - sum(shares) - (1 - sum(fracs))),
+            *(abs(s - f) for s, f in zip(shares, fracs, strict=True)),
+        )
+        if error <= FRACTION_TOLERANCE:
+            return k, counts
+        if best is None or error < best[0]:
+            best = (error, k, counts)
+    if best is None:
+        raise DataError(f"cannot hold out {fracs} of {n_groups} groups; add data")
+    return best[1], best[2]
+
+
+def _grouped_parts(table: pd.DataFrame, fracs: tuple[float, ...], seed: int) -> np.ndarray:
+    """Part of each row: 0..len(fracs)-1 for the held-out parts, len(fracs) for the rest.
+
+    Grouped and stratified because each part is a union of StratifiedGroupKFold folds.
+    """
+    rarest = int(table.groupby("label")["group"].nunique().min())
+    k, counts = _fold_plan(fracs, table["group"].nunique(), rarest)
+    part = np.full(len(table), len(fracs), dtype=int)
+    folds = iter(_grouped_folds(table, k, seed))
+    for i, count in enumerate(counts):
+        for held in itertools.islice(folds, count):
+            part[held] = i
+    return part
+
+
+def split_fractions(table: pd.DataFrame, column: str = "split") -> dict[str, float]:
+    """Share of the images in each split (or fold), as achieved; recorded in a run's meta.json.
+
+    >>> split_fractions(pd.DataFrame({"split": ["train", "train", "val", "test"]}))
+    {'train': 0.5, 'val': 0.25, 'test': 0.25}
+    """
+    shares = table[column].value_counts(normalize=True)
+    order = [s for s in SPLITS if s in shares.index] + sorted(
+        (s for s in shares.index if s not in SPLITS), key=str
+    )
+    return {str(s): float(shares[s]) for s in order}
 
 
 def make_split(
@@ -63,8 +131,10 @@ def make_split(
 ) -> pd.DataFrame:
     """Train/val/test split, grouped by ``group`` and stratified by ``label``.
 
-    Test is carved first, then validation from the rest (seeds ``seed`` and ``seed + 1``), so a
-    given seed always gives the same split.
+    One StratifiedGroupKFold (shuffled by ``seed``) cuts ``k`` folds; test takes the first ones
+    and validation the next, so each share is a multiple of ``1/k`` within half a point of the
+    request (70/15/15: 20 folds, 14/3/3). A given seed always gives the same split; the
+    achieved shares are in :func:`audit_split` and a run's meta.json.
 
     Returns:
         A copy of ``table`` (index reset) with a ``split`` column in {"train", "val", "test"}.
@@ -75,14 +145,28 @@ def make_split(
             "to less than 1"
         )
     out = table.reset_index(drop=True).copy()
-    test = _holdout(out, test_frac, seed)
-    val_in_rest = _holdout(out[~test], val_frac / (1 - test_frac), seed + 1)
-    split = np.full(len(out), "train", dtype=object)
-    split[test] = "test"
-    split[np.flatnonzero(~test)[val_in_rest]] = "val"
-    out["split"] = split
-    audit_split(out)
+    part = _grouped_parts(out, (test_frac, val_frac), seed)
+    out["split"] = np.array(["test", "val", "train"], dtype=object)[part]
+    audit = audit_split(out)
+    _warn_if_off(
+        audit.fractions, {"train": 1 - val_frac - test_frac, "val": val_frac, "test": test_frac}
+    )
     return out
+
+
+def _warn_if_off(achieved: dict[str, float], requested: dict[str, float]) -> None:
+    """Say so when few groups leave a share more than a point from the request."""
+    off = {
+        s: round(achieved.get(s, 0.0), 3)
+        for s, f in requested.items()
+        if abs(achieved.get(s, 0.0) - f) > 0.01
+    }
+    if off:
+        log.warning(
+            "split shares %s differ from the requested %s by more than 1 point (few groups)",
+            off,
+            requested,
+        )
 
 
 def make_folds(table: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -106,7 +190,7 @@ def fold_to_split(
         raise DataError(f"fold {fold} not in the fold column ({sorted(set(table['fold']))})")
     out = table.reset_index(drop=True).copy()
     test = (out["fold"] == fold).to_numpy()
-    val = _holdout(out[~test], val_frac / (1 - test.mean()), seed + 1)
+    val = _grouped_parts(out[~test], (val_frac / (1 - test.mean()),), seed + 1) == 0
     split = np.full(len(out), "train", dtype=object)
     split[test] = "test"
     split[np.flatnonzero(~test)[val]] = "val"
@@ -138,6 +222,7 @@ class SplitAudit:
     shares: pd.DataFrame  # class share within each split (0..1), plus "all" (the whole table)
     max_deviation: pd.Series  # per class: largest |share in a split - share overall| (0..1)
     shared_groups: int  # groups found in more than one split (0 for a sound split)
+    fractions: dict[str, float] = field(default_factory=dict)  # share of images per split
 
     @property
     def max_share_deviation(self) -> float:
@@ -148,7 +233,11 @@ class SplitAudit:
         table = self.counts.copy()
         table["all"] = table.sum(axis=1)
         table["max dev (pts)"] = (self.max_deviation * 100).round(2)
-        return f"{table.to_string()}\ngroups shared between splits: {self.shared_groups}"
+        shares = ", ".join(f"{s} {f:.1%}" for s, f in self.fractions.items())
+        return (
+            f"{table.to_string()}\nimages per split: {shares}\n"
+            f"groups shared between splits: {self.shared_groups}"
+        )
 
 
 def audit_split(
@@ -171,7 +260,7 @@ def audit_split(
     overall = table["label"].value_counts(normalize=True).reindex(counts.index)
     deviation = shares.sub(overall, axis=0).abs().max(axis=1)
     shares["all"] = overall
-    return SplitAudit(counts, shares, deviation, int(len(leaked)))
+    return SplitAudit(counts, shares, deviation, int(len(leaked)), split_fractions(table, column))
 
 
 def file_hash(path: str | Path) -> str:

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Subset
 
 from skinlib import paths
 from skinlib.config import Config, config_from_dict, save_config
-from skinlib.data.dataset import ImageDataset
-from skinlib.data.splits import file_hash, save_split
+from skinlib.data.dataset import ImageDataset, collate_readable
+from skinlib.data.splits import file_hash, save_split, split_fractions
 from skinlib.data.transforms import build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
@@ -41,7 +41,7 @@ from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
-from skinlib.training.selection import SelectionController
+from skinlib.training.selection import SelectionController, selected_loss
 from skinlib.training.tables import prepare_table, table_classes
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Trainer:
         self._build_optimisation()
         self.net = self._wrap(self.model)
         self.state = RunState()
+        self.dropped: dict[str, int] = {}  # split -> unreadable images evaluation left out
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -126,7 +127,9 @@ class Trainer:
     def _dataset(self, rows: pd.DataFrame, train: bool, size: int | None = None) -> ImageDataset:
         augment = self.cfg.train.augment if train else "none"
         transform = build_transforms(self.data_cfg, train, augment, size or self.size)
-        return ImageDataset(rows, self.classes, transform, skip_bad=self.cfg.data.skip_bad)
+        # with data.skip_bad, training substitutes an unreadable image; evaluation drops it
+        on_bad = ("substitute" if train else "drop") if self.cfg.data.skip_bad else "raise"
+        return ImageDataset(rows, self.classes, transform, on_bad=on_bad)
 
     def _build_data(self) -> None:
         split = self.table["split"]
@@ -144,7 +147,7 @@ class Trainer:
         )
         self.train_loader = self._loader(self.train_set, self.sampler, drop_last=True)
 
-    def _loader(self, dataset, sampler=None, drop_last=False) -> DataLoader:
+    def _loader(self, dataset, sampler=None, drop_last=False, collate_fn=None) -> DataLoader:
         per_rank = max(1, self.cfg.train.batch_size // self.world)
         workers = self.cfg.data.num_workers
         return DataLoader(
@@ -152,6 +155,7 @@ class Trainer:
             batch_size=per_rank,
             sampler=sampler,
             drop_last=drop_last,
+            collate_fn=collate_fn,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -173,9 +177,25 @@ class Trainer:
             raise ConfigError(
                 "mixup/cutmix are for multi-class tasks; set train.mixup=0 train.cutmix=0"
             )
+        per_rank = max(1, t.batch_size // self.world)
+        if per_rank % 2:
+            # timm mixes each sample with its mirror in the batch and needs an even count; an odd
+            # one would leave every batch unmixed
+            raise ConfigError(
+                f"train.batch_size={t.batch_size} gives {per_rank} images per process; "
+                f"mixup/cutmix need an even number: use train.batch_size="
+                f"{(per_rank + 1) * self.world}"
+            )
         from timm.data import Mixup
 
-        return Mixup(mixup_alpha=t.mixup, cutmix_alpha=t.cutmix, num_classes=len(self.classes))
+        # timm smooths labels by 0.1 unless told otherwise; the loss already applies
+        # imbalance.label_smoothing (to mixed targets too), so Mixup itself must not add any.
+        return Mixup(
+            mixup_alpha=t.mixup,
+            cutmix_alpha=t.cutmix,
+            label_smoothing=0.0,
+            num_classes=len(self.classes),
+        )
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         net = model
@@ -199,7 +219,7 @@ class Trainer:
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True, memory_format=fmt)
         labels = labels.to(self.device, non_blocking=True)
-        if self.mixup is not None and len(images) % 2 == 0:
+        if self.mixup is not None:  # even batches: checked in _mixup, last one dropped
             images, labels = self.mixup(images, labels)
         elif self.binary:
             labels = labels.float()
@@ -213,16 +233,14 @@ class Trainer:
     def _step_loss(self, images, targets) -> tuple[torch.Tensor, float]:
         """(loss to back-propagate, mean loss of the whole batch for the log).
 
-        With adaptive sample selection the batch is scored without gradients first and only the
-        chosen samples are forwarded again and back-propagated.
+        With adaptive sample selection the batch is scored without gradients (and without
+        touching BatchNorm statistics) first; only the chosen samples are forwarded again and
+        back-propagated.
         """
         if self.selector is None:
             loss = self._losses(images, targets).mean()
             return loss, loss.item()
-        with torch.no_grad():
-            scores = self._losses(images, targets)
-        chosen = self.selector.select(scores)
-        return self._losses(images[chosen], targets[chosen]).mean(), scores.mean().item()
+        return selected_loss(self._losses, self.model, images, targets, self.selector)
 
     def _begin_epoch(self, epoch: int) -> None:
         """Seed this epoch from (seed, epoch) alone, so a resumed epoch draws the same batches and
@@ -316,30 +334,50 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, split: str, model: nn.Module | None = None) -> Predictions:
-        """Logits for every image of a split; ranks share the work and join the results."""
+        """Logits for every readable image of a split; ranks share the work and join the results.
+
+        With data.skip_bad an unreadable image is left out (never replaced by another, which
+        would be scored against this row's label); how many is kept in ``self.dropped``.
+        """
         model = model or self.eval_model()
         rows = self.rows[split]
         dataset = self._dataset(rows, train=False)
         mine = dist.shard(len(dataset))
-        loader = self._loader(Subset(dataset, mine.tolist()))
+        loader = self._loader(Subset(dataset, mine.tolist()), collate_fn=collate_readable)
         model.eval()
-        chunks = []
-        for images, _ in loader:
-            fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
-            with self._autocast():
-                chunks.append(
-                    model(images.to(self.device, memory_format=fmt)).float().cpu().numpy()
-                )
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        chunks, readable = [], []
+        for images, _, ok in loader:
+            readable.append(ok.numpy())
+            if len(images):
+                with self._autocast():
+                    out = model(images.to(self.device, memory_format=fmt))
+                chunks.append(out.float().cpu().numpy())
         width = 1 if self.binary else len(self.classes)
         logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
-        logits = dist.gather_rows(mine, logits)
+        kept = mine[np.concatenate(readable)] if readable else mine[:0]
+        logits = dist.gather_rows(kept, logits)
+        kept = dist.gather_rows(kept, kept)  # every rank's kept rows, in table order
+        self._note_dropped(split, rows, kept)
         return Predictions(
-            rows["image_id"].to_numpy(),
-            rows["group"].to_numpy(),
-            np.array(dataset.labels),
+            rows["image_id"].to_numpy()[kept],
+            rows["group"].to_numpy()[kept],
+            np.array(dataset.labels)[kept],
             logits,
             self.classes,
         )
+
+    def _note_dropped(self, split: str, rows: pd.DataFrame, kept: np.ndarray) -> None:
+        """Count (and log once per split) the unreadable images evaluation left out."""
+        lost = np.setdiff1d(np.arange(len(rows)), kept)
+        if len(lost) and self.dropped.get(split) != len(lost) and dist.is_main():
+            log.warning(
+                "%d unreadable %s images left out of evaluation (data.skip_bad), e.g. %s",
+                len(lost),
+                split,
+                rows["path"].iloc[lost[:3]].tolist(),
+            )
+        self.dropped[split] = int(len(lost))
 
     def validate(self) -> dict:
         return epoch_metrics(self.predict("val"))
@@ -483,15 +521,20 @@ class Trainer:
             writer.flush()
 
     def _skipped_images(self) -> dict:
-        """Images left out: files missing from the table (data.skip_bad) and unreadable ones.
+        """Images left out (data.skip_bad): files missing from the table, and unreadable ones
+        per split.
 
-        Unreadable ones are those the cache could not build; without the cache, those this
-        process met (DataLoader workers only log theirs).
+        Validation and test count exactly what evaluation dropped. Training counts the images
+        the cache could not build; without the cache, those this process met (DataLoader workers
+        only log theirs), replaced in their batches by the next readable image.
         """
         if "source_path" in self.table:
-            unreadable = int((self.table["path"] == self.table["source_path"]).sum())
+            bad = self.table["path"] == self.table["source_path"]
+            train = int(bad[self.table["split"] == "train"].sum())
         else:
-            unreadable = len(self.train_set.skipped)
+            train = len(self.train_set.skipped)
+        unreadable = {"train": train, "val": self.dropped.get("val", 0)}
+        unreadable["test"] = self.dropped.get("test", 0)
         return {"missing": self.skipped_missing, "unreadable": unreadable}
 
     def finish(self) -> None:
@@ -520,6 +563,7 @@ class Trainer:
                 "seed": self.cfg.train.seed,
                 "image_size": self.size,
                 "split_sha256": file_hash(self.run_dir / "split.csv"),
+                "split_fractions": split_fractions(self.table),  # achieved, not requested
                 "n_params": count_parameters(self.model),
                 "epochs_run": s.epoch + 1,
                 "best_epoch": s.best_epoch + 1,

@@ -4,16 +4,20 @@ teach the most, at a target rate held by a controller.
 Each batch is first scored without gradients; samples whose loss exceeds a threshold are then
 forwarded and back-propagated again. A proportional-integral controller moves the threshold (in
 log-loss space) so that the share of selected samples (the activation rate) tracks the target.
-Backward compute saved is ``1 - activation rate``; the extra scoring forward costs about a third
-of that back.
+Backward compute saved is ``1 - activation rate``, but the scoring forward of the whole batch is
+paid on top, so a step at rate 0.25 costs far more than a quarter of a plain one
+(``bench/bench_selection.py`` measures it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -55,3 +59,50 @@ class SelectionController:
     def load_state_dict(self, state: dict) -> None:
         self.log_threshold = state["log_threshold"]
         self.integral = state["integral"]
+
+
+@contextlib.contextmanager
+def batchnorm_stats_frozen(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers normalise with the batch's own statistics but update no running ones.
+
+    The scoring pass must not move the running mean and variance: they would be updated twice
+    per step, the second time from the few hardest samples, and evaluation would normalise
+    with statistics of neither the data nor the training batches. Train-mode behaviour is kept
+    otherwise (batch statistics, dropout), so a sample's score is the loss its step would see.
+    """
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    for layer in layers:  # train mode without tracking: batch statistics, no buffer update
+        layer.track_running_stats = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_running_stats = True
+
+
+def selected_loss(
+    losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    selector: SelectionController,
+) -> tuple[torch.Tensor, float]:
+    """Score the batch, keep the samples the controller picks, and return their mean loss.
+
+    Args:
+        losses: (images, targets) -> per-sample losses (N,), through ``model``.
+        model: the module ``losses`` runs (its BatchNorm statistics are frozen while scoring).
+        images: (N, C, H, W); targets: (N,) class indices or (N, C) soft targets.
+        selector: the threshold controller.
+
+    Returns:
+        (mean loss of the chosen samples, with gradients; mean score of the whole batch).
+    """
+    with torch.no_grad(), batchnorm_stats_frozen(model):
+        scores = losses(images, targets)
+    chosen = selector.select(scores)
+    return losses(images[chosen], targets[chosen]).mean(), scores.mean().item()
