@@ -227,8 +227,18 @@ def _check_complete(rows: Sequence[ClaimRow]) -> None:
 KIND = {"sec": "Section", "tab": "Table", "fig": "Figure"}
 
 
+def _refs_latex(labels: Sequence[str]) -> str:
+    """``Sections~\\ref{a}, \\ref{b}; Table~\\ref{c}``: one word per kind, in first-seen order."""
+    kinds: dict[str, list[str]] = {}
+    for lbl in labels:
+        kinds.setdefault(lbl.split(":")[0], []).append(f"\\ref{{{lbl}}}")
+    return "; ".join(
+        f"{KIND[k]}{'s' if len(refs) > 1 else ''}~{', '.join(refs)}" for k, refs in kinds.items()
+    )
+
+
 def _where_latex(answer: Answer) -> str:
-    refs = ", ".join(f"{KIND[lbl.split(':')[0]]}~\\ref{{{lbl}}}" for lbl in answer.labels)
+    refs = _refs_latex(answer.labels)
     if answer.status == REPORTED:
         return refs + (f" ({latex_escape(answer.note)})" if answer.note else "")
     if answer.status == AUTHOR:

@@ -404,10 +404,18 @@ def split_section(study: StudyRecord) -> Section:
             + "."
         )
     sentences += [
-        f"The split file's SHA-256 begins `{per_run(runs, lambda r: _short(_meta(r, 'split_sha256')))}`.",
+        f"The split file's SHA-256 begins {per_run(runs, lambda r: _short(_meta(r, 'split_sha256')))}.",
         disagreement(runs, lambda r: _short(_meta(r, "split_sha256")), "the split file"),
     ]
     return Section("Data split", "sec:methods-split", [_sentences(*sentences)])
+
+
+def _normalisation(run: RunRecord) -> str:
+    mean, std = _meta(run, "data_config", "mean"), _meta(run, "data_config", "std")
+    if not mean or not std:
+        return "not recorded"
+    means, stds = _fmt([round(m, 3) for m in mean]), _fmt([round(x, 3) for x in std])
+    return f"mean ({means}), standard deviation ({stds})"
 
 
 def _achieved(split: pd.DataFrame) -> str:
@@ -418,23 +426,19 @@ def _achieved(split: pd.DataFrame) -> str:
 
 
 def _short(sha: str | None) -> str:
-    return sha[:12] if sha else "not recorded"
+    """The first 12 hex digits, as code."""
+    return f"`{sha[:12]}`" if sha else "not recorded"
 
 
 def preprocessing_section(study: StudyRecord) -> Section:
     runs = study.architectures or list(study.strategies.values())
     size = per_run(runs, lambda r: _meta(r, "image_size"), " px")
     interp = per_run(runs, lambda r: _meta(r, "data_config", "interpolation", default="bilinear"))
-    stats = per_run(
-        runs,
-        lambda r: (
-            "timm's ImageNet statistics" if _meta(r, "data_config", "mean") else "not recorded"
-        ),
-    )
+    stats = per_run(runs, _normalisation)
     sentences = [
-        f"Each image was resized ({interp} interpolation) and centre-cropped to the model's input "
-        f"size, {size}, and normalised with the mean and standard deviation of the model's own "
-        f"pretrained configuration in timm{_cite('wightman2019timm')} ({stats}).",
+        f"For evaluation, each image was resized ({interp} interpolation) and centre-cropped to "
+        f"the model's input size, {size}; every image was normalised with the statistics of the "
+        f"model's pretrained configuration in timm{_cite('wightman2019timm')} ({stats}).",
         "Images were pre-resized once into an on-disk cache before training."
         if all(r.config.data.cache for r in runs)
         else "",
@@ -443,7 +447,8 @@ def preprocessing_section(study: StudyRecord) -> Section:
     for preset, names in augment.items():
         who = "" if len(augment) == 1 else f" ({_names(names)})"
         sentences.append(
-            f"Training augmentation{who}, the `{preset}` preset: {describe_augmentation(preset)}."
+            f"Training images{who} went through the `{preset}` augmentation preset: "
+            f"{describe_augmentation(preset)}."
         )
     mix = by_value(runs, lambda r: (r.config.train.mixup, r.config.train.cutmix))
     if any(v != "0, 0" for v in mix):
@@ -483,8 +488,9 @@ def models_section(study: StudyRecord) -> Section:
             if params
             else f"`{run.name}`: parameter count not recorded."
         )
+    n = len(study.architectures)
     intro = (
-        f"The study compares {len(study.architectures)} architecture(s), each created through "
+        f"The study compares {n} architecture{'s' if n != 1 else ''}, each created through "
         f"timm{_cite('wightman2019timm')} with a new classification head for the study's classes "
         "and trained by the same training loop:"
     )
@@ -518,9 +524,14 @@ def training_section(study: StudyRecord) -> Section:
         f"{t(lambda c: c.lr)}{backbone}, weight decay {t(lambda c: c.weight_decay)} and batch "
         f"size {t(lambda c: c.batch_size)}{accum}."
     )
+    warmup = (
+        f" after {t(lambda c: c.warmup_epochs)} epoch(s) of linear warm-up"
+        if any(r.config.train.warmup_epochs for r in runs)
+        else " without warm-up"
+    )
     schedule = (
-        f"The learning rate followed {t(_schedule_words)}, with {t(lambda c: c.warmup_epochs)} "
-        f"warm-up epoch(s), for {t(lambda c: c.epochs)} epochs."
+        f"The learning rate followed {t(_schedule_words)}{warmup}, for "
+        f"{t(lambda c: c.epochs)} epochs."
     )
     stopping = _stopping_sentence(runs)
     ran = (
@@ -802,7 +813,7 @@ def compute_section(study: StudyRecord) -> Section:
             disagreement(runs, lambda r, k=key: _version(r, k), f"the version of {name}")
             for key, (name, _) in {"python": ("Python", ""), **SOFTWARE}.items()
         ),
-        f"Code: skinlib at commit `{per_run(runs, _commit)}`.",
+        f"Code: skinlib at commit {per_run(runs, _commit)}.",
         disagreement(runs, _commit, "the code version"),
     )
     return Section("Hardware and software", "sec:methods-compute", [sentences])

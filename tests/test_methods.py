@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -160,12 +161,26 @@ def test_a_setting_no_recipe_explains_is_flagged(study_dirs, tmp_path):
     assert "`train.weight_decay` 0.1 instead of 0.05 (not a recipe of the profile)" in text
 
 
+def test_runs_on_different_splits_or_versions_are_named(study_dirs, tmp_path):
+    file = study_dirs()
+    meta_file = tmp_path / "experiments" / "mini" / "vit_tiny" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["split_sha256"] = "f" * 64
+    meta["versions"]["torch"] = "2.13.0"
+    meta_file.write_text(json.dumps(meta))
+    text = _methods_text(file)
+    assert "The runs disagree on the split file: `3c1146c75096`" in text
+    assert "`ffffffffffff` (`vit_tiny`)" in text
+    assert "The runs disagree on the version of PyTorch: 2.14.1 (`resnet18`, " in text
+    assert "2.13.0 (`vit_tiny`)" in text
+
+
 def test_split_facts_come_from_the_split_file(study_dirs):
     text = _methods_text(study_dirs())
     assert "60 images of 30 lesions in 3 classes" in text
     assert "achieved, in images: 66.7%/16.7%/16.7% (40/10/10 images)" in text
     sha = file_hash(paths.run_dir("mini", "resnet18") / "split.csv")
-    assert f"SHA-256 begins `{sha[:12]}`" in text and "disagree on the split" not in text
+    assert f"SHA-256 begins `{sha[:12]}`." in text and "disagree on the split" not in text
 
 
 def test_augmentation_is_described_from_the_built_transform():
@@ -235,6 +250,21 @@ def test_claim_covers_all_44_items_with_a_place_or_a_reason(study_dirs):
     assert tex.count("\\\\\n") >= 44 and "\\label{tab:claim}" in tex
 
 
+def test_claim_reports_external_testing_once_a_table_exists(study_dirs):
+    file = study_dirs()
+    out = paths.generated_tables_dir("mini")
+    out.mkdir(parents=True)
+    (out / "external_isic2019.tex").write_text("% a table\n")
+    methods.write_methods(file)
+    tex = (out / "claim.tex").read_text()
+    row = next(line for line in tex.splitlines() if line.startswith("33 &"))
+    assert "Table~\\ref{tab:external_isic2019}" in row and "Not reported" not in row
+    assert "Sections~\\ref{sec:methods-split}" not in tex  # one reference there: singular
+    assert (
+        "Section~\\ref{sec:methods-split}; Table~\\ref{tab:split_audit}" not in tex
+    )  # no table yet
+
+
 def test_claim_points_only_at_labels_that_exist(study_dirs):
     methods.write_methods(study_dirs())
     out = paths.generated_tables_dir("mini")
@@ -286,3 +316,17 @@ def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dir
     assert "There were undefined references" not in log
     assert "Overfull \\hbox" not in log, re.findall(r"Overfull \\hbox.*\n.*", log)
     assert (thesis / "main.bbl").read_text().count("\\bibitem") >= 10
+
+
+def test_the_pipeline_writes_the_methods_after_its_steps(study_dirs, monkeypatch):
+    from skinlib import pipeline
+
+    def fake_step(step, output, progress=True):  # the notebook's work is not under test here
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("{}")
+
+    monkeypatch.setattr(pipeline, "execute_step", fake_step)
+    pipeline.run_pipeline(study_dirs(), only=["01_eda"], progress=False)
+    out = paths.generated_tables_dir("mini")
+    assert "\\label{sec:methods-training}" in (out / "methods.tex").read_text()
+    assert (out / "claim.md").is_file() and (out / "methods.md").is_file()
