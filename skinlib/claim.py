@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skinlib import paths
-from skinlib.methods import inline_latex, latex_escape
+from skinlib.markup import inline_latex, latex_escape
 
 if TYPE_CHECKING:
-    from skinlib.methods import Section, StudyRecord
+    from skinlib.methods import Section
+    from skinlib.records import StudyRecord
 
 REPORTED, NOT_REPORTED, AUTHOR = "reported", "not reported", "author"
 
@@ -181,7 +182,7 @@ def _answers(a: Available) -> dict[int, Answer]:
         27: Answer(REPORTED, a.refs("sec:methods-evaluation")) if a.ensemble else Answer(NOT_REPORTED, note="not applicable: no ensemble was built"),
         28: Answer(REPORTED, a.refs("sec:methods-evaluation", "tab:comparison")),
         29: Answer(REPORTED, a.refs("sec:methods-evaluation", "tab:comparison", "tab:paired_tests")),
-        30: Answer(REPORTED, a.refs("sec:imbalance", "tab:imbalance"), "sensitivity to the imbalance strategy; test-time augmentation rows"),
+        30: Answer(REPORTED, a.refs("sec:imbalance", "tab:imbalance") if "tab:imbalance" in a.labels else (), "sensitivity to the imbalance strategy; test-time augmentation rows"),
         31: Answer(REPORTED, a.refs("sec:methods-evaluation", "tab:xai_scores", "fig:xai_gallery")),
         32: Answer(REPORTED, a.refs("tab:comparison", "fig:comparison_curves"), "held-out internal test split; learning curves for training against validation"),
         33: Answer(REPORTED, a.refs(*[lbl for lbl in a.labels if lbl.startswith("tab:external")])) if a.external else Answer(NOT_REPORTED, note="no external test set: the test split comes from the same source as the training data"),

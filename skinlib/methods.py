@@ -1,195 +1,40 @@
 """The thesis's methods, written from what the runs recorded: profile, ``config.yaml``,
 ``meta.json``, ``split.csv``, ``calibration.json``, ``thresholds.json``.
 
-Every sentence is built from recorded values. A setting the runs share is stated once; a setting
-they do not share is stated per run, and where it should have been shared (seed, split, package
-versions, commit) the text says that the runs disagree instead of picking one. Sentences are
-written in a small Markdown-like markup (`` `code` ``, ``[@key]`` citations of
-``thesis/references.bib``) that :func:`to_latex` and :func:`to_markdown` render.
+Every sentence is built from recorded values (:mod:`skinlib.records` reads them). A setting the
+runs share is stated once; a setting they do not share is stated per run, and where it should have
+been shared (seed, split, package versions, commit) the text says that the runs disagree instead of
+picking one. Sentences are written in :mod:`skinlib.markup` (`` `code` ``, ``[@key]`` citations of
+``thesis/references.bib``); :func:`to_latex` and :func:`to_markdown` render the sections.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from skinlib import paths
-from skinlib.config import Config, load_config
-from skinlib.data.splits import SPLITS, load_split
-from skinlib.io import read_json, write_text
-from skinlib.profile import StudyProfile, load_study_profile
-
-# --- what a run folder recorded ------------------------------------------------------------------
-
-
-@dataclass
-class RunRecord:
-    """One complete run as its folder recorded it."""
-
-    name: str
-    config: Config
-    meta: dict  # meta.json
-    split: pd.DataFrame  # split.csv (image_id, group, label, split, ...)
-    calibration: dict | None = None  # calibration.json, written by 04
-    thresholds: list | None = None  # thresholds.json's operating points, written by 05
-
-
-def read_run(run_dir: str | Path) -> RunRecord | None:
-    """The record of a complete run folder, or None when it is missing or unfinished."""
-    from skinlib.runs import run_meta
-    from skinlib.thresholds import load_thresholds
-
-    run_dir = Path(run_dir)
-    meta_file, config_file = run_dir / "meta.json", run_dir / "config.yaml"
-    if not (meta_file.is_file() and config_file.is_file()):
-        return None
-    meta = run_meta(run_dir)
-    if meta.get("status") != "complete":
-        return None
-    optional = {n: run_dir / f"{n}.json" for n in ("calibration", "thresholds", "ensemble")}
-    return RunRecord(
-        name=run_dir.name,
-        config=load_config(config_file),
-        meta=meta,
-        split=load_split(run_dir / "split.csv"),
-        calibration=read_json(optional["calibration"])
-        if optional["calibration"].is_file()
-        else None,
-        thresholds=load_thresholds(optional["thresholds"])
-        if optional["thresholds"].is_file()
-        else None,
-    )
-
-
-def read_ensemble(run_dir: str | Path) -> dict | None:
-    """``ensemble.json`` of the ensemble folder (members, weights, how they are combined)."""
-    file = Path(run_dir) / "ensemble.json"
-    return read_json(file) if file.is_file() else None
-
-
-@dataclass
-class StudyRecord:
-    """The profile and the runs the study actually used."""
-
-    profile: StudyProfile
-    architectures: list[RunRecord]  # the compared architectures, in the profile's order
-    strategies: dict[str, RunRecord] = field(default_factory=dict)  # imbalance arm -> run
-    missing: list[str] = field(default_factory=list)  # runs the profile names but none complete
-    ensemble: dict | None = None  # ensemble.json of the ensemble run (07)
-
-
-def read_study(profile: StudyProfile) -> StudyRecord:
-    """Read every run of a profile's study from ``experiments/<study>/``."""
-    missing: list[str] = []
-
-    def get(run: str) -> RunRecord | None:
-        record = read_run(paths.run_dir(profile.study, run))
-        if record is None:
-            missing.append(run)
-        return record
-
-    archs = [r for r in (get(a) for a in profile.architectures) if r is not None]
-    strategies = {
-        name: r
-        for name in profile.imbalance.strategies
-        if (r := get(f"imbalance_{name}")) is not None
-    }
-    return StudyRecord(
-        profile,
-        archs,
-        strategies,
-        missing,
-        ensemble=read_ensemble(paths.run_dir(profile.study, "ensemble")),
-    )
-
-
-# --- values the runs share, or not -------------------------------------------------------------
-
-
-def _fmt(value: Any) -> str:
-    """A recorded value as text: 1,200; 0.002; true; `ce`."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,}" if value.is_integer() and abs(value) >= 1000 else f"{value:g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _names(runs: Sequence[str]) -> str:
-    quoted = [f"`{r}`" for r in runs]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
-
-
-def by_value(runs: Sequence[RunRecord], get: Callable[[RunRecord], Any]) -> dict[str, list[str]]:
-    """``{value as text: [run names]}`` in the order the values first appear."""
-    groups: dict[str, list[str]] = {}
-    for run in runs:
-        groups.setdefault(_fmt(get(run)), []).append(run.name)
-    return groups
-
-
-def per_run(runs: Sequence[RunRecord], get: Callable[[RunRecord], Any], unit: str = "") -> str:
-    """One value when the runs share it, else each value with its runs.
-
-    >>> per_run([], lambda r: 1)
-    'not recorded'
-    """
-    groups = by_value(runs, get)
-    if not groups:
-        return "not recorded"
-    if len(groups) == 1:
-        return next(iter(groups)) + unit
-    return "; ".join(f"{v}{unit} for {_names(names)}" for v, names in groups.items())
-
-
-def disagreement(runs: Sequence[RunRecord], get: Callable[[RunRecord], Any], what: str) -> str:
-    """A sentence for something every run should share: stated once, or the disagreement."""
-    groups = by_value(runs, get)
-    if len(groups) <= 1:
-        return ""
-    listed = "; ".join(f"{v} ({_names(names)})" for v, names in groups.items())
-    return (
-        f"The runs disagree on {what}: {listed}; results that compare them inherit this difference."
-    )
-
-
-def _meta(run: RunRecord, *keys: str, default: Any = None) -> Any:
-    node: Any = run.meta
-    for key in keys:
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
-def _flatten(values: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-IDENTITY_KEYS = {"study", "run", "model.arch"}  # differ between runs by construction
-
-
-def config_differences(base: Config, run: Config) -> dict[str, tuple[Any, Any]]:
-    """``{section.key: (base value, run value)}`` where a run's config departs from ``base``."""
-    a, b = _flatten(base.to_dict()), _flatten(run.to_dict())
-    return {k: (a.get(k), b[k]) for k in b if k not in IDENTITY_KEYS and a.get(k) != b[k]}
-
+from skinlib.config import Config
+from skinlib.data.splits import SPLITS
+from skinlib.io import write_text
+from skinlib.markup import inline_latex, latex_escape
+from skinlib.profile import load_study_profile
+from skinlib.records import (
+    RunRecord,
+    StudyRecord,
+    by_value,
+    config_differences,
+    disagreement,
+    flatten,
+    fmt,
+    name_list,
+    per_run,
+    read_study,
+    recorded,
+)
 
 # --- words for settings ----------------------------------------------------------------------
 
@@ -227,6 +72,14 @@ SOFTWARE = {  # meta.json versions key -> (name in the text, citation key or "")
     "pandas": ("pandas", ""),
     "skinlib": ("skinlib", ""),
 }
+
+
+def group_unit(run: RunRecord) -> str:
+    """What a split group is: lesion, patient, or image where the source gave no group ids."""
+    split = run.split
+    if split["group"].nunique() == len(split) or split["group"].equals(split["image_id"]):
+        return "image"
+    return GROUP_UNIT.get(run.config.data.format, "group")
 
 
 def _percent(x: float) -> str:
@@ -330,26 +183,26 @@ def _dataset_sentence(cfg: Config) -> str:
         shares = "equal class shares" if s.balanced else "the class shares of HAM10000"
         return (
             f"The images are SynthDerm, a synthetic dataset that skinlib generates in the layout "
-            f"of HAM10000{_cite('tschandl2018ham10000')} ({_fmt(s.n)} images of {s.size} px, "
+            f"of HAM10000{_cite('tschandl2018ham10000')} ({fmt(s.n)} images of {s.size} px, "
             f"{s.classes} classes with {shares}, difficulty {s.difficulty:g}, seed {s.seed}). "
             "They are procedural images, not dermoscopy: this is an in-silico study of the method, "
             "and its results make no clinical claim."
         )
     name, keys = DATASETS.get(cfg.data.format, (f"a `{cfg.data.format}` dataset", []))
     return (
-        f"The images are {name}{_cite(*keys)}, read from `{cfg.data.root}`; the study is "
+        f"The images are {name}{_cite(*keys)}; the study is "
         "retrospective (the data were collected and published before it)."
     )
 
 
 def _count_sentences(runs: Sequence[RunRecord]) -> list[str]:
     first = runs[0]
-    unit = GROUP_UNIT.get(first.config.data.format, "group")
+    unit = group_unit(first)
     split = first.split
     counts = split["label"].value_counts()
-    per_class = ", ".join(f"{c} {_fmt(int(n))}" for c, n in counts.items())
+    per_class = ", ".join(f"{c} {fmt(int(n))}" for c, n in counts.items())
     out = [
-        f"The study uses {_fmt(len(split))} images of {_fmt(split['group'].nunique())} "
+        f"The study uses {fmt(len(split))} images of {fmt(split['group'].nunique())} "
         f"{unit}s in {len(counts)} classes ({per_class})."
     ]
     task = by_value(runs, lambda r: r.config.data.task)
@@ -364,8 +217,8 @@ def _count_sentences(runs: Sequence[RunRecord]) -> list[str]:
 
 def _skipped_sentence(runs: Sequence[RunRecord]) -> str:
     def total(run: RunRecord) -> int:
-        skipped = _meta(run, "skipped_images", default={}) or {}
-        values = _flatten(skipped).values() if isinstance(skipped, dict) else [skipped]
+        skipped = recorded(run, "skipped_images", default={}) or {}
+        values = flatten(skipped).values() if isinstance(skipped, dict) else [skipped]
         return int(sum(v for v in values if isinstance(v, int | float)))
 
     if not any(total(r) for r in runs):
@@ -377,7 +230,7 @@ def split_section(study: StudyRecord) -> Section:
     runs = study.architectures or list(study.strategies.values())
     first = runs[0]
     d = first.config.data
-    unit = GROUP_UNIT.get(d.format, "group")
+    unit = group_unit(first)
     how = (
         f"taken from the split file `{d.split_file}`"
         if d.split_file
@@ -388,6 +241,10 @@ def split_section(study: StudyRecord) -> Section:
         f"The images were assigned to training, validation and test sets grouped by {unit}, so "
         f"that no {unit} appears in two sets, and stratified by class; the assignment was {how}, "
         f"with split seed {per_run(runs, lambda r: r.config.data.split_seed)}.",
+        "The source gave no lesion or patient ids, so the split is at the image level: images "
+        "of one lesion may sit in two sets, which can inflate the test results."
+        if unit == "image"
+        else "",
     ]
     if d.folds > 1:
         sentences.append(
@@ -404,17 +261,17 @@ def split_section(study: StudyRecord) -> Section:
             + "."
         )
     sentences += [
-        f"The split file's SHA-256 begins {per_run(runs, lambda r: _short(_meta(r, 'split_sha256')))}.",
-        disagreement(runs, lambda r: _short(_meta(r, "split_sha256")), "the split file"),
+        f"The split file's SHA-256 begins {per_run(runs, lambda r: _short(recorded(r, 'split_sha256')))}.",
+        disagreement(runs, lambda r: _short(recorded(r, "split_sha256")), "the split file"),
     ]
     return Section("Data split", "sec:methods-split", [_sentences(*sentences)])
 
 
 def _normalisation(run: RunRecord) -> str:
-    mean, std = _meta(run, "data_config", "mean"), _meta(run, "data_config", "std")
+    mean, std = recorded(run, "data_config", "mean"), recorded(run, "data_config", "std")
     if not mean or not std:
         return "not recorded"
-    means, stds = _fmt([round(m, 3) for m in mean]), _fmt([round(x, 3) for x in std])
+    means, stds = fmt([round(m, 3) for m in mean]), fmt([round(x, 3) for x in std])
     return f"mean ({means}), standard deviation ({stds})"
 
 
@@ -422,7 +279,7 @@ def _achieved(split: pd.DataFrame) -> str:
     n = split["split"].value_counts()
     counts = [int(n.get(s, 0)) for s in SPLITS]
     shares = "/".join(_percent(c / max(1, sum(counts))) for c in counts)
-    return f"{shares} ({'/'.join(_fmt(c) for c in counts)} images)"
+    return f"{shares} ({'/'.join(fmt(c) for c in counts)} images)"
 
 
 def _short(sha: str | None) -> str:
@@ -432,8 +289,10 @@ def _short(sha: str | None) -> str:
 
 def preprocessing_section(study: StudyRecord) -> Section:
     runs = study.architectures or list(study.strategies.values())
-    size = per_run(runs, lambda r: _meta(r, "image_size"), " px")
-    interp = per_run(runs, lambda r: _meta(r, "data_config", "interpolation", default="bilinear"))
+    size = per_run(runs, lambda r: recorded(r, "image_size"), " px")
+    interp = per_run(
+        runs, lambda r: recorded(r, "data_config", "interpolation", default="bilinear")
+    )
     stats = per_run(runs, _normalisation)
     sentences = [
         f"For evaluation, each image was resized ({interp} interpolation) and centre-cropped to "
@@ -445,7 +304,7 @@ def preprocessing_section(study: StudyRecord) -> Section:
     ]
     augment = by_value(runs, lambda r: r.config.train.augment)
     for preset, names in augment.items():
-        who = "" if len(augment) == 1 else f" ({_names(names)})"
+        who = "" if len(augment) == 1 else f" ({name_list(names)})"
         sentences.append(
             f"Training images{who} went through the `{preset}` augmentation preset: "
             f"{describe_augmentation(preset)}."
@@ -478,12 +337,12 @@ def models_section(study: StudyRecord) -> Section:
         m = run.config.model
         timm_name = resolve_arch(m.arch)[0]
         paper = next((k for p, k in ARCH_PAPERS.items() if timm_name.startswith(p)), "")
-        params = _meta(run, "n_params")
+        params = recorded(run, "n_params")
         extra = [f"dropout {m.drop_rate:g}"] if m.drop_rate else []
         extra += [f"stochastic depth {m.drop_path_rate:g}"] if m.drop_path_rate else []
         lines.append(
             f"`{run.name}`{_cite(paper)}: timm model `{timm_name}`, "
-            f"{params / 1e6:.1f} M parameters, {_meta(run, 'image_size')} px input, "
+            f"{params / 1e6:.1f} M parameters, {recorded(run, 'image_size')} px input, "
             f"{_initialisation(m)}" + (f", {', '.join(extra)}" if extra else "") + "."
             if params
             else f"`{run.name}`: parameter count not recorded."
@@ -535,8 +394,8 @@ def training_section(study: StudyRecord) -> Section:
     )
     stopping = _stopping_sentence(runs)
     ran = (
-        f"Epochs run: {per_run(runs, lambda r: _meta(r, 'epochs_run'))}; the kept checkpoint "
-        f"is from epoch {per_run(runs, lambda r: _meta(r, 'best_epoch'))}."
+        f"Epochs run: {per_run(runs, lambda r: recorded(r, 'epochs_run'))}; the kept checkpoint "
+        f"is from epoch {per_run(runs, lambda r: recorded(r, 'best_epoch'))}."
     )
     extras = _sentences(
         f"Training seed: {per_run(runs, lambda r: r.config.train.seed)}.",
@@ -553,8 +412,8 @@ def training_section(study: StudyRecord) -> Section:
         f"({t(lambda c: c.selection_rate)})."
         if any(r.config.train.selection_rate < 1 for r in runs)
         else "",
-        f"Processes per run (data-parallel): {per_run(runs, lambda r: _meta(r, 'world_size', default=1))}."
-        if any((_meta(r, "world_size", default=1) or 1) > 1 for r in runs)
+        f"Processes per run (data-parallel): {per_run(runs, lambda r: recorded(r, 'world_size', default=1))}."
+        if any((recorded(r, "world_size", default=1) or 1) > 1 for r in runs)
         else "",
     )
     return Section(
@@ -569,7 +428,7 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
         i = run.config.imbalance
         loss = f"focal loss (gamma {i.gamma:g})" if i.loss == "focal" else "cross-entropy"
         if i.loss == "focal" and i.alpha:
-            loss += f" with per-class alpha {_fmt(i.alpha)}"
+            loss += f" with per-class alpha {fmt(i.alpha)}"
         parts = [loss]
         if i.class_weights == "inverse":
             parts.append("class weights inversely proportional to the class frequency")
@@ -632,7 +491,7 @@ def _ema_sentence(runs: Sequence[RunRecord]) -> str:
 
 def _amp_sentence(runs: Sequence[RunRecord]) -> str:
     def words(run: RunRecord) -> str:
-        device = str(_meta(run, "hardware", "device", default="unknown"))
+        device = str(recorded(run, "hardware", "device", default="unknown"))
         mode = run.config.train.amp
         if not device.startswith("cuda") or mode == "off":
             return "full precision (float32)" + ("" if mode == "off" else " on the CPU")
@@ -656,10 +515,10 @@ def imbalance_section(study: StudyRecord) -> Section | None:
     arms = []
     for name, run in study.strategies.items():
         diff = config_differences(base, run.config)
-        change = ", ".join(f"`{k}` {_fmt(v)}" for k, (_, v) in diff.items()) or "no change"
+        change = ", ".join(f"`{k}` {fmt(v)}" for k, (_, v) in diff.items()) or "no change"
         arms.append(f"`{name}`: {change}")
     shared = config_differences(profile.run_config(profile.imbalance.arch), base)
-    budget = ", ".join(f"`{k}` {_fmt(v)}" for k, (_, v) in shared.items())
+    budget = ", ".join(f"`{k}` {fmt(v)}" for k, (_, v) in shared.items())
     sentences = [
         f"The imbalance comparison trained `{profile.imbalance.arch}` once per strategy with "
         f"the same budget"
@@ -681,7 +540,7 @@ def differences_section(study: StudyRecord) -> Section:
             continue
         recipe = set(profile.recipes.get(run.name, {}))
         parts = [
-            f"`{k}` {_fmt(v)} instead of {_fmt(b)}"
+            f"`{k}` {fmt(v)} instead of {fmt(b)}"
             + ("" if k in recipe else " (not a recipe of the profile)")
             for k, (b, v) in diff.items()
         ]
@@ -703,7 +562,7 @@ def evaluation_section(study: StudyRecord) -> Section:
 
     runs = study.architectures
     ev = study.profile.evaluation
-    unit = GROUP_UNIT.get(runs[0].config.data.format, "group")
+    unit = group_unit(runs[0])
     sentences = [_calibration_sentence(runs), _thresholds_sentence(runs)]
     sentences.append(
         f"Calibration is measured by the expected calibration error over {N_BINS} equal-width "
@@ -711,13 +570,13 @@ def evaluation_section(study: StudyRecord) -> Section:
     )
     sentences.append(
         f"Every metric on the test set has a 95% percentile bootstrap interval"
-        f"{_cite('efron1979bootstrap', 'efron1993introduction')} from {_fmt(ev.n_boot)} "
+        f"{_cite('efron1979bootstrap', 'efron1993introduction')} from {fmt(ev.n_boot)} "
         f"resamples of {unit}s (all images of a resampled {unit} enter together, as images of "
         f"one {unit} are not independent)."
     )
     sentences.append(
         "Each model is compared with the best on the same test images by a paired bootstrap of "
-        f"the difference in balanced accuracy ({_fmt(ev.n_boot)} resamples of {unit}s) and by "
+        f"the difference in balanced accuracy ({fmt(ev.n_boot)} resamples of {unit}s) and by "
         f"McNemar's test{_cite('mcnemar1947')} on which images each model classifies correctly."
     )
     if ev.tta:
@@ -747,7 +606,7 @@ def evaluation_section(study: StudyRecord) -> Section:
     )
     sentences.append(
         f"Explanations are {name}{_cite(key)} maps from pytorch-grad-cam"
-        f"{_cite('gildenblat2021gradcam')} on {_fmt(ev.xai_images)} test images per "
+        f"{_cite('gildenblat2021gradcam')} on {fmt(ev.xai_images)} test images per "
         f"architecture, scored {score}."
     )
     return Section("Evaluation", "sec:methods-evaluation", [_sentences(*sentences)])
@@ -764,7 +623,7 @@ def _calibration_sentence(runs: Sequence[RunRecord]) -> str:
     out = f"Probabilities were calibrated by {method}{cite}, fitted on the {fitted} split (temperature: {temps})."
     if len(calibrated) < len(runs):
         rest = [r.name for r in runs if not r.calibration]
-        out += f" {_names(rest)} had no calibration record and stay uncalibrated."
+        out += f" {name_list(rest)} had no calibration record and stay uncalibrated."
     return out
 
 
@@ -794,9 +653,9 @@ def _thresholds_sentence(runs: Sequence[RunRecord]) -> str:
 def compute_section(study: StudyRecord) -> Section:
     runs = study.architectures + list(study.strategies.values())
     hardware = per_run(runs, _hardware_words)
-    minutes = sum(_meta(r, "train_seconds", default=0) or 0 for r in runs) / 60
+    minutes = sum(recorded(r, "train_seconds", default=0) or 0 for r in runs) / 60
     each = "; ".join(
-        f"`{r.name}` {(_meta(r, 'train_seconds', default=0) or 0) / 60:.1f}" for r in runs
+        f"`{r.name}` {(recorded(r, 'train_seconds', default=0) or 0) / 60:.1f}" for r in runs
     )
     software = []
     for key, (name, cite) in SOFTWARE.items():
@@ -820,7 +679,7 @@ def compute_section(study: StudyRecord) -> Section:
 
 
 def _hardware_words(run: RunRecord) -> str:
-    hw = _meta(run, "hardware", default={}) or {}
+    hw = recorded(run, "hardware", default={}) or {}
     if str(hw.get("device", "")).startswith("cuda"):
         gpus = hw.get("gpu_count", 1)
         return f"{gpus} x {hw.get('gpu', 'GPU')}"
@@ -829,11 +688,11 @@ def _hardware_words(run: RunRecord) -> str:
 
 
 def _version(run: RunRecord, package: str) -> str:
-    return str(_meta(run, "versions", package, default=None) or "not recorded")
+    return str(recorded(run, "versions", package, default=None) or "not recorded")
 
 
 def _commit(run: RunRecord) -> str:
-    git = _meta(run, "git", default={}) or {}
+    git = recorded(run, "git", default={}) or {}
     commit = _short(git.get("commit"))
     return commit + (" with uncommitted changes" if git.get("dirty") else "")
 
@@ -866,59 +725,13 @@ def methods_sections(study: StudyRecord) -> list[Section]:
     if study.missing:
         sections[-1].paragraphs.append(
             [
-                f"Runs the profile names but that are not complete, left out: {_names(study.missing)}."
+                f"Runs the profile names but that are not complete, left out: {name_list(study.missing)}."
             ]
         )
     return [s for s in sections if s is not None]
 
 
 # --- rendering -----------------------------------------------------------------------------------
-
-TOKEN = re.compile(r"(\[@[^\]]+\]|`[^`]*`)")
-LATEX_SPECIAL = {c: f"\\{c}" for c in "&%$#_{}"} | {
-    "\\": r"\textbackslash{}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    r"""Plain text for LaTeX: ``& % $ # _ { } \ ~ ^`` escaped.
-
-    >>> latex_escape("50% of x_1")
-    '50\\% of x\\_1'
-    """
-    return "".join(LATEX_SPECIAL.get(c, c) for c in text)
-
-
-def citation_keys(text: str) -> list[str]:
-    """The citation keys a markup text uses, in order.
-
-    >>> citation_keys("ResNet [@he2016resnet] and ViT [@dosovitskiy2021vit; @wightman2019timm]")
-    ['he2016resnet', 'dosovitskiy2021vit', 'wightman2019timm']
-    """
-    keys = []
-    for group in re.findall(r"\[(@[^\]]+)\]", text):
-        keys += [k.strip().lstrip("@") for k in group.split(";")]
-    return keys
-
-
-def inline_latex(text: str) -> str:
-    """Markup to LaTeX: citations become ``~\\cite{...}``, code ``\\texttt`` that may break."""
-    out = []
-    for part in TOKEN.split(text):
-        if part.startswith("[@"):
-            if out and out[-1].endswith(" "):
-                out[-1] = out[-1][:-1]
-            out.append("~\\cite{" + ",".join(citation_keys(part)) + "}")
-        elif part.startswith("`") and part.endswith("`") and len(part) > 1:
-            code = latex_escape(part[1:-1])
-            code = re.sub(r"([/._\-])(?=.)", r"\1\\allowbreak{}", code.replace("\\_", "_"))
-            out.append("\\texttt{" + code.replace("_", "\\_") + "}")
-        else:
-            out.append(latex_escape(part))
-    return "".join(out)
-
 
 HEADER = "generated by skinlib.methods from the profile and the run folders; rerun the pipeline to update"
 

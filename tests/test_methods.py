@@ -330,3 +330,13 @@ def test_the_pipeline_writes_the_methods_after_its_steps(study_dirs, monkeypatch
     out = paths.generated_tables_dir("mini")
     assert "\\label{sec:methods-training}" in (out / "methods.tex").read_text()
     assert (out / "claim.md").is_file() and (out / "methods.md").is_file()
+
+
+def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
+    file = study_dirs()
+    for split_file in (tmp_path / "experiments" / "mini").glob("*/split.csv"):
+        split = pd.read_csv(split_file)
+        split.assign(group=split["image_id"]).to_csv(split_file, index=False)
+    text = _methods_text(file)
+    assert "grouped by image" in text and "the split is at the image level" in text
+    assert "resamples of images" in text
