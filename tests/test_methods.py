@@ -326,10 +326,15 @@ def test_the_pipeline_writes_the_methods_after_its_steps(study_dirs, monkeypatch
         output.write_text("{}")
 
     monkeypatch.setattr(pipeline, "execute_step", fake_step)
-    pipeline.run_pipeline(study_dirs(), only=["01_eda"], progress=False)
+    file = study_dirs()
+    pipeline.run_pipeline(file, only=["01_eda"], progress=False)
     out = paths.generated_tables_dir("mini")
     assert "\\label{sec:methods-training}" in (out / "methods.tex").read_text()
     assert (out / "claim.md").is_file() and (out / "methods.md").is_file()
+    # a run that skips every step leaves them as they are, as it leaves the steps' outputs
+    (out / "methods.tex").write_text("kept")
+    assert set(pipeline.run_pipeline(file, only=["01_eda"], progress=False).values()) == {"skipped"}
+    assert (out / "methods.tex").read_text() == "kept"
 
 
 def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
