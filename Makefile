@@ -53,9 +53,9 @@ lab: $(STAMP) ## start JupyterLab with the project's kernel registered as "skinl
 	$(PY) -m ipykernel install --user --name skinlib --display-name "Python (skinlib)"
 	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # containers often run as root
 
-thesis: ## build thesis/main.pdf with latexmk (after `make demo`)
-	@command -v latexmk >/dev/null || { echo "latexmk not found: install TeX Live (e.g. apt-get install latexmk texlive-latex-extra)"; exit 1; }
-	cd thesis && latexmk -pdf -interaction=nonstopmode main.tex
+thesis: ## build thesis/main.pdf with latexmk and BibTeX (after `make demo`)
+	@command -v latexmk >/dev/null && command -v bibtex >/dev/null || { echo "latexmk or bibtex not found: install TeX Live (e.g. apt-get install latexmk texlive-latex-extra texlive-bibtex-extra)"; exit 1; }
+	cd thesis && latexmk -pdf -bibtex -interaction=nonstopmode -halt-on-error main.tex
 
 clean: ## remove caches and build files (never experiments/ or figures/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

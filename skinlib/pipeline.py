@@ -186,7 +186,20 @@ def run_pipeline(
         outcome[step.name] = "ran"
         _log_time(root, step.name, "ran", seconds)
         log.info("%s: done in %.1f s -> %s", step.name, seconds, output)
+    _write_methods(path, overrides, study.study, outcome)
     return outcome
+
+
+def _write_methods(profile: Path, overrides: list[str], study: str, outcome: dict) -> None:
+    """The thesis's methods and CLAIM checklist, from the runs the steps used. Like a step, it is
+    skipped when nothing ran and its output exists (it imports torch: seconds, on a no-op run)."""
+    done = paths.generated_tables_dir(study) / "methods.tex"
+    if "ran" not in outcome.values() and done.is_file():
+        return
+    from skinlib.methods import write_methods
+
+    written = write_methods(profile, overrides)
+    log.info("methods and CLAIM checklist -> %s", written["methods.tex"].parent)
 
 
 def _log_time(root: Path, step: str, status: str, seconds: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -18,6 +19,8 @@ from pylatexenc.latexwalker import LatexEnvironmentNode, LatexWalker
 from skinlib import plots
 from skinlib.calibration import reliability
 from skinlib.report import format_ci, format_p, to_latex, write_table
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -182,25 +185,33 @@ def test_write_table_writes_tex_csv_and_strict_json(tmp_path):
     assert records[1]["balanced accuracy"] is None and records[0]["model_name"] == "resnet_18"
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
-def test_table_compiles_with_pdflatex(tmp_path):
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None or shutil.which("bibtex") is None,
+    reason="pdflatex/bibtex not installed (apt-get install texlive-latex-extra texlive-bibtex-extra)",
+)
+def test_table_compiles_with_pdflatex_and_bibtex(tmp_path):
     wide = pd.concat([results_frame()] * 4, axis=1)  # wider than the text: shrunk to fit
     wide.columns = [f"{c} {i}" for i, c in enumerate(wide.columns)]
     tex = to_latex(results_frame(), "Results", "tab:r") + to_latex(wide, "Wide", "tab:w")
+    # the thesis's bibliography, as its captions cite it
+    cited = "HAM10000~\\cite{tschandl2018ham10000}, timm~\\cite{wightman2019timm}."
     doc = (
-        "\\documentclass{article}\\usepackage{booktabs,adjustbox}\\begin{document}"
+        "\\documentclass{article}\\usepackage{booktabs,adjustbox,xurl}"
+        "\\usepackage[numbers]{natbib}\\begin{document}"
         + tex
-        + "\\end{document}"
+        + cited
+        + "\\bibliographystyle{plainnat}\\bibliography{references}\\end{document}"
     )
     (tmp_path / "t.tex").write_text(doc)
-    run = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stdout[-2000:]
-    assert "Overfull \\hbox" not in (tmp_path / "t.log").read_text()
+    shutil.copy(ROOT / "thesis" / "references.bib", tmp_path / "references.bib")
+    for cmd in (["pdflatex"], ["bibtex"], ["pdflatex"], ["pdflatex"]):
+        args = [*cmd, "t"] if cmd == ["bibtex"] else [*cmd, "-interaction=nonstopmode", "t.tex"]
+        run = subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=60)
+        assert run.returncode == 0, (cmd, run.stdout[-2000:])
+    log = (tmp_path / "t.log").read_text()
+    assert "Overfull \\hbox" not in log
+    assert "undefined" not in log, [line for line in log.splitlines() if "undefined" in line]
+    assert (tmp_path / "t.bbl").read_text().count("\\bibitem") == 2
 
 
 def test_format_ci():

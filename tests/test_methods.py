@@ -1,0 +1,347 @@
+"""The generated methods and CLAIM checklist say what the runs recorded, and the thesis builds."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from skinlib import claim, methods, paths
+from skinlib.config import save_config
+from skinlib.data.splits import file_hash
+from skinlib.io import write_json
+from skinlib.profile import load_study_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+BIB = ROOT / "thesis" / "references.bib"
+
+PROFILE = {
+    "study": "mini",
+    "architectures": ["resnet18", "vit_tiny"],
+    "recipes": {"vit_tiny": {"train.lr": 0.001}},
+    "imbalance": {
+        "arch": "resnet18",
+        "common": {"train.epochs": 2},
+        "strategies": {"none": {}, "focal": {"imbalance.loss": "focal"}},
+    },
+    "evaluation": {"n_boot": 200, "xai_images": 6},
+    "config": {
+        "data": {"image_size": 32, "synth": {"n": 60, "size": 64, "seed": 1}},
+        "train": {"epochs": 3, "lr": 0.002, "warmup_epochs": 0},
+    },
+}
+
+
+def _split() -> pd.DataFrame:
+    """60 images of 30 lesions in 3 classes, 70/15/15 by lesion."""
+    lesions = [f"L{i:02d}" for i in range(30)]
+    rows = []
+    for i, lesion in enumerate(lesions):
+        split = "train" if i < 20 else "val" if i < 25 else "test"
+        for k in range(2):
+            rows.append(
+                {
+                    "image_id": f"I{i:02d}{k}",
+                    "group": lesion,
+                    "label": ["nv", "mel", "bkl"][i % 3],
+                    "split": split,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def make_run(profile, run: str, cfg, seed: int | None = None, temperature: float = 1.5) -> Path:
+    """A complete run folder as the training loop and notebooks 04/05 leave it."""
+    if seed is not None:
+        cfg.train.seed = seed
+    folder = paths.run_dir(profile.study, run)
+    folder.mkdir(parents=True)
+    save_config(cfg, folder / "config.yaml")
+    _split().to_csv(folder / "split.csv", index=False)
+    write_json(
+        folder / "meta.json",
+        {
+            "status": "complete",
+            "run": run,
+            "arch": cfg.model.arch,
+            "classes": ["bkl", "mel", "nv"],
+            "task": "multiclass",
+            "seed": cfg.train.seed,
+            "image_size": 32,
+            "split_sha256": file_hash(folder / "split.csv"),
+            "n_params": 11_180_000 if "resnet" in cfg.model.arch else 5_520_000,
+            "epochs_run": cfg.train.epochs,
+            "best_epoch": cfg.train.epochs - 1,
+            "train_seconds": 90.0,
+            "train_images_per_s": 100.0,
+            "eval_images_per_s": 300.0,
+            "world_size": 1,
+            "skipped_images": {"missing": 0, "unreadable": 0},
+            "git": {"commit": "0123456789abcdef0123", "dirty": False},
+            "versions": {"python": "3.11.9", "torch": "2.14.1", "timm": "1.0.20"},
+            "hardware": {"device": "cpu", "cpu_count": 2, "platform": "Linux-x86_64"},
+            "data_config": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        },
+    )
+    write_json(
+        folder / "calibration.json",
+        {"temperature": temperature, "fitted_on": "val", "method": "temperature scaling"},
+    )
+    return folder
+
+
+@pytest.fixture
+def study_dirs(tmp_path, monkeypatch):
+    """Experiments and thesis folders in tmp; returns a function that writes the profile and
+    the study's complete runs, with optional per-run seeds."""
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "experiments"))
+    monkeypatch.setenv("SKINLIB_THESIS", str(tmp_path / "thesis"))
+    monkeypatch.setenv("SKINLIB_FIGURES", str(tmp_path / "figures"))
+
+    def build(profile_values: dict = PROFILE, seeds: dict | None = None) -> Path:
+        file = tmp_path / "mini.yaml"
+        file.write_text(yaml.safe_dump(profile_values))
+        profile = load_study_profile(file)
+        seeds = seeds or {}
+        for arch in profile.architectures:
+            make_run(profile, arch, profile.run_config(arch), seeds.get(arch))
+        for name in profile.imbalance.strategies:
+            make_run(profile, f"imbalance_{name}", profile.strategy_config(name))
+        return file
+
+    return build
+
+
+def _methods_text(profile_file: Path) -> str:
+    study = methods.read_study(load_study_profile(profile_file))
+    return methods.to_markdown(methods.methods_sections(study))
+
+
+def test_changing_the_epochs_changes_the_sentence(study_dirs, tmp_path):
+    text = _methods_text(study_dirs())
+    assert "for 3 epochs" in text and "Epochs run: 3" in text
+    shutil.rmtree(tmp_path / "experiments")
+    changed = {**PROFILE, "config": {**PROFILE["config"], "train": {**PROFILE["config"]["train"]}}}
+    changed["config"]["train"]["epochs"] = 7
+    text = _methods_text(study_dirs(changed))
+    assert "for 7 epochs" in text and "Epochs run: 7" in text and "for 3 epochs" not in text
+
+
+def test_runs_that_disagree_on_the_seed_are_named_not_averaged(study_dirs, tmp_path):
+    text = _methods_text(study_dirs(seeds={"resnet18": 0, "vit_tiny": 1}))
+    assert "The runs disagree on the training seed: 0 (`resnet18`); 1 (`vit_tiny`)" in text
+    assert "Training seed: 0 for `resnet18`; 1 for `vit_tiny`." in text
+    # the same seed everywhere is stated once, with no disagreement
+    shutil.rmtree(tmp_path / "experiments")
+    agreed = _methods_text(study_dirs())
+    assert "Training seed: 0." in agreed and "disagree on the training seed" not in agreed
+
+
+def test_recipes_are_stated_as_what_differs(study_dirs):
+    text = _methods_text(study_dirs())
+    assert "`vit_tiny` trained with `train.lr` 0.001 instead of 0.002." in text
+    assert "learning rate 0.002 for `resnet18`; 0.001 for `vit_tiny`" in text
+    # each imbalance arm is its base plus exactly its own change
+    assert "`none`: no change" in text and "`focal`: `imbalance.loss` focal" in text
+
+
+def test_a_setting_no_recipe_explains_is_flagged(study_dirs, tmp_path):
+    file = study_dirs()
+    cfg_file = tmp_path / "experiments" / "mini" / "resnet18" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["train"]["weight_decay"] = 0.1
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    text = _methods_text(file)
+    assert "`train.weight_decay` 0.1 instead of 0.05 (not a recipe of the profile)" in text
+
+
+def test_runs_on_different_splits_or_versions_are_named(study_dirs, tmp_path):
+    file = study_dirs()
+    meta_file = tmp_path / "experiments" / "mini" / "vit_tiny" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["split_sha256"] = "f" * 64
+    meta["versions"]["torch"] = "2.13.0"
+    meta_file.write_text(json.dumps(meta))
+    text = _methods_text(file)
+    assert "The runs disagree on the split file: `3c1146c75096`" in text
+    assert "`ffffffffffff` (`vit_tiny`)" in text
+    assert "The runs disagree on the version of PyTorch: 2.14.1 (`resnet18`, " in text
+    assert "2.13.0 (`vit_tiny`)" in text
+
+
+def test_split_facts_come_from_the_split_file(study_dirs):
+    text = _methods_text(study_dirs())
+    assert "60 images of 30 lesions in 3 classes" in text
+    assert "achieved, in images: 66.7%/16.7%/16.7% (40/10/10 images)" in text
+    sha = file_hash(paths.run_dir("mini", "resnet18") / "split.csv")
+    assert f"SHA-256 begins `{sha[:12]}`." in text and "disagree on the split" not in text
+
+
+def test_augmentation_is_described_from_the_built_transform():
+    basic = methods.describe_augmentation("basic")
+    assert "random resized crops of 60-100% of the image area" in basic
+    assert "rotations by up to 180 degrees" in basic and "brightness 0.1" in basic
+    strong = methods.describe_augmentation("strong")
+    assert (
+        "random erasing" in strong
+        and "Gaussian blur" in strong
+        and "with probability 0.3" in strong
+    )
+
+
+def test_latex_escapes_text_and_renders_citations_and_code():
+    section = methods.Section(
+        "Data & more", "sec:x", [["50% of `efficientnet_b0` [@he2016resnet; @lin2017focal]."]]
+    )
+    tex = methods.to_latex([section])
+    assert "\\section{Data \\& more}\\label{sec:x}" in tex
+    assert (
+        "50\\% of \\texttt{efficientnet\\_\\allowbreak{}b0}~\\cite{he2016resnet,lin2017focal}."
+        in tex
+    )
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"@\w+\{([^,\s]+),", BIB.read_text()))
+
+
+def test_every_citation_is_in_the_bibliography(study_dirs):
+    methods.write_methods(study_dirs())
+    out = paths.generated_tables_dir("mini")
+    used = set()
+    for name in ("methods.tex", "claim.tex"):
+        used |= set(
+            k
+            for group in re.findall(r"\\cite\{([^}]*)\}", (out / name).read_text())
+            for k in group.split(",")
+        )
+    # and every key the code can cite in another study (other datasets, optimisers, methods)
+    source = Path(methods.__file__).read_text()
+    for call in re.findall(r"_cite\(([^)]*)\)", source):
+        used |= set(re.findall(r"[\"']([a-z]+\d{4}[a-z0-9]*|papermill)[\"']", call))
+    used |= {k for _, keys in methods.DATASETS.values() for k in keys}
+    used |= set(methods.ARCH_PAPERS.values()) | {k for _, k in methods.XAI_PAPERS.values()}
+    used |= {k for _, k in methods.SOFTWARE.values() if k} | {"tejani2024claim"}
+    assert len(used) > 30 and used <= _bib_keys(), used - _bib_keys()
+
+
+def test_claim_covers_all_44_items_with_a_place_or_a_reason(study_dirs):
+    methods.write_methods(study_dirs())
+    out = paths.generated_tables_dir("mini")
+    md = (out / "claim.md").read_text()
+    rows = [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 45))
+    for row in rows:
+        where = row.rstrip(" |").split("|")[-1].strip()
+        assert where.startswith(
+            ("Methods:", "Results:", "Table", "Figure", "*Not reported:*", "*Author to fill:*")
+        ), row
+    # synthetic data: no patients, so de-identification is not applicable, said so
+    assert "| 11 |" in md and "not applicable: the images are synthetic" in md
+    # no external test set: said so, with why
+    assert "no external test set" in md
+    tex = (out / "claim.tex").read_text()
+    assert tex.count("\\\\\n") >= 44 and "\\label{tab:claim}" in tex
+
+
+def test_claim_reports_external_testing_once_a_table_exists(study_dirs):
+    file = study_dirs()
+    out = paths.generated_tables_dir("mini")
+    out.mkdir(parents=True)
+    (out / "external_isic2019.tex").write_text("% a table\n")
+    methods.write_methods(file)
+    tex = (out / "claim.tex").read_text()
+    row = next(line for line in tex.splitlines() if line.startswith("33 &"))
+    assert "Table~\\ref{tab:external_isic2019}" in row and "Not reported" not in row
+    assert "Sections~\\ref{sec:methods-split}" not in tex  # one reference there: singular
+    assert (
+        "Section~\\ref{sec:methods-split}; Table~\\ref{tab:split_audit}" not in tex
+    )  # no table yet
+
+
+def test_claim_points_only_at_labels_that_exist(study_dirs):
+    methods.write_methods(study_dirs())
+    out = paths.generated_tables_dir("mini")
+    refs = set(re.findall(r"\\ref\{([^}]+)\}", (out / "claim.tex").read_text()))
+    defined = set(re.findall(r"\\label\{([^}]+)\}", (out / "methods.tex").read_text()))
+    defined |= set(re.findall(r"\\label\{([^}]+)\}", (ROOT / "thesis" / "main.tex").read_text()))
+    # tables do not exist in this study folder yet: the claim must not point at them
+    assert refs and refs <= defined, refs - defined
+    assert all(item.number for item in claim.ITEMS) and len(claim.ITEMS) == 44
+
+
+def test_a_missing_run_is_named(study_dirs, tmp_path):
+    file = study_dirs()
+    shutil.rmtree(tmp_path / "experiments" / "mini" / "vit_tiny")
+    text = _methods_text(file)
+    assert "not complete, left out: `vit_tiny`" in text
+    assert "`vit_tiny` trained with" not in text
+
+
+def _compile(folder: Path, main: str = "main") -> str:
+    """pdflatex, bibtex, pdflatex twice; returns the final log."""
+    for cmd in (["pdflatex"], ["bibtex"], ["pdflatex"], ["pdflatex"]):
+        args = [*cmd, main] if cmd == ["bibtex"] else [*cmd, "-interaction=nonstopmode", main]
+        run = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0, (cmd, run.stdout[-3000:])
+    return (folder / f"{main}.log").read_text(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("pdflatex") is None or shutil.which("bibtex") is None,
+    reason="pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-extra texlive-bibtex-extra)",
+)
+def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dirs, tmp_path):
+    methods.write_methods(study_dirs())
+    thesis = tmp_path / "thesis"
+    for name in ("main.tex", "references.bib"):
+        shutil.copy(ROOT / "thesis" / name, thesis / name)
+    main = (
+        (thesis / "main.tex")
+        .read_text()
+        .replace("\\newcommand{\\study}{demo}", "\\newcommand{\\study}{mini}")
+    )
+    (thesis / "main.tex").write_text(main)
+    log = _compile(thesis)
+    assert "Citation" not in log or "undefined" not in log, re.findall(
+        r".*Citation.*undefined.*", log
+    )
+    assert "There were undefined references" not in log
+    assert "Overfull \\hbox" not in log, re.findall(r"Overfull \\hbox.*\n.*", log)
+    assert (thesis / "main.bbl").read_text().count("\\bibitem") >= 10
+
+
+def test_the_pipeline_writes_the_methods_after_its_steps(study_dirs, monkeypatch):
+    from skinlib import pipeline
+
+    def fake_step(step, output, progress=True):  # the notebook's work is not under test here
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("{}")
+
+    monkeypatch.setattr(pipeline, "execute_step", fake_step)
+    file = study_dirs()
+    pipeline.run_pipeline(file, only=["01_eda"], progress=False)
+    out = paths.generated_tables_dir("mini")
+    assert "\\label{sec:methods-training}" in (out / "methods.tex").read_text()
+    assert (out / "claim.md").is_file() and (out / "methods.md").is_file()
+    # a run that skips every step leaves them as they are, as it leaves the steps' outputs
+    (out / "methods.tex").write_text("kept")
+    assert set(pipeline.run_pipeline(file, only=["01_eda"], progress=False).values()) == {"skipped"}
+    assert (out / "methods.tex").read_text() == "kept"
+
+
+def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
+    file = study_dirs()
+    for split_file in (tmp_path / "experiments" / "mini").glob("*/split.csv"):
+        split = pd.read_csv(split_file)
+        split.assign(group=split["image_id"]).to_csv(split_file, index=False)
+    text = _methods_text(file)
+    assert "grouped by image" in text and "the split is at the image level" in text
+    assert "resamples of images" in text
