@@ -217,7 +217,7 @@ def run_pipeline(
     failed: list[str] = []
     if settings.executor != "local":
         states = _train_as_jobs(study, profile_arg, overrides, steps, settings, force, wait)
-        held, stale = _held_and_stale(steps, states)
+        held, stale = held_and_stale(steps, states)
         failed = [run for run, s in states.items() if s == "failed"]
     for step in steps:
         output = root / "notebooks" / f"{step.name}.ipynb"
@@ -264,7 +264,7 @@ def _train_as_jobs(
     return run_jobs([by_run[run] for run in needed], settings, retrain=force, wait=wait)
 
 
-def _held_and_stale(steps: list[Step], states: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+def held_and_stale(steps: list[Step], states: dict[str, str]) -> tuple[dict[str, str], set[str]]:
     """The steps that cannot run yet (a job they need failed or is still queued), with why;
     and the steps whose runs were trained now, with what follows them: their recorded results
     are stale, so they run again."""

@@ -30,13 +30,15 @@ from skinlib.executors import (
     train_job,
     training_jobs,
 )
-from skinlib.pipeline import PipelineError, build_steps, run_pipeline
+from skinlib.pipeline import PipelineError, build_steps, held_and_stale, profile_text, run_pipeline
 from skinlib.predictions import Predictions
 from skinlib.profile import ClusterSettings, load_study_profile
 
 SMOKE = "params/smoke.yaml"
 # The smoke study with two optimiser steps per epoch: the jobs stay seconds long on 2 cores.
 SHORT = ["train.epochs=1", "train.max_steps_per_epoch=2"]
+# Four short epochs: a job killed after its first one has three left to lose.
+KILLED = ["train.epochs=4", "train.max_steps_per_epoch=2"]
 PARALLEL = ClusterSettings(executor="local-parallel", jobs=2, time_min=30)
 
 
@@ -153,6 +155,7 @@ def test_parallel_jobs_give_the_sequential_results(places, monkeypatch):
         assert (a / "split.csv").read_bytes() == (b / "split.csv").read_bytes()
 
     # A second submission finds every run complete and submits nothing.
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(places / "exp"))
     assert run_jobs(jobs, PARALLEL) == {j.run: "done" for j in jobs}
     assert JobBook("smoke").records == records
 
@@ -168,7 +171,7 @@ def wait_for(condition, timeout: float = 300):
 
 @pytest.mark.slow
 def test_killed_job_is_resubmitted_alone_and_resumes(places):
-    profile, jobs = smoke_jobs(["train.epochs=3"])
+    profile, jobs = smoke_jobs(KILLED)
     jobs = [j for j in jobs if j.kind == "architecture"]  # resnet18 and vit_tiny
     outcome: dict = {}
     runner = threading.Thread(target=lambda: outcome.update(run_jobs(jobs, PARALLEL)))
@@ -181,11 +184,11 @@ def test_killed_job_is_resubmitted_alone_and_resumes(places):
     runner.join(600)
     assert outcome == {"resnet18": "failed", "vit_tiny": "trained"}
     before = pd.read_csv(run / "metrics.csv")
-    assert 1 <= len(before) < 3 and not (run / "meta.json").exists()
+    assert 1 <= len(before) < 4 and not (run / "meta.json").exists()
 
-    rows = {r.run: r for r in study_status(profile, SMOKE, ["train.epochs=3"])}
+    rows = {r.run: r for r in study_status(profile, SMOKE, KILLED)}
     assert rows["resnet18"].state == "failed" and rows["resnet18"].log == record["log"]
-    assert f"{len(before)} of 3 epochs" in rows["resnet18"].detail
+    assert f"{len(before)} of 4 epochs" in rows["resnet18"].detail
     assert rows["vit_tiny"].state == "done" and rows["imbalance_none"].state == "missing"
 
     vit_meta = places / "exp" / "smoke" / "vit_tiny" / "meta.json"
@@ -193,7 +196,7 @@ def test_killed_job_is_resubmitted_alone_and_resumes(places):
     assert run_jobs(jobs, PARALLEL) == {"resnet18": "trained", "vit_tiny": "done"}
     assert vit_meta.stat().st_mtime_ns == stamp  # not trained again
     after = pd.read_csv(run / "metrics.csv")
-    assert len(after) == 3
+    assert len(after) == 4
     # The epochs before the kill are the checkpoint's, times included: resumed, not restarted.
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
     log = Path(JobBook("smoke").get("resnet18")["log"]).read_text()
@@ -310,3 +313,34 @@ def test_slurm_submission_without_a_cluster(places, tmp_path, monkeypatch):
     # Without sacct the status says what was recorded rather than guessing.
     rows = {r.run: r for r in study_status(profile, SMOKE)}
     assert rows["resnet18"].state == "queued" and rows["resnet18"].job_id == "4201"
+
+
+def test_cluster_section_leaves_the_fingerprints_alone(tmp_path):
+    text = Path(SMOKE).read_text()
+    plain, moved, changed = (tmp_path / f"{n}.yaml" for n in ("plain", "moved", "changed"))
+    plain.write_text(text)
+    moved.write_text(text + "cluster: {executor: slurm, partition: gpu}\n")
+    changed.write_text(text.replace("n_boot: 50", "n_boot: 60"))
+    assert profile_text(plain) == profile_text(moved) != profile_text(changed)
+
+
+def test_notebooks_wait_for_their_jobs_and_rerun_after_a_retraining():
+    profile, _ = smoke_jobs()
+    steps = build_steps(profile, SMOKE, [])
+    states = {
+        "imbalance_none": "done",
+        "imbalance_focal": "done",
+        "imbalance_selection": "done",
+        "resnet18": "failed",
+        "vit_tiny": "trained",
+    }
+    held, stale = held_and_stale(steps, states)
+    assert set(held) == {
+        "03_train_resnet18",
+        "04_calibration",
+        "05_thresholds",
+        "06_xai",
+        "07_comparison",
+    }
+    assert "03_train_vit_tiny" in stale and "02_imbalance" not in stale
+    assert "01_eda" not in held and "02_imbalance" not in held
