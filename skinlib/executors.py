@@ -321,17 +321,21 @@ def _run_local_parallel(
     _check_local_gpus(settings)
     pending, running, outcome = list(todo), {}, {}
     free = list(range(settings.jobs))
-    while pending or running:
-        while pending and free:
-            slot, job = free.pop(0), pending.pop(0)
-            gpus = slot_gpus(slot, settings.gpus_per_job)
-            running[job.run] = (slot, _submit(job, settings, book, retrain, gpus))
-        time.sleep(POLL_S["local-parallel"])
-        for run, (slot, handle) in list(running.items()):
-            if handle.done():
-                outcome[run] = _finish(run, handle, book)
-                free.append(slot)
-                del running[run]
+    try:
+        while pending or running:
+            while pending and free:
+                slot, job = free.pop(0), pending.pop(0)
+                gpus = slot_gpus(slot, settings.gpus_per_job)
+                running[job.run] = (slot, _submit(job, settings, book, retrain, gpus))
+            time.sleep(POLL_S["local-parallel"])
+            for run, (slot, handle) in list(running.items()):
+                if handle.done():
+                    outcome[run] = _finish(run, handle, book)
+                    free.append(slot)
+                    del running[run]
+    finally:  # interrupted: local jobs would outlive the pipeline; stop them (they resume later)
+        for _, handle in running.values():
+            handle.cancel()
     return outcome
 
 
@@ -418,6 +422,8 @@ def study_status(profile: StudyProfile, profile_arg: str, overrides=()) -> list[
 def _recorded_state(record: dict, state: str, detail: str) -> tuple[str, str]:
     """A run that is not complete, told from its last job: still going, or failed and why."""
     recorded = record.get("state", "")
+    if recorded == "done":  # trained then, but the run folder no longer matches the profile
+        return state, detail
     if recorded in ACTIVE and record.get("executor") == "slurm":
         slurm = _slurm_state(record)
         recorded = SLURM_STATES.get(slurm, "failed" if slurm != "UNKNOWN" else recorded)
