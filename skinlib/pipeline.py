@@ -3,11 +3,17 @@ parameters, skipping every step whose notebook, parameters, code and inputs have
 
 Executed notebooks go to ``experiments/<study>/notebooks/``; each step's fingerprint and time
 are kept in ``experiments/<study>/pipeline_state.json`` and ``pipeline_log.csv``.
+
+With the ``local`` executor the notebooks train their runs themselves, one after another. With
+``local-parallel`` or ``slurm`` the trainings the chosen steps need run first as independent jobs
+(:mod:`skinlib.executors`); a notebook runs once the jobs it needs are complete, and finds its runs
+trained.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,10 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from skinlib import paths
 from skinlib.errors import SkinlibError
+from skinlib.executors import JobBook, resubmit_command, run_jobs, training_jobs
 from skinlib.io import read_json, write_json
-from skinlib.profile import StudyProfile, load_study_profile, resolve_profile_path
+from skinlib.profile import (
+    ClusterSettings,
+    StudyProfile,
+    load_study_profile,
+    resolve_profile_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +53,23 @@ class Step:
     notebook: str  # source notebook file name in notebooks/
     parameters: dict[str, Any]
     needs: list[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)  # runs it trains (executors train them first)
 
 
 def build_steps(profile: StudyProfile, profile_arg: str, overrides: list[str]) -> list[Step]:
     """The study's steps in execution order; 03_train runs once per architecture."""
     base = {"profile": profile_arg, "overrides": list(overrides)}
+    jobs = training_jobs(profile, profile_arg, overrides)
     trains = [
-        Step(f"03_train_{arch}", "03_train.ipynb", {**base, "arch": arch})
-        for arch in profile.architectures
+        Step(f"03_train_{job.name}", "03_train.ipynb", {**base, "arch": job.name}, jobs=[job.run])
+        for job in jobs
+        if job.kind == "architecture"
     ]
+    strategy_runs = [job.run for job in jobs if job.kind == "strategy"]
     train_names = [s.name for s in trains]
     return [
         Step("01_eda", "01_eda.ipynb", base),
-        Step("02_imbalance", "02_imbalance.ipynb", base),
+        Step("02_imbalance", "02_imbalance.ipynb", base, jobs=strategy_runs),
         *trains,
         Step("04_calibration", "04_calibration.ipynb", base, train_names),
         Step("05_thresholds", "05_thresholds.ipynb", base, ["04_calibration"]),
@@ -101,6 +119,13 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
+def profile_text(path: Path) -> str:
+    """The profile as a step's result depends on it: all but ``cluster:`` (where runs train)."""
+    data = yaml.safe_load(path.read_text()) or {}
+    data.pop("cluster", None)
+    return json.dumps(data, sort_keys=True, default=str)
+
+
 def fingerprint(step: Step, profile_text: str, code: str, upstream: dict[str, str]) -> str:
     """What a step's result depends on: notebook, parameters, profile, code, upstream results."""
     parts = {
@@ -145,31 +170,64 @@ def execute_step(step: Step, output: Path, progress: bool = True) -> None:
         raise PipelineError(_failure_message(step, err, output)) from None
 
 
+def profile_argument(path: Path) -> str:
+    """The profile as notebooks get it: relative to the project root where it lies inside."""
+    try:
+        return str(path.resolve().relative_to(paths.PROJECT_ROOT))
+    except ValueError:
+        return str(path.resolve())
+
+
+def cluster_settings(profile: StudyProfile, options: dict[str, Any] | None) -> ClusterSettings:
+    """The profile's ``cluster:`` section with the command line's options (None = unset) on top."""
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    return dataclasses.replace(profile.cluster, **given)
+
+
 def run_pipeline(
     profile: str | Path,
     overrides: list[str] | None = None,
     only: list[str] | None = None,
     force: bool = False,
     progress: bool = True,
+    cluster: dict[str, Any] | None = None,
+    wait: bool = True,
 ) -> dict[str, str]:
-    """Run (or skip) every step; returns ``{step: "ran" | "skipped"}``."""
+    """Run (or skip) every step; returns ``{step: "ran" | "skipped" | "waiting"}``.
+
+    Args:
+        cluster: :class:`ClusterSettings` fields that override the profile's ``cluster:``
+            section (``executor``, ``jobs``, ``partition``, ...).
+        wait: with ``slurm``, wait for the training jobs; otherwise submit them and return, the
+            notebooks that need them marked ``waiting`` (run the same command again later).
+    """
     overrides = list(overrides or [])
     path = resolve_profile_path(profile)
     study = load_study_profile(path, overrides)
-    try:
-        profile_arg = str(path.resolve().relative_to(paths.PROJECT_ROOT))
-    except ValueError:
-        profile_arg = str(path.resolve())
+    profile_arg = profile_argument(path)
+    settings = cluster_settings(study, cluster)
     steps = select_steps(build_steps(study, profile_arg, overrides), only)
     root = paths.study_dir(study.study)
     state_file = root / "pipeline_state.json"
     state = read_json(state_file) if state_file.exists() else {}
-    code, profile_text = code_hash(), path.read_text()
+    code, text = code_hash(), profile_text(path)
     outcome: dict[str, str] = {}
+    held: dict[str, str] = {}  # steps that cannot run yet, and why
+    stale: set[str] = set()  # steps whose runs were trained just now
+    failed: list[str] = []
+    if settings.executor != "local":
+        states = _train_as_jobs(study, profile_arg, overrides, steps, settings, force, wait)
+        held, stale = held_and_stale(steps, states)
+        failed = [run for run, s in states.items() if s == "failed"]
     for step in steps:
         output = root / "notebooks" / f"{step.name}.ipynb"
-        fp = fingerprint(step, profile_text, code, state)
-        if not force and state.get(step.name) == fp and output.exists():
+        if step.name in held:
+            log.info("%s: not run, %s", step.name, held[step.name])
+            outcome[step.name] = "waiting"
+            continue
+        fp = fingerprint(step, text, code, state)
+        unchanged = state.get(step.name) == fp and step.name not in stale
+        if not force and unchanged and output.exists():
             log.info("%s: unchanged, skipped", step.name)
             outcome[step.name] = "skipped"
             _log_time(root, step.name, "skipped", 0.0)
@@ -177,8 +235,8 @@ def run_pipeline(
         log.info("%s: running %s", step.name, step.notebook)
         start = time.perf_counter()
         state.pop(step.name, None)
-        if force:  # --force also retrains runs that a complete run folder would satisfy
-            step = Step(step.name, step.notebook, {**step.parameters, "retrain": True}, step.needs)
+        if force and settings.executor == "local":  # the notebooks train: retrain there
+            step = dataclasses.replace(step, parameters={**step.parameters, "retrain": True})
         execute_step(step, output, progress)
         seconds = time.perf_counter() - start
         state[step.name] = fp
@@ -186,8 +244,60 @@ def run_pipeline(
         outcome[step.name] = "ran"
         _log_time(root, step.name, "ran", seconds)
         log.info("%s: done in %.1f s -> %s", step.name, seconds, output)
+    if failed:
+        _raise_for_failed_jobs(failed, held, study, profile_arg, overrides, settings)
     _write_methods(path, overrides, study.study, outcome)
     return outcome
+
+
+def _train_as_jobs(
+    study: StudyProfile,
+    profile_arg: str,
+    overrides: list[str],
+    steps: list[Step],
+    settings: ClusterSettings,
+    force: bool,
+    wait: bool,
+) -> dict[str, str]:
+    """Train the runs the steps need as jobs, before any notebook: ``{run: state}``."""
+    by_run = {job.run: job for job in training_jobs(study, profile_arg, overrides)}
+    needed = list(dict.fromkeys(run for step in steps for run in step.jobs))
+    return run_jobs([by_run[run] for run in needed], settings, retrain=force, wait=wait)
+
+
+def held_and_stale(steps: list[Step], states: dict[str, str]) -> tuple[dict[str, str], set[str]]:
+    """The steps that cannot run yet (a job they need failed or is still queued), with why;
+    and the steps whose runs were trained now, with what follows them: their recorded results
+    are stale, so they run again."""
+    held: dict[str, str] = {}
+    stale: set[str] = set()
+    for step in steps:  # in order, so a step's needs are decided before it
+        waits = [r for r in step.jobs if states.get(r) not in ("done", "trained")]
+        waits += [n for n in step.needs if n in held]
+        if waits:
+            held[step.name] = f"waits for {waits}"
+        if any(states.get(r) == "trained" for r in step.jobs) or stale & set(step.needs):
+            stale.add(step.name)
+    return held, stale
+
+
+def _raise_for_failed_jobs(
+    failed: list[str],
+    held: dict[str, str],
+    study: StudyProfile,
+    profile_arg: str,
+    overrides: list[str],
+    settings: ClusterSettings,
+) -> None:
+    """Failed jobs stop the pipeline with their logs and the command that resubmits them."""
+    book = JobBook(study.study)
+    logs = "\n".join(f"  {run}: {(book.get(run) or {}).get('log')}" for run in failed)
+    raise PipelineError(
+        f"{len(failed)} training job(s) failed; their logs:\n{logs}\n"
+        f"steps not run: {sorted(held)}\n"
+        "resubmit (trains only what is missing, resumes partial runs):\n  "
+        + resubmit_command(profile_arg, overrides, settings)
+    )
 
 
 def _write_methods(profile: Path, overrides: list[str], study: str, outcome: dict) -> None:

@@ -84,6 +84,41 @@ class EvaluationSettings:
             self.external = parse_external_sets(self.external)
 
 
+EXECUTORS = ("local", "local-parallel", "slurm")
+
+
+@dataclass
+class ClusterSettings:
+    """Where the pipeline's trainings run (``skinlib pipeline --executor``) and what each asks for.
+
+    ``local`` trains inside the notebooks, one run after another; ``local-parallel`` and ``slurm``
+    train every run as its own job first (see :mod:`skinlib.executors`), then run the notebooks.
+    """
+
+    executor: str = "local"  # local | local-parallel | slurm
+    jobs: int = 2  # local-parallel: trainings at once on this machine (e.g. one per GPU)
+    gpus_per_job: int = 0  # several: one process per GPU under torch distributed, as torchrun
+    partition: str = ""  # SLURM partition ("" = the cluster's default)
+    time_min: int = 240  # SLURM time limit per job; a job that reaches it is requeued and resumes
+    cpus_per_task: int = 8  # CPU cores per process (data loading), SLURM --cpus-per-task
+    mem_gb: int = 32  # memory per job (node share), SLURM --mem
+    account: str = ""  # SLURM --account, where the cluster bills by account
+    setup: list[str] = field(default_factory=list)  # shell lines before a job (module load ...)
+    # further sbatch options by name, e.g. {"qos": "normal", "constraint": "a100"}
+    sbatch: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"cluster.executor={self.executor!r}; choose one of {list(EXECUTORS)}"
+            )
+        for name in ("jobs", "time_min", "cpus_per_task", "mem_gb"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"cluster.{name} must be at least 1, not {getattr(self, name)}")
+        if self.gpus_per_job < 0:
+            raise ConfigError(f"cluster.gpus_per_job must be 0 or more, not {self.gpus_per_job}")
+
+
 @dataclass
 class StudyProfile:
     """A whole study: name, base run config, and the comparisons it makes.
@@ -101,6 +136,7 @@ class StudyProfile:
     # architecture -> config overrides of its own recipe (e.g. a lower learning rate for Swin)
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)  # where trainings run
 
     @property
     def config(self) -> Config:
@@ -186,7 +222,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
     """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
     path = resolve_profile_path(profile)
     data = load_profile(path)
-    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
+    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation", "cluster"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
@@ -207,6 +243,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
         path=path,
         recipes=dict(data.get("recipes") or {}),
         overrides=list(overrides or []),
+        cluster=_section(ClusterSettings, data.get("cluster"), "cluster"),
     )
     _check_recipes(profile, path)
     return profile

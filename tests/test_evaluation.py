@@ -123,9 +123,18 @@ def test_external_validation_maps_classes(run, tmp_path):
     assert code == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["tta"] and 0 <= report["balanced_accuracy"] <= 1
-    assert "operating_point" in report and report["temperature"] > 0
+    # the run's temperature and threshold were fitted on single-view predictions: TTA has its
+    # own (calibration_tta.json, thresholds_tta.json, written by 07) or none
+    assert not report["calibrated"] and report["temperature"] is None
+    assert "operating_point" not in report
     preds = Predictions.load(tmp_path / "out" / "predictions.csv")
     assert len(preds.labels) == report["images"] < 40  # scc rows dropped
+    args = ["evaluate", "--run", str(run), "--data", str(other), "--format", "isic2019"]
+    assert (
+        main([*args, "--out", str(tmp_path / "single"), "--drop-unmapped", "--n-boot", "50"]) == 0
+    )
+    single = json.loads((tmp_path / "single" / "report.json").read_text())
+    assert single["calibrated"] and single["temperature"] > 0 and "operating_point" in single
 
 
 def run_data(run: Path) -> Path:

@@ -587,7 +587,8 @@ def _same_config(run_dir: Path, cfg: Config) -> bool:
     return saved.is_file() and config_from_dict(yaml.safe_load(saved.read_text())) == cfg
 
 
-def _run_is_complete(run_dir: Path, cfg: Config) -> bool:
+def run_is_complete(run_dir: Path, cfg: Config) -> bool:
+    """A finished run (``meta.json`` says complete) trained with exactly this config."""
     meta = run_dir / "meta.json"
     if not meta.is_file() or read_json(meta).get("status") != "complete":
         return False
@@ -616,7 +617,7 @@ def train(
             complete run with the same config is returned as it is.
     """
     run_dir = paths.run_dir(cfg.study, cfg.run_name)
-    if resume and _run_is_complete(run_dir, cfg):
+    if resume and run_is_complete(run_dir, cfg):
         log.info("%s is complete; nothing to resume", run_dir)
         return run_dir
     table = prepare_table(cfg, progress) if table is None else table
