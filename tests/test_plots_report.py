@@ -190,13 +190,11 @@ def test_write_table_writes_tex_csv_and_strict_json(tmp_path):
     reason="pdflatex/bibtex not installed (apt-get install texlive-latex-extra texlive-bibtex-extra)",
 )
 def test_table_compiles_with_pdflatex_and_bibtex(tmp_path):
-    wide = pd.concat([results_frame()] * 4, axis=1)  # wider than the text: shrunk to fit
-    wide.columns = [f"{c} {i}" for i, c in enumerate(wide.columns)]
-    tex = to_latex(results_frame(), "Results", "tab:r") + to_latex(wide, "Wide", "tab:w")
+    tex = to_latex(results_frame(), "Results", "tab:r")
     # the thesis's bibliography, as its captions cite it
     cited = "HAM10000~\\cite{tschandl2018ham10000}, timm~\\cite{wightman2019timm}."
     doc = (
-        "\\documentclass{article}\\usepackage{booktabs,adjustbox,xurl}"
+        "\\documentclass{article}\\usepackage{booktabs,xurl}"
         "\\usepackage[numbers]{natbib}\\begin{document}"
         + tex
         + cited
@@ -212,6 +210,17 @@ def test_table_compiles_with_pdflatex_and_bibtex(tmp_path):
     assert "Overfull \\hbox" not in log
     assert "undefined" not in log, [line for line in log.splitlines() if "undefined" in line]
     assert (tmp_path / "t.bbl").read_text().count("\\bibitem") == 2
+
+
+def test_tables_are_never_scaled_below_the_caption_size():
+    """A thesis table is set in \\small (the captions' size) and never shrunk to fit: a table too
+    wide for the page must lose columns (the thesis build test then fails on an overfull box)."""
+    wide = pd.concat([results_frame()] * 4, axis=1)
+    wide.columns = [f"{c} {i}" for i, c in enumerate(wide.columns)]
+    for tex in (to_latex(results_frame(), "Results", "tab:r"), to_latex(wide, "Wide", "tab:w")):
+        assert "\\small" in tex
+        for shrink in ("adjustbox", "resizebox", "scalebox", "footnotesize", "scriptsize", "tiny"):
+            assert shrink not in tex
 
 
 def test_format_ci():
