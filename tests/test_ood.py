@@ -1,0 +1,64 @@
+"""Unknown-input scores and their detection report."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from skinlib.ood import (
+    Mahalanobis,
+    blank_skin,
+    detection_report,
+    energy,
+    msp,
+    threshold_for_known,
+    unseen_class_images,
+)
+
+
+def test_separable_scores_give_auroc_one_and_no_false_accepts():
+    rng = np.random.default_rng(0)
+    known, unknown = rng.uniform(1, 2, 300), rng.uniform(-1, 0, 80)
+    groups = np.arange(300) // 3
+    rep = detection_report(known, unknown, groups, n_boot=100)
+    assert rep["auroc"] == 1.0 and rep["auroc_low"] == 1.0
+    assert rep["fpr"] == 0.0 and rep["fpr_high"] == 0.0
+
+
+def test_detection_report_matches_sklearn_and_equal_scores_are_chance():
+    rng = np.random.default_rng(1)
+    known, unknown = rng.normal(1, 1, 400), rng.normal(0, 1, 100)
+    rep = detection_report(known, unknown, n_boot=200)
+    ref = roc_auc_score(np.r_[np.zeros(400), np.ones(100)], -np.r_[known, unknown])
+    assert rep["auroc"] == pytest.approx(ref)
+    assert rep["auroc_low"] < rep["auroc"] < rep["auroc_high"]
+    # accepted unknowns at the threshold keeping 95% of knowns
+    t = np.quantile(known, 0.05)
+    assert rep["fpr"] == pytest.approx(np.mean(unknown >= t), abs=0.011)
+    same = detection_report(np.ones(50), np.ones(20), n_boot=20)
+    assert same["auroc"] == 0.5
+
+
+def test_scores_on_known_logits():
+    logits = np.array([[10.0, 0.0], [0.0, 0.0]])
+    assert msp(logits)[1] == pytest.approx(0.5)
+    assert energy(logits)[1] == pytest.approx(np.log(2))
+    assert energy(logits)[0] > energy(logits)[1]
+    assert threshold_for_known(np.arange(101), keep=0.95) == pytest.approx(5.0)
+
+
+def test_mahalanobis_separates_far_features():
+    rng = np.random.default_rng(2)
+    means = np.array([[0, 0, 0], [5, 0, 0]])
+    y = rng.integers(0, 2, 500)
+    x = means[y] + rng.normal(0, 1, (500, 3))
+    m = Mahalanobis().fit(x, y)
+    assert np.allclose(m.means_, means, atol=0.2)
+    far = rng.normal(0, 1, (50, 3)) + [0, 8, 0]
+    assert detection_report(m.score(x), m.score(far), n_boot=20)["auroc"] > 0.99
+
+
+def test_demo_unknown_images_are_images():
+    assert blank_skin(0, 48).size == (48, 48)
+    plain, noisy = np.asarray(blank_skin(1, 64)), np.asarray(blank_skin(1, 64, artefacts=True))
+    assert np.abs(plain.astype(int) - noisy).mean() > 1  # the artefacts are drawn
+    assert len(unseen_class_images("scc", 2, size=48)) == 2
