@@ -39,6 +39,19 @@ class ImbalanceStudy:
 
 
 @dataclass
+class TrustSettings:
+    """08_trust: when to trust the model (conformal sets, deferral, subgroups, unknown inputs)."""
+
+    run: str = ""  # the run audited; empty: the architecture best on validation balanced accuracy
+    coverages: list[float] = field(default_factory=lambda: [0.9, 0.95])  # first: stored for the app
+    set_method: str = "lac"  # conformal score stored for the app: lac | aps | raps
+    deferral_accuracy: float = 0.9  # balanced accuracy the answered validation images must reach
+    unknown_class: str = "scc"  # a class the run never saw, as near-unknown inputs
+    unknown_images: int = 60  # demo unknown images of each kind (unseen class, blank, artefacts)
+    min_lesions: int = 20  # subgroups with fewer test lesions are marked small
+
+
+@dataclass
 class EvaluationSettings:
     """How 04-07 evaluate the runs."""
 
@@ -67,6 +80,7 @@ class StudyProfile:
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
     profile_config: Config | None = None  # ``config`` before the --set overrides
+    trust: TrustSettings = field(default_factory=TrustSettings)
 
     def run_config(
         self, arch: str, run: str | None = None, overrides: dict | None = None
@@ -124,7 +138,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
     """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
     path = resolve_profile_path(profile)
     data = load_profile(path)
-    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
+    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation", "trust"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
@@ -142,6 +156,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
         recipes=dict(data.get("recipes") or {}),
         overrides=list(overrides or []),
         profile_config=base,
+        trust=_section(TrustSettings, data.get("trust"), "trust"),
     )
     _check_recipes(profile, path)
     return profile
