@@ -187,11 +187,12 @@ def worst_subgroup(table: pd.DataFrame) -> str:
     metric = table.attrs.get("metric", "balanced_accuracy").replace("_", " ")
     if worst is None:
         return "Every subgroup had too few lesions to name a worst one." + note
-    within = worst["low"] <= table.attrs.get("overall", worst["value"] - worst["gap"])
+    overall = table.attrs.get("overall", worst["value"] - worst["gap"])
+    within = worst["low"] <= overall <= worst["high"]
     return (
         f"Worst subgroup: {worst['attribute']} = {worst['group']}, {metric} "
         f"{format_ci(worst['value'], worst['low'], worst['high'])}, {worst['gap']:+.3f} from the "
-        f"whole test set ({table.attrs.get('overall', float('nan')):.3f})"
+        f"whole test set ({overall:.3f})"
         + (
             "; its interval includes the overall value."
             if within
