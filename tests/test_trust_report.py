@@ -84,3 +84,21 @@ def test_risk_coverage_and_set_size_figures():
     sizes = {"known": pd.Series([0, 3, 1]), "blank": pd.Series([0, 0, 4])}
     fig = plots.set_size_bars(sizes)
     assert len(fig.axes[0].patches) == 6
+
+
+def test_profile_trust_section(tmp_path):
+    import pytest
+
+    from skinlib.errors import ConfigError
+    from skinlib.profile import load_study_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "study: x\narchitectures: [resnet18]\ntrust: {coverages: [0.8], run: resnet18}\n"
+    )
+    trust = load_study_profile(path).trust
+    assert trust.coverages == [0.8] and trust.run == "resnet18" and trust.set_method == "lac"
+    assert load_study_profile("params/demo.yaml").trust.coverages == [0.9, 0.95]
+    path.write_text("study: x\narchitectures: [resnet18]\ntrust: {coverage: 0.8}\n")
+    with pytest.raises(ConfigError, match="coverage"):
+        load_study_profile(path)
