@@ -47,6 +47,9 @@ class TrustSettings:
     set_method: str = "lac"  # conformal score stored for the app: lac | aps | raps
     deferral_accuracy: float = 0.9  # balanced accuracy the answered validation images must reach
     unknown_class: str = "scc"  # a class the run never saw, as near-unknown inputs
+    # real profiles: an ISIC 2019 folder whose images of unknown_class are the near unknowns
+    # (SynthDerm draws them when the study runs on SynthDerm; empty on real data: far ones only)
+    unknown_root: str = ""
     unknown_images: int = 60  # demo unknown images of each kind (unseen class, blank, artefacts)
     min_lesions: int = 20  # subgroups with fewer test lesions are marked small
 

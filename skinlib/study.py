@@ -547,21 +547,41 @@ class Study:
         )
 
     def unknown_images(self, run: str) -> dict[str, list]:
-        """Demo unknown inputs: SynthDerm lesions of ``trust.unknown_class`` (near: a class the
-        run never saw) and blank skin with and without heavy artefacts (far)."""
+        """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;
+        drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
+        out any image id of the study's own table), and blank skin with and without heavy
+        artefacts (far)."""
         from skinlib.ood import blank_skin, unseen_class_images
 
         trust, synth = self.profile.trust, self.config.data.synth
         classes = self.predictions(run, "val").classes
         n, size = trust.unknown_images, synth.size
         out = {}
-        if trust.unknown_class not in classes:
-            out[f"unseen class ({trust.unknown_class})"] = unseen_class_images(
+        near = f"unseen class ({trust.unknown_class})"
+        if trust.unknown_class in classes:
+            log.info("%s is one of the run's classes: no near-unknown inputs", trust.unknown_class)
+        elif trust.unknown_root:
+            out[near] = self._unseen_class_from(trust.unknown_root, trust.unknown_class, n)
+            if not out[near]:
+                log.warning("%s: no %s image outside the study", trust.unknown_root, near)
+                del out[near]
+        elif not self.config.data.root:
+            out[near] = unseen_class_images(
                 trust.unknown_class, n, size, synth.difficulty, synth.seed
             )
         out["blank skin"] = [blank_skin(i, size) for i in range(n)]
         out["skin with artefacts"] = [blank_skin(n + i, size, artefacts=True) for i in range(n)]
         return out
+
+    def _unseen_class_from(self, root: str, label: str, n: int) -> list:
+        """Up to ``n`` ISIC 2019 images of ``label`` that are not in the study's own table."""
+        from skinlib.data import load_table
+        from skinlib.data.images import load_image
+
+        table = load_table(root, "isic2019", skip_missing=True)
+        rows = table[(table["label"] == label) & ~table["image_id"].isin(self.table()["image_id"])]
+        rows = rows.sample(min(n, len(rows)), random_state=0)
+        return [load_image(p) for p in rows["path"]]
 
     def unknown_detection(self, run: str, unknown: dict[str, list]) -> tuple[pd.DataFrame, dict]:
         """MSP, energy and Mahalanobis (features fitted on training images) on the test images
