@@ -62,3 +62,38 @@ def test_demo_unknown_images_are_images():
     plain, noisy = np.asarray(blank_skin(1, 64)), np.asarray(blank_skin(1, 64, artefacts=True))
     assert np.abs(plain.astype(int) - noisy).mean() > 1  # the artefacts are drawn
     assert len(unseen_class_images("scc", 2, size=48)) == 2
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "resnet18",
+        "vit_tiny",
+        pytest.param("efficientnet_b0", marks=SLOW),
+        pytest.param("densenet121", marks=SLOW),
+        pytest.param("swin_tiny", marks=SLOW),
+    ],
+)
+def test_features_and_logits_come_from_one_forward_pass(arch):
+    """The logits beside the features are the model's own output for every architecture."""
+    from types import SimpleNamespace
+
+    import torch
+    from torchvision.transforms import v2 as T
+
+    from skinlib.config import ModelConfig
+    from skinlib.models import create_model
+    from skinlib.ood import logits_and_features
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(arch=arch), 3, 32).eval()
+    transform = T.Compose([T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
+    images = [blank_skin(i, 32) for i in range(3)]
+    logits, feats = logits_and_features(SimpleNamespace(model=model, transform=transform), images)
+    with torch.no_grad():
+        expected = model(torch.stack([transform(im) for im in images])).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert feats.ndim == 2 and feats.shape[0] == 3 and feats.shape[1] > 3
