@@ -53,6 +53,15 @@ def test_mahalanobis_separates_far_features():
     x = means[y] + rng.normal(0, 1, (500, 3))
     m = Mahalanobis().fit(x, y)
     assert np.allclose(m.means_, means, atol=0.2)
+    # the distance is scikit-learn's with the pooled within-class covariance (no shrinkage)
+    from sklearn.covariance import EmpiricalCovariance
+
+    centred = x - m.means_[y]
+    ref = EmpiricalCovariance(assume_centered=True).fit(centred)
+    exact = Mahalanobis(shrinkage=0).fit(x, y)
+    queries = rng.normal(0, 3, (20, 3))
+    expected = np.stack([ref.mahalanobis(queries - mu) for mu in m.means_], 1).min(1)
+    np.testing.assert_allclose(-exact.score(queries), expected, rtol=1e-8)
     far = rng.normal(0, 1, (50, 3)) + [0, 8, 0]
     assert detection_report(m.score(x), m.score(far), n_boot=20)["auroc"] > 0.99
 
