@@ -1,5 +1,7 @@
 """Subgroup audit: groups, intervals, gaps, small groups marked, the worst one named."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,3 +50,20 @@ def test_subgroup_table_knows_the_worse_group_and_marks_small_ones():
         rows.loc["male", "value"] - table.attrs["overall"]
     )
     assert worst_group(table)["group"] == "male"
+
+
+REAL_METADATA = Path(__file__).parent / "fixtures" / "ham10000" / "HAM10000_metadata.csv"
+
+
+def test_attributes_of_the_real_ham10000_metadata():
+    from skinlib.data import load_table
+
+    table = load_table(REAL_METADATA, "ham10000", require_images=False)
+    a = audit_attributes(table)
+    assert a["confirmation"].value_counts().to_dict() == {
+        "histo": 5340,
+        "follow-up/consensus/confocal": 4675,  # follow_up 3704, consensus 902, confocal 69
+    }
+    assert (a["age band"] == "unknown").sum() == 57  # the 57 empty ages
+    assert (a["sex"] == "unknown").sum() == 57
+    assert "unknown" in set(a["site"]) and a["site"].nunique() == 15
