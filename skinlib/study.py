@@ -440,6 +440,8 @@ class Study:
     def conformal_sets(self, run: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions
         (lesion weights), on test: coverage and mean set size with lesion-bootstrap intervals.
+        The stored method is also calibrated image by image (``image-level``), to show what
+        ignoring repeated lesions changes.
 
         Returns:
             The table (one row per setting and class, ``all`` first) and the test sets by setting.
@@ -448,23 +450,30 @@ class Study:
 
         val, vp = self.calibrated(run, "val")
         test, tp = self.calibrated(run, "test")
+        settings = [
+            (m, c, mondrian, True)
+            for m in METHODS
+            for c in self.profile.trust.coverages
+            for mondrian in (False, True)
+        ]
+        settings += [
+            (self.profile.trust.set_method, c, False, False) for c in self.profile.trust.coverages
+        ]
         rows, sets = [], {}
-        for method in METHODS:
-            for coverage in self.profile.trust.coverages:
-                for mondrian in (False, True):
-                    cp = ConformalClassifier(method, coverage, mondrian).fit(
-                        vp, val.labels, val.group
-                    )
-                    key = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
-                    sets[key] = cp.predict_sets(tp)
-                    table = coverage_table(
-                        sets[key], test.labels, test.classes, test.group, self.evaluation.n_boot
-                    )
-                    rows.append(
-                        table.reset_index().assign(
-                            method=method, mondrian=mondrian, target=coverage, setting=key
-                        )
-                    )
+        for method, coverage, mondrian, grouped in settings:
+            cp = ConformalClassifier(method, coverage, mondrian)
+            cp.fit(vp, val.labels, val.group if grouped else None)
+            key = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
+            key += "" if grouped else " image-level"
+            sets[key] = cp.predict_sets(tp)
+            table = coverage_table(
+                sets[key], test.labels, test.classes, test.group, self.evaluation.n_boot
+            )
+            rows.append(
+                table.reset_index().assign(
+                    method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
+                )
+            )
         return pd.concat(rows, ignore_index=True), sets
 
     def store_conformal(self, run: str) -> Path:
