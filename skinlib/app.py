@@ -423,7 +423,8 @@ def _format_trust(result: PredictionResult) -> str:
         return "No prediction set: the trust step (08) has not stored one for this run."
     text = f"**Prediction set:** {result.prediction_set}."
     if result.refer:
-        text += "\n\n**Unsure: refer.** " + "; ".join(result.refer) + "."
+        reasons = "; ".join(result.refer)
+        text += f"\n\n**Unsure: refer.** {reasons[0].upper()}{reasons[1:]}."
     return text
 
 
