@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from skinlib.app_inputs import read_upload
+from skinlib.conformal import describe_set
 from skinlib.errors import DataError, SkinlibError
 from skinlib.io import read_json
 from skinlib.runs import read_temperature, thresholds_path
@@ -64,6 +65,10 @@ class PredictionResult:
         cam_class: the class the heat map explains.
         run_info: markdown naming the run(s), architecture, checkpoint and temperature.
         notes: conversions applied to the upload and caveats (uncalibrated, ...).
+        prediction_set: the conformal set at the run's stored coverage in words ("mel or nv at
+            90%"); None without ``conformal.json``.
+        refer: why the answer should go to a doctor (set of several classes, or an input unlike
+            the validation images); empty when the model is sure.
     """
 
     probabilities: dict[str, float]
@@ -73,6 +78,8 @@ class PredictionResult:
     cam_class: str
     run_info: str
     notes: list[str] = field(default_factory=list)
+    prediction_set: str | None = None
+    refer: list[str] = field(default_factory=list)
 
     @property
     def top_class(self) -> str:
@@ -235,6 +242,7 @@ class Predictor:
                 )
         self.binary = self.members[0].config.data.task == "binary"
         self.operating_point = read_operating_point(self.run_dir, tta)
+        self.conformal = read_conformal(self.run_dir, self.classes)
 
     @property
     def calibrated(self) -> bool:
@@ -290,6 +298,25 @@ class Predictor:
         logits = probabilities_to_logits(proba[None], self.binary)
         return _calibrated(logits, self.classes, self.ensemble_temperature)
 
+    def trust(self, proba: np.ndarray) -> tuple[str | None, list[str]]:
+        """The conformal set at the stored coverage, in words, and the reasons to refer."""
+        stored = self.conformal
+        if stored is None:
+            return None, []
+        mask = stored.predictor().predict_sets(proba[None])[0]
+        order = np.argsort(-proba, kind="stable")
+        words = describe_set(mask[order], [self.classes[i] for i in order], stored.coverage)
+        refer = []
+        if mask.sum() != 1:
+            refer.append(f"the {stored.coverage:.0%} set holds {int(mask.sum())} classes, not one")
+        limit = stored.unknown.get("threshold")
+        if limit is not None and proba.max() < limit:
+            refer.append(
+                f"unlike the validation images: top probability {proba.max():.2f} is below "
+                f"{limit:.2f}, which {stored.unknown.get('keeps_known', 0.95):.0%} of them reach"
+            )
+        return words, refer
+
     def cam_overlay(self, image: Image.Image, target: int, side: int = 320) -> np.ndarray:
         """(side, side, 3) uint8 Grad-CAM of class ``target`` over the part the model sees."""
         from skinlib.xai import compute_cams, overlay
@@ -311,6 +338,7 @@ class Predictor:
             )
         if mismatch := self._threshold_mismatch():
             notes.append(mismatch)
+        prediction_set, refer = self.trust(proba)
         return PredictionResult(
             probabilities={c: float(p) for c, p in zip(self.classes, proba, strict=True)},
             top3=[(self.classes[i], float(proba[i])) for i in order[:3]],
@@ -319,6 +347,8 @@ class Predictor:
             cam_class=self.classes[order[0]],
             run_info=self.describe(),
             notes=notes,
+            prediction_set=prediction_set,
+            refer=refer,
         )
 
     def predict_file(
@@ -364,6 +394,29 @@ def _resized(image: Image.Image, side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC)
 
 
+def read_conformal(run_dir: Path, classes: Sequence[str]):
+    """The run's conformal sets and unknown threshold (step 08), or None; a file written for
+    other classes is refused with a warning rather than applied to the wrong columns."""
+    from skinlib.conformal import FILE_NAME, load_conformal
+
+    stored = load_conformal(run_dir / FILE_NAME)
+    if stored is not None and list(stored.classes) != list(classes):
+        log.warning("%s: classes %s differ from the run's %s; ignored", run_dir / FILE_NAME,
+                    stored.classes, list(classes))  # fmt: skip
+        return None
+    return stored
+
+
+def _format_trust(result: PredictionResult) -> str:
+    if result.prediction_set is None:
+        return "No prediction set: the trust step (08) has not stored one for this run."
+    text = f"**Prediction set:** {result.prediction_set}."
+    if result.refer:
+        reasons = "; ".join(result.refer)
+        text += f"\n\n**Unsure: refer.** {reasons[0].upper()}{reasons[1:]}."
+    return text
+
+
 def _format_result(result: PredictionResult, name: str) -> tuple[str, str, str]:
     top, p = result.top3[0]
     status = f"Prediction for **{name}**: **{class_name(top)}**, probability {p:.2f}."
@@ -383,6 +436,7 @@ class PageAnswer(NamedTuple):
     top3: str = ""
     decision: str = ""
     cam: Image.Image | None = None  # Grad-CAM overlay, enlarged for the page
+    trust: str = ""  # markdown: the conformal set and the refer flag
 
 
 def answer(
@@ -418,6 +472,7 @@ def answer(
         top3=top3,
         decision=decision,
         cam=_resized(Image.fromarray(result.cam_overlay), DISPLAY_SIDE),
+        trust=_format_trust(result),
     )
 
 
@@ -495,11 +550,12 @@ def build_app(predictor: Predictor, examples: Sequence[str | Path] = (), max_upl
                 )
                 top3 = gr.Markdown(elem_id="top3")
                 decision = gr.Markdown(elem_id="decision")
+                trust = gr.Markdown(elem_id="trust")
                 cam = gr.Image(
                     label="Grad-CAM of the top class", interactive=False, elem_id="cam", height=280
                 )
         gr.Markdown(predictor.describe(), elem_id="run-info")
-        outputs = [status, preview, probs, top3, decision, cam]
+        outputs = [status, preview, probs, top3, decision, cam, trust]
 
         def on_upload(path):
             # the file box is emptied again so that the next image can be dropped straight in

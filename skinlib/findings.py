@@ -139,3 +139,113 @@ class Finding(str):
 def show(*sentences: str) -> Finding:
     """The finding(s) of a cell, for display as its last expression (one paragraph each)."""
     return Finding("\n\n".join(sentences))
+
+
+# --- 08 trust ---------------------------------------------------------------------------------
+
+
+def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = None) -> str:
+    """Test coverage and mean set size of one conformal setting, its least-covered class, and
+    (if given) that of the class-conditional (Mondrian) sets.
+
+    Args:
+        table: :meth:`skinlib.study.Study.conformal_sets` rows (``setting``, ``class``,
+            ``coverage``/``mean_size`` with ``_low``/``_high``, ``target``).
+
+    >>> t = pd.DataFrame({"setting": ["lac 90%"] * 3, "class": ["all", "a", "b"],
+    ...     "target": 0.9, "coverage": [0.91, 0.95, 0.7], "coverage_low": [0.88, 0.9, 0.5],
+    ...     "coverage_high": [0.94, 0.99, 0.9], "mean_size": [1.5, 1.4, 2.0],
+    ...     "mean_size_low": [1.4, 1.3, 1.8], "mean_size_high": [1.6, 1.5, 2.2]})
+    >>> print(coverage(t, "lac 90%"))
+    Conformal sets for 90% (lac 90%, calibrated on validation lesions): test coverage 0.910 [0.880, 0.940], mean set size 1.50 [1.40, 1.60]; least covered class b 0.700 [0.500, 0.900].
+    """
+
+    def part(name: str) -> tuple[pd.Series, pd.Series]:
+        rows = table[table["setting"] == name].set_index("class")
+        return rows.loc["all"], rows.drop(index="all").sort_values("coverage").iloc[0]
+
+    whole, low = part(setting)
+    text = (
+        f"Conformal sets for {whole['target']:.0%} ({setting}, calibrated on validation lesions): "
+        f"test coverage {_ci(whole, 'coverage')}, mean set size "
+        f"{format_ci(whole['mean_size'], whole['mean_size_low'], whole['mean_size_high'], 2)}; "
+        f"least covered class {low.name} {_ci(low, 'coverage')}"
+    )
+    if mondrian_setting:
+        m_whole, m_low = part(mondrian_setting)
+        text += (
+            f". Class-conditional sets ({mondrian_setting}) raise the least covered class to "
+            f"{m_low.name} {_ci(m_low, 'coverage')} at mean set size {m_whole['mean_size']:.2f}"
+        )
+    return text + "."
+
+
+def deferral(table: pd.DataFrame) -> str:
+    """The deferral trade-off on test for the confidence score that answers most images.
+
+    Args:
+        table: :meth:`skinlib.study.Study.deferral` rows.
+    """
+    best = table.sort_values("coverage", ascending=False, kind="stable").iloc[0]
+    if not best["val_coverage"]:
+        return (
+            f"No confidence threshold reaches balanced accuracy {best['target']:.2f} on "
+            f"validation: the model would have to defer every image."
+        )
+    return (
+        f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, threshold "
+        f"chosen on validation for balanced accuracy {best['target']:.2f}), the model answers "
+        f"{format_ci(best['coverage'], best['coverage_low'], best['coverage_high'], 2)} of test "
+        f"images with balanced accuracy {_ci(best, 'balanced_accuracy')}, against "
+        f"{best['balanced_accuracy_all']:.3f} when it answers all."
+    )
+
+
+def worst_subgroup(table: pd.DataFrame) -> str:
+    """The worst subgroup (not small) with its interval and gap, and how many groups are small.
+
+    Args:
+        table: :func:`skinlib.subgroups.subgroup_table` output.
+    """
+    from skinlib.subgroups import worst_group
+
+    small = int(table["small"].sum())
+    note = (
+        f" {small} group(s) had too few lesions to judge and are marked in the table."
+        if small
+        else ""
+    )
+    worst = worst_group(table)
+    metric = table.attrs.get("metric", "balanced_accuracy").replace("_", " ")
+    if worst is None:
+        return "Every subgroup had too few lesions to name a worst one." + note
+    overall = table.attrs.get("overall", worst["value"] - worst["gap"])
+    within = worst["low"] <= overall <= worst["high"]
+    return (
+        f"Worst subgroup: {worst['attribute']} = {worst['group']}, {metric} "
+        f"{format_ci(worst['value'], worst['low'], worst['high'])}, {worst['gap']:+.3f} from the "
+        f"whole test set ({overall:.3f})"
+        + (
+            "; its interval includes the overall value."
+            if within
+            else "; its interval excludes the overall value."
+        )
+        + note
+    )
+
+
+def unknown_detection(table: pd.DataFrame) -> str:
+    """Per kind of unknown input, the best score's AUROC and FPR at 95% TPR with intervals.
+
+    Args:
+        table: :meth:`skinlib.study.Study.unknown_detection` rows.
+    """
+    parts = []
+    for kind, rows in table.groupby("unknown", sort=False):
+        best = rows.sort_values("auroc", ascending=False, kind="stable").iloc[0]
+        parts.append(
+            f"{kind}: {best['score']} AUROC {_ci(best, 'auroc')}, "
+            f"{format_ci(best['fpr'], best['fpr_low'], best['fpr_high'], 2)} accepted at 95% of "
+            f"known images kept"
+        )
+    return "Unknown-input detection (best score per kind): " + "; ".join(parts) + "."

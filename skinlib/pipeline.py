@@ -80,6 +80,8 @@ def build_steps(profile: StudyProfile, profile_arg: str, overrides: list[str]) -
             base,
             [*train_names, "04_calibration", "05_thresholds", "06_xai"],
         ),
+        # after 07 so that the ensemble it builds also gets its conformal.json
+        Step("08_trust", "08_trust.ipynb", base, [*train_names, "04_calibration"]),
     ]
 
 

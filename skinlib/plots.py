@@ -332,3 +332,66 @@ def cam_gallery(
             if j == 0:
                 ax.set_title(title, fontsize=7, loc="left")
     return fig
+
+
+# --- 08 trust -----------------------------------------------------------------------------------
+
+
+def risk_coverage_curves(curves: dict[str, pd.DataFrame], ax=None, error_rate: float | None = None):
+    """Risk (error rate of the answered images) against coverage, one line per confidence score;
+    ``error_rate`` draws the no-deferral level."""
+    fig, ax = _axes(ax)
+    for name, curve in curves.items():
+        ax.plot(curve["coverage"], curve["risk"], label=name.replace("_", " "))
+    if error_rate is not None:
+        ax.axhline(error_rate, color="0.6", lw=0.8, ls="--", label="answer all")
+    ax.set_xlabel("coverage (share answered)")
+    ax.set_ylabel("risk (error rate)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False)
+    return fig
+
+
+def set_size_bars(counts: dict[str, pd.Series], ax=None):
+    """Share of images by conformal set size, one bar group per kind of input (e.g. known test
+    images vs unknown ones: larger sets mean the model is less sure)."""
+    frame = pd.DataFrame({k: v / v.sum() for k, v in counts.items()}).fillna(0)
+    fig, ax = _axes(ax)
+    width = 0.8 / len(frame.columns)
+    x = np.arange(len(frame))
+    for i, col in enumerate(frame.columns):
+        ax.bar(x + (i - (len(frame.columns) - 1) / 2) * width, frame[col], width, label=col)
+    ax.set_xticks(x, frame.index)
+    ax.set_xlabel("set size (classes)")
+    ax.set_ylabel("share of images")
+    ax.legend(frameon=False)
+    return fig
+
+
+def subgroup_forest(table: pd.DataFrame, overall: float, ax=None, label: str = "balanced accuracy"):
+    """Each subgroup's metric with its 95% interval, grouped by attribute; small groups hollow
+    and marked, the whole-test-set value as a dashed line."""
+    fig, ax = _axes(ax, (COLUMN_WIDTH, 0.18 * len(table) + 0.8))
+    rows = table.iloc[::-1].reset_index(drop=True)
+    y = np.arange(len(rows))
+    colours = {a: palette()[i % 10] for i, a in enumerate(table["attribute"].unique())}
+    for i, r in rows.iterrows():
+        ax.errorbar(
+            r["value"],
+            y[i],
+            xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]],
+            fmt="o",
+            ms=3.5,
+            capsize=1.5,
+            color=colours[r["attribute"]],
+            mfc="white" if r["small"] else colours[r["attribute"]],
+        )
+    names = [
+        f"{r['attribute']}: {r['group']}" + (" (small)" if r["small"] else "")
+        for _, r in rows.iterrows()
+    ]
+    ax.set_yticks(y, names)
+    ax.axvline(overall, color="0.5", lw=0.8, ls="--")
+    ax.set_xlabel(f"{label} (95% CI); dashed: all test images")
+    return fig

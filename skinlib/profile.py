@@ -59,6 +59,22 @@ class ImbalanceStudy:
 
 
 @dataclass
+class TrustSettings:
+    """08_trust: when to trust the model (conformal sets, deferral, subgroups, unknown inputs)."""
+
+    run: str = ""  # the run audited; empty: the architecture best on validation balanced accuracy
+    coverages: list[float] = field(default_factory=lambda: [0.9, 0.95])  # first: stored for the app
+    set_method: str = "lac"  # conformal score stored for the app: lac | aps | raps
+    deferral_accuracy: float = 0.9  # balanced accuracy the answered validation images must reach
+    unknown_class: str = "scc"  # a class the run never saw, as near-unknown inputs
+    # real profiles: an ISIC 2019 folder whose images of unknown_class are the near unknowns
+    # (SynthDerm draws them when the study runs on SynthDerm; empty on real data: far ones only)
+    unknown_root: str = ""
+    unknown_images: int = 60  # demo unknown images of each kind (unseen class, blank, artefacts)
+    min_lesions: int = 20  # subgroups with fewer test lesions are marked small
+
+
+@dataclass
 class EvaluationSettings:
     """How 04-07 evaluate the runs."""
 
@@ -136,6 +152,7 @@ class StudyProfile:
     # architecture -> config overrides of its own recipe (e.g. a lower learning rate for Swin)
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
+    trust: TrustSettings = field(default_factory=TrustSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)  # where trainings run
 
     @property
@@ -222,7 +239,8 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
     """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
     path = resolve_profile_path(profile)
     data = load_profile(path)
-    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation", "cluster"}
+    known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
+    known |= {"cluster", "trust"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
@@ -244,6 +262,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
         recipes=dict(data.get("recipes") or {}),
         overrides=list(overrides or []),
         cluster=_section(ClusterSettings, data.get("cluster"), "cluster"),
+        trust=_section(TrustSettings, data.get("trust"), "trust"),
     )
     _check_recipes(profile, path)
     return profile

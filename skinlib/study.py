@@ -455,3 +455,228 @@ class Study:
         self.calibrate(ENSEMBLE)
         self.operating_points(ENSEMBLE)
         return ENSEMBLE
+
+    # --- 08 trust: conformal sets, deferral, subgroups, unknown inputs ---------------------------
+    # (methods only wire a run's stored predictions to skinlib.conformal / selective / subgroups /
+    # ood; every number is computed there)
+
+    def trust_run(self) -> str:
+        """The run 08 audits: ``trust.run`` if set, else the architecture best on validation
+        balanced accuracy (chosen on validation, like everything 08 reports on test)."""
+        if self.profile.trust.run:
+            return self.profile.trust.run
+        return self.reference_model()
+
+    def fitted_temperature(self, run: str) -> float:
+        """The run's temperature; 08's sets and scores need one (an error before 04 ran)."""
+        t = self.temperature(run)
+        if t is None:
+            raise SkinlibError(f"{run} is not calibrated yet: run 04_calibration first")
+        return t
+
+    def calibrated(self, run: str, split: str) -> tuple[Predictions, np.ndarray]:
+        """A split's predictions and their calibrated probabilities (the run's temperature)."""
+        preds = self.predictions(run, split)
+        return preds, preds.probabilities(self.fitted_temperature(run))
+
+    def conformal_sets(self, run: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions
+        (lesion weights), on test: coverage and mean set size with lesion-bootstrap intervals.
+        The stored method is also calibrated image by image (``image-level``), to show what
+        ignoring repeated lesions changes.
+
+        Returns:
+            The table (one row per setting and class, ``all`` first) and the test sets by setting.
+        """
+        from skinlib.conformal import METHODS, ConformalClassifier, coverage_table
+
+        val, vp = self.calibrated(run, "val")
+        test, tp = self.calibrated(run, "test")
+        settings = [
+            (m, c, mondrian, True)
+            for m in METHODS
+            for c in self.profile.trust.coverages
+            for mondrian in (False, True)
+        ]
+        settings += [
+            (self.profile.trust.set_method, c, False, False) for c in self.profile.trust.coverages
+        ]
+        rows, sets = [], {}
+        for method, coverage, mondrian, grouped in settings:
+            cp = ConformalClassifier(method, coverage, mondrian)
+            cp.fit(vp, val.labels, val.group if grouped else None)
+            key = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
+            key += "" if grouped else " image-level"
+            sets[key] = cp.predict_sets(tp)
+            table = coverage_table(
+                sets[key], test.labels, test.classes, test.group, self.evaluation.n_boot
+            )
+            rows.append(
+                table.reset_index().assign(
+                    method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
+                )
+            )
+        return pd.concat(rows, ignore_index=True), sets
+
+    def store_conformal(self, run: str) -> Path:
+        """Write the run's ``conformal.json``: the sets at the first coverage of ``trust`` (its
+        ``set_method``, marginal, lesion-weighted) and the unknown-input threshold (calibrated
+        maximum probability keeping 95% of validation images), for the app."""
+        from skinlib.conformal import (
+            FILE_NAME,
+            ConformalClassifier,
+            StoredConformal,
+            save_conformal,
+        )
+        from skinlib.ood import KEEP_KNOWN, threshold_for_known
+
+        trust = self.profile.trust
+        val, vp = self.calibrated(run, "val")
+        cp = ConformalClassifier(trust.set_method, trust.coverages[0]).fit(
+            vp, val.labels, val.group
+        )
+        stored = StoredConformal(
+            method=trust.set_method,
+            coverage=trust.coverages[0],
+            mondrian=False,
+            quantiles=[float(q) for q in cp.quantiles_],
+            classes=list(val.classes),
+            temperature=self.fitted_temperature(run),
+            grouping="lesion weights (each validation lesion weighs 1)",
+            unknown={
+                "score": "msp",
+                "threshold": threshold_for_known(vp.max(1), KEEP_KNOWN),
+                "keeps_known": KEEP_KNOWN,
+            },
+        )
+        return save_conformal(self.run_dir(run) / FILE_NAME, stored)
+
+    def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+        """Test risk-coverage curves and AURC per confidence score (calibrated probabilities)."""
+        from skinlib.selective import CONFIDENCES, aurc, confidence, risk_coverage
+
+        test, tp = self.calibrated(run, "test")
+        curves, rows = {}, []
+        for kind in CONFIDENCES:
+            conf = confidence(tp, kind)
+            curves[kind] = risk_coverage(test.labels, tp, conf)
+            rows.append({"confidence": kind, "aurc": aurc(test.labels, tp, conf)})
+        return curves, pd.DataFrame(rows)
+
+    def deferral(self, run: str) -> pd.DataFrame:
+        """For each confidence score: the threshold chosen on validation for the profile's target
+        balanced accuracy of the answered images, and what it gives on test (with intervals)."""
+        from dataclasses import asdict
+
+        from skinlib.selective import CONFIDENCES, deferral_policy
+
+        val, vp = self.calibrated(run, "val")
+        test, tp = self.calibrated(run, "test")
+        target = self.profile.trust.deferral_accuracy
+        results = [
+            deferral_policy(
+                val.labels, vp, test.labels, tp, test.group, target, kind, self.evaluation.n_boot
+            )
+            for kind in CONFIDENCES
+        ]
+        return pd.DataFrame([asdict(r) for r in results])
+
+    def subgroup_audit(self, run: str) -> pd.DataFrame:
+        """Test balanced accuracy per age band, sex, site, confirmation and source, with lesion
+        intervals; the metadata is joined from the study table by image id."""
+        from skinlib.subgroups import audit_attributes, subgroup_table
+
+        test, tp = self.calibrated(run, "test")
+        meta = self.table().set_index("image_id").loc[test.image_id]
+        return subgroup_table(
+            test.labels,
+            tp,
+            test.group,
+            audit_attributes(meta).reset_index(drop=True),
+            n_boot=self.evaluation.n_boot,
+            min_lesions=self.profile.trust.min_lesions,
+        )
+
+    def unknown_images(self, run: str) -> dict[str, list]:
+        """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;
+        drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
+        out any image id of the study's own table), and blank skin with and without heavy
+        artefacts (far)."""
+        from skinlib.ood import blank_skin, unseen_class_images
+
+        trust, synth = self.profile.trust, self.config.data.synth
+        classes = self.predictions(run, "val").classes
+        n, size = trust.unknown_images, synth.size
+        out = {}
+        near = f"unseen class ({trust.unknown_class})"
+        if trust.unknown_class in classes:
+            log.info("%s is one of the run's classes: no near-unknown inputs", trust.unknown_class)
+        elif trust.unknown_root:
+            out[near] = self._unseen_class_from(trust.unknown_root, trust.unknown_class, n)
+            if not out[near]:
+                log.warning("%s: no %s image outside the study", trust.unknown_root, near)
+                del out[near]
+        elif not self.config.data.root:
+            out[near] = unseen_class_images(
+                trust.unknown_class, n, size, synth.difficulty, synth.seed
+            )
+        out["blank skin"] = [blank_skin(i, size) for i in range(n)]
+        out["skin with artefacts"] = [blank_skin(n + i, size, artefacts=True) for i in range(n)]
+        return out
+
+    def _unseen_class_from(self, root: str, label: str, n: int) -> list:
+        """Up to ``n`` ISIC 2019 images of ``label`` that are not in the study's own table."""
+        from skinlib.data import load_table
+        from skinlib.data.images import load_image
+
+        table = load_table(root, "isic2019", skip_missing=True)
+        rows = table[(table["label"] == label) & ~table["image_id"].isin(self.table()["image_id"])]
+        rows = rows.sample(min(n, len(rows)), random_state=0)
+        return [load_image(p) for p in rows["path"]]
+
+    def unknown_detection(self, run: str, unknown: dict[str, list]) -> tuple[pd.DataFrame, dict]:
+        """MSP, energy and Mahalanobis (features fitted on training images) on the test images
+        against each kind of unknown image: AUROC and FPR at 95% TPR with intervals.
+
+        Returns:
+            The table and, per input kind (``known`` first), its calibrated probabilities (for
+            the conformal sets of unknown inputs).
+        """
+        from skinlib.data.images import load_image
+        from skinlib.ood import SCORES, Mahalanobis, detection_report, energy, logits_and_features
+        from skinlib.ood import msp as msp_score
+
+        loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
+        rows_of = {s: split_rows(self.run_dir(run), s) for s in ("train", "test")}
+        train = rows_of["train"].sample(min(len(rows_of["train"]), 1000), random_state=0)
+        _, train_feats = logits_and_features(loaded, [load_image(p) for p in train["path"]])
+        labels = np.array([loaded.classes.index(c) for c in train["label"]])
+        maha = Mahalanobis().fit(train_feats, labels)
+        test = rows_of["test"]
+        inputs = {"known": [load_image(p) for p in test["path"]], **unknown}
+        scores, probas = {}, {}
+        for kind, images in inputs.items():
+            logits, feats = logits_and_features(loaded, images)
+            scores[kind] = {
+                "msp": msp_score(logits, t),
+                "energy": energy(logits, t),
+                "mahalanobis": maha.score(feats),
+            }
+            probas[kind] = Predictions(
+                np.arange(len(logits)),
+                np.arange(len(logits)),
+                np.zeros(len(logits)),
+                logits,
+                loaded.classes,
+            ).probabilities(t)
+        rows = []
+        for kind in unknown:
+            for score in SCORES:
+                rep = detection_report(
+                    scores["known"][score],
+                    scores[kind][score],
+                    test["group"],
+                    self.evaluation.n_boot,
+                )
+                rows.append({"unknown": kind, "score": score, **rep})
+        return pd.DataFrame(rows), probas

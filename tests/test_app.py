@@ -65,8 +65,24 @@ def build_tiny_run(root: Path, task: str = "multiclass") -> Path:
     score = positive_score(val.probabilities(temperature), val.classes, POSITIVE)
     truth = positive_truth(val.labels, val.classes, POSITIVE)
     point = operating_point(truth, score, None, None, POSITIVE, "specificity", 0.9, temperature)
-    save_thresholds(run / "thresholds.json", [point])
+    write_conformal(run, val, temperature)
+    save_thresholds(run / "thresholds.json", [point])  # last: marks the run as complete
     return run
+
+
+def write_conformal(run: Path, val: Predictions, temperature: float) -> None:
+    """90% LAC sets and the unknown threshold fitted on validation, as step 08 stores them."""
+    from skinlib.conformal import ConformalClassifier, StoredConformal, save_conformal
+    from skinlib.ood import threshold_for_known
+
+    proba = val.probabilities(temperature)
+    cp = ConformalClassifier("lac", 0.9).fit(proba, val.labels, val.group)
+    unknown = {"score": "msp", "threshold": threshold_for_known(proba.max(1)), "keeps_known": 0.95}
+    stored = StoredConformal(
+        "lac", 0.9, False, list(cp.quantiles_), val.classes, temperature, "lesion weights",
+        unknown=unknown,
+    )  # fmt: skip
+    save_conformal(run / "conformal.json", stored)
 
 
 @pytest.fixture(scope="session")
@@ -404,7 +420,7 @@ def test_examples_come_from_the_test_split(tiny_run):
 def test_build_app_wires_the_page(predictor, tiny_run):
     demo = app.build_app(predictor, example_images(tiny_run, n=2), max_upload_mb=5)
     ids = {block.elem_id for block in demo.blocks.values()}
-    assert {"upload", "status", "probabilities", "cam", "decision", "run-info"} <= ids
+    assert {"upload", "status", "probabilities", "cam", "decision", "run-info", "trust"} <= ids
     assert not demo.analytics_enabled
 
 
@@ -431,3 +447,45 @@ def test_loopback_detection(host, loopback):
     from skinlib.commands.serve import _is_loopback
 
     assert _is_loopback(host) is loopback
+
+
+# --- 08 trust: the prediction set and the refer flag ------------------------------------------
+
+
+def _with_conformal(run: Path, folder: Path, quantile: float, unknown: float) -> Path:
+    """A copy of the run whose conformal.json has one LAC threshold and an unknown threshold."""
+    from skinlib.conformal import StoredConformal, load_conformal, save_conformal
+
+    copy = uncalibrated_copy(run, folder)
+    (copy / "calibration.json").write_bytes((run / "calibration.json").read_bytes())
+    stored = load_conformal(run / "conformal.json")
+    stored.quantiles = [quantile] * len(stored.classes)
+    stored.unknown = {"score": "msp", "threshold": unknown, "keeps_known": 0.95}
+    save_conformal(copy / "conformal.json", StoredConformal(**vars(stored)))
+    return copy
+
+
+def test_prediction_set_and_refer_flag(tiny_run, predictor, tmp_path):
+    image = load_image(_test_rows(tiny_run).loc[0, "path"])
+    proba = predictor.probabilities(image)
+    top = predictor.classes[int(proba.argmax())]
+    # threshold 1 - p_max: only the top class fits; unknown threshold below p_max: sure
+    sure = app.Predictor(_with_conformal(tiny_run, tmp_path / "a", 1 - proba.max(), 0.0))
+    result = sure.predict(image)
+    assert result.prediction_set == f"{top} at 90%" and result.refer == []
+    assert "Unsure" not in app._format_trust(result)
+    # every class fits, and the top probability is below the validation threshold: refer twice
+    unsure = app.Predictor(_with_conformal(tiny_run, tmp_path / "b", 1.0, proba.max() + 0.01))
+    result = unsure.predict(image)
+    assert result.prediction_set.startswith(f"{top} or ") and " at 90%" in result.prediction_set
+    assert len(result.refer) == 2 and "holds 7 classes" in result.refer[0]
+    assert "unlike the validation images" in result.refer[1]
+    assert "**Unsure: refer.**" in app.answer(unsure, _test_rows(tiny_run).loc[0, "path"]).trust
+
+
+def test_no_conformal_file_means_no_set(tiny_run, tmp_path):
+    result = app.Predictor(uncalibrated_copy(tiny_run, tmp_path / "c")).predict(
+        load_image(_test_rows(tiny_run).loc[0, "path"])
+    )
+    assert result.prediction_set is None and result.refer == []
+    assert "has not stored one" in app._format_trust(result)

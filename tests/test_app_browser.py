@@ -152,6 +152,13 @@ def test_upload_predict_refuse_and_recover(server, browser, run_dir, tmp_path):
     assert predicted in status.inner_text()
     expect(page.locator("#decision")).to_contain_text("melanoma probability")
     expect(page.locator("#decision")).to_contain_text("90% specificity on validation")
+    expect(page.locator("#trust")).to_contain_text("Prediction set:")  # conformal.json, step 08
+    expect(page.locator("#trust")).to_contain_text(" at 90%")
+    if (
+        page.locator("#trust").inner_text().count(" or ")
+        or "no class" in page.locator("#trust").inner_text()
+    ):
+        expect(page.locator("#trust")).to_contain_text("Unsure: refer")
     expect(cam).to_be_visible()
     cam.evaluate("img => img.decode()")  # wait until the heat map is decoded
     assert cam.evaluate("img => img.naturalWidth") == 320

@@ -112,6 +112,7 @@ def test_results_hold_sane_values(smoke):
         >= 0.9
     )
     assert (root / "exp" / "smoke" / "ensemble" / "predictions_test.csv").is_file()
+    assert json.loads((run / "conformal.json").read_text())["coverage"] == 0.9
     points = pd.read_csv(gen / "operating_points_all.csv")
     assert points["sensitivity (val)"].between(0, 1).all()
     # the profile's 0.9 target is also a standard one: listed once
@@ -133,6 +134,7 @@ def test_notebooks_state_their_findings(smoke):
         "05_thresholds": "At the threshold chosen for 90% specificity on validation, mel",
         "06_xai": "'s maps peak on the lesion in ",
         "07_comparison": "Intervals overlapping the best one's",
+        "08_trust": "Conformal sets for 90%",
     }
     for name, sentence in expected.items():
         nb = nbformat.read(root / "exp" / "smoke" / "notebooks" / f"{name}.ipynb", as_version=4)

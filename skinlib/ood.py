@@ -1,0 +1,205 @@
+"""Unknown inputs: how well a score separates images of the trained classes from anything else.
+
+Every score here is an *in-distribution* score: higher = more like the training classes.
+
+* ``msp``: the maximum softmax probability (Hendrycks and Gimpel 2017).
+* ``energy``: ``T * logsumexp(logits / T)`` (Liu et al. 2020), the negative free energy; it uses
+  the logits' scale that softmax throws away.
+* ``mahalanobis``: minus the smallest Mahalanobis distance of the penultimate-layer features to a
+  class mean, with one covariance shared by all classes (Lee et al. 2018), fitted on training
+  features. Written out here (a dozen lines of numpy on stored feature arrays, testable on ten
+  rows) rather than through pytorch-ood, whose detector wants the model and a data loader.
+
+Detection is reported as AUROC (unknown vs known; 0.5 = chance) and as the share of unknown images
+accepted when the threshold keeps 95% of known ones (FPR at 95% TPR, knowns as positives, as
+Hendrycks and Gimpel report it), each with a bootstrap interval that resamples known lesions and
+unknown images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.special import logsumexp, softmax
+from sklearn.metrics import roc_auc_score
+
+from skinlib.metrics import bootstrap_weights
+
+SCORES = ("msp", "energy", "mahalanobis")
+KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
+
+
+def msp(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N,) maximum softmax probability."""
+    return softmax(np.asarray(logits, float) / temperature, axis=1).max(1)
+
+
+def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N,) negative free energy ``T * logsumexp(logits / T)``: higher = more in-distribution."""
+    return temperature * logsumexp(np.asarray(logits, float) / temperature, axis=1)
+
+
+class Mahalanobis:
+    """Class means and a shared covariance of training features; ``score`` is minus the smallest
+    squared distance to a class mean (higher = closer to a known class).
+
+    ``fit(features (N, D), labels (N,))`` learns ``means_`` (C, D) and ``precision_`` (D, D).
+    """
+
+    def __init__(self, shrinkage: float = 1e-3):
+        self.shrinkage = shrinkage  # added to the covariance diagonal (x its mean variance)
+
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> Mahalanobis:
+        x, y = np.asarray(features, float), np.asarray(labels, int)
+        classes = np.unique(y)
+        self.means_ = np.stack([x[y == c].mean(0) for c in classes])
+        centred = x - self.means_[np.searchsorted(classes, y)]
+        cov = centred.T @ centred / len(x)
+        cov += self.shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
+        self.precision_ = np.linalg.inv(cov)
+        return self
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        d = np.asarray(features, float)[:, None, :] - self.means_[None]  # (N, C, D)
+        dist = np.einsum("ncd,de,nce->nc", d, self.precision_, d)
+        return -dist.min(1)
+
+
+def threshold_for_known(known_scores: np.ndarray, keep: float = KEEP_KNOWN) -> float:
+    """The score above which ``keep`` of the known (validation) images lie: below it, refer."""
+    return float(np.quantile(np.asarray(known_scores, float), 1 - keep))
+
+
+def _weighted_auroc(known: np.ndarray, unknown: np.ndarray, wk: np.ndarray, wu: np.ndarray):
+    """AUROC of "unknown" (lower score) for weight rows (B, Nk), (B, Nu): (B,)."""
+    s = np.r_[known, unknown]
+    order = np.argsort(-s, kind="stable")  # unknown-ness ascending = score descending
+    s_sorted = s[order]
+    is_unknown = np.r_[np.zeros(len(known)), np.ones(len(unknown))][order].astype(bool)
+    w = np.concatenate([wk, wu], axis=1)[:, order]
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    pos = np.add.reduceat(w * is_unknown, starts, axis=1)
+    neg = np.add.reduceat(w * ~is_unknown, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+
+
+def _weighted_fpr(known, unknown, wk, wu, keep):
+    """Share (weighted) of unknowns at or above the score that keeps ``keep`` of knowns: (B,)."""
+    out = np.empty(len(wk))
+    order = np.argsort(known)
+    ks = known[order]
+    for b in range(len(wk)):
+        cum = np.cumsum(wk[b, order]) / wk[b].sum()
+        t = ks[np.searchsorted(cum, 1 - keep, side="left").clip(max=len(ks) - 1)]
+        out[b] = (wu[b] * (unknown >= t)).sum() / wu[b].sum()
+    return out
+
+
+def detection_report(
+    known: np.ndarray,
+    unknown: np.ndarray,
+    known_groups: Sequence | None = None,
+    n_boot: int = 1000,
+    keep: float = KEEP_KNOWN,
+    seed: int = 0,
+) -> dict[str, float]:
+    """AUROC and FPR at ``keep`` TPR of an in-distribution score, with 95% bootstrap intervals.
+
+    Args:
+        known: (Nk,) scores of test images of the trained classes.
+        unknown: (Nu,) scores of unknown images.
+        known_groups: (Nk,) lesion ids of the known images (resampled as lesions).
+    """
+    k, u = np.asarray(known, float), np.asarray(unknown, float)
+    auroc = float(roc_auc_score(np.r_[np.zeros(len(k)), np.ones(len(u))], -np.r_[k, u]))
+    ones_k, ones_u = np.ones((1, len(k))), np.ones((1, len(u)))
+    fpr = float(_weighted_fpr(k, u, ones_k, ones_u, keep)[0])
+    boot_auc, boot_fpr = [], []
+    unknown_draws = bootstrap_weights(None, len(u), n_boot, seed + 1)
+    wu_all = np.concatenate(list(unknown_draws))
+    start = 0
+    for wk in bootstrap_weights(known_groups, len(k), n_boot, seed):
+        wu = wu_all[start : start + len(wk)]
+        start += len(wk)
+        boot_auc.append(_weighted_auroc(k, u, wk, wu))
+        boot_fpr.append(_weighted_fpr(k, u, wk, wu, keep))
+    auc_lo, auc_hi = np.nanquantile(np.concatenate(boot_auc), [0.025, 0.975])
+    fpr_lo, fpr_hi = np.nanquantile(np.concatenate(boot_fpr), [0.025, 0.975])
+    return {
+        "auroc": auroc,
+        "auroc_low": float(auc_lo),
+        "auroc_high": float(auc_hi),
+        "fpr": fpr,
+        "fpr_low": float(fpr_lo),
+        "fpr_high": float(fpr_hi),
+    }
+
+
+# --- model features and unknown images for the demo ---------------------------------------------
+
+
+@torch.no_grad()
+def logits_and_features(loaded, images: Sequence[Image.Image], batch_size: int = 64):
+    """Logits (N, C) and pooled penultimate features (N, D) of PIL images under a loaded run.
+
+    timm models expose ``forward_features`` and ``forward_head(..., pre_logits=True)``; the
+    logits come from the same forward pass, so both describe the same input.
+    """
+    model = loaded.model
+    device = next(model.parameters()).device
+    logits, feats = [], []
+    for start in range(0, len(images), batch_size):
+        x = torch.stack([loaded.transform(im) for im in images[start : start + batch_size]])
+        f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)
+        feats.append(f.float().cpu().numpy())
+        logits.append(model.get_classifier()(f).float().cpu().numpy())
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def blank_skin(seed: int, size: int = 96, artefacts: bool = False) -> Image.Image:
+    """Far-unknown demo image: skin with the dermoscope's vignette and no lesion; with
+    ``artefacts``, also many dark hairs, a ruler bar and air bubbles (what a careless photo gives).
+
+    SynthDerm draws lesions only; these reuse its skin tones, light and hair drawing.
+    """
+    from PIL import ImageDraw
+
+    from skinlib.data.synthetic import _hairs, _smooth_noise
+
+    rng = np.random.default_rng([seed, 99])
+    tone = rng.uniform(0, 1)
+    skin = (1 - tone) * np.array([0.93, 0.76, 0.66]) + tone * np.array([0.42, 0.28, 0.19])
+    lin = np.linspace(-1, 1, size)
+    xx, yy = np.meshgrid(lin, lin)
+    rgb = skin * (0.9 + 0.2 * _smooth_noise(rng, size, 3))[..., None]
+    vignette = np.clip((np.hypot(xx, yy) - rng.uniform(0.95, 1.35)) * 8, 0, 1)
+    rgb = rgb * (1 - vignette[..., None] * 0.92)
+    image = Image.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
+    if artefacts:
+        draw = ImageDraw.Draw(image)
+        _hairs(draw, rng, size, int(rng.integers(15, 30)), dark=0.15)
+        y0 = int(rng.uniform(0.7, 0.85) * size)
+        draw.rectangle([0, y0, size, y0 + size // 12], fill=(235, 235, 235))
+        for tick in range(0, size, max(2, size // 16)):
+            draw.line([(tick, y0), (tick, y0 + size // 24)], fill=(20, 20, 20))
+        for _ in range(int(rng.integers(3, 8))):
+            cx, cy, r = rng.uniform(0, size, 2).tolist() + [rng.uniform(0.03, 0.1) * size]
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=(250, 250, 250), width=1)
+    return image
+
+
+def unseen_class_images(label: str, n: int, size: int = 96, difficulty: float = 0.5, seed: int = 0):
+    """Near-unknown demo images: SynthDerm lesions of a class the run was not trained on (e.g.
+    ``scc`` for a HAM10000-layout run), one view per lesion."""
+    from skinlib.data.synthetic import ImageSpec, render
+
+    specs = [
+        ImageSpec(f"unseen_{label}_{i}", label, (seed, 11, i), (seed, 12, i), size, difficulty)
+        for i in range(n)
+    ]
+    return [render(s)[0] for s in specs]

@@ -1,0 +1,149 @@
+"""Selective prediction: the model answers where it is confident and defers the rest to a doctor.
+
+A confidence score ranks the images; keeping the most confident share (the *coverage*) and
+measuring the error of the kept ones gives the risk-coverage curve (Geifman and El-Yaniv 2017).
+Its area (AURC) summarises a score: lower is better; a perfect ranking (every error after every
+correct answer) gives the smallest area that the model's error rate allows. The deferral policy
+is a confidence threshold chosen on validation and reported on test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from skinlib.metrics import bootstrap_weights, weighted_metrics
+
+CONFIDENCES = ("max_probability", "margin", "entropy")
+
+
+def confidence(proba: np.ndarray, kind: str = "max_probability") -> np.ndarray:
+    """(N,) confidence, higher = surer: the top probability, the gap between the top two, or
+    minus the entropy (nats)."""
+    p = np.asarray(proba, dtype=float)
+    if kind == "max_probability":
+        return p.max(1)
+    if kind == "margin":
+        top2 = np.sort(p, axis=1)[:, -2:]
+        return top2[:, 1] - top2[:, 0]
+    if kind == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(p > 0, p * np.log(p), 0.0).sum(1)
+    raise ValueError(f"unknown confidence {kind!r}; choose from {list(CONFIDENCES)}")
+
+
+def risk_coverage(labels: np.ndarray, proba: np.ndarray, conf: np.ndarray) -> pd.DataFrame:
+    """Risk (error rate of the kept images) at each coverage, keeping the most confident first.
+
+    Ties in confidence are kept or deferred together (one point per distinct confidence), so the
+    curve does not depend on the order of tied images.
+
+    Returns:
+        ``coverage, risk, threshold`` from the most confident point to coverage 1.
+    """
+    y, p, c = np.asarray(labels, int), np.asarray(proba, float), np.asarray(conf, float)
+    order = np.argsort(-c, kind="stable")
+    errors = np.cumsum(p.argmax(1)[order] != y[order])
+    kept = np.arange(1, len(y) + 1)
+    last = np.r_[c[order][1:] != c[order][:-1], True]  # the last image of each tie block
+    return pd.DataFrame(
+        {
+            "coverage": kept[last] / len(y),
+            "risk": errors[last] / kept[last],
+            "threshold": c[order][last],
+        }
+    )
+
+
+def aurc(labels: np.ndarray, proba: np.ndarray, conf: np.ndarray) -> float:
+    """Area under the risk-coverage curve: mean risk over the coverages k/N (ties share a risk).
+
+    >>> y = np.array([0, 0, 1, 1]); p = np.array([[.9, .1], [.8, .2], [.3, .7], [.6, .4]])
+    >>> round(aurc(y, p, p.max(1)), 4)  # the error (last image) is ranked last: (0+0+0+1/4)/4
+    0.0625
+    """
+    curve = risk_coverage(labels, proba, conf)
+    counts = np.diff(np.r_[0, np.round(curve["coverage"] * len(labels))])
+    return float((curve["risk"] * counts).sum() / len(labels))
+
+
+def _kept_balanced_accuracy(y, p, keep, weights) -> np.ndarray:
+    """Balanced accuracy of the kept images, for each weight row (B,)."""
+    if not keep.any():
+        return np.full(len(weights), np.nan)
+    return weighted_metrics(y[keep], p[keep], weights[:, keep], ["balanced_accuracy"])[
+        "balanced_accuracy"
+    ]
+
+
+def coverage_for_target(
+    labels: np.ndarray, proba: np.ndarray, conf: np.ndarray, target: float
+) -> tuple[float, float]:
+    """The largest coverage whose kept images reach ``target`` balanced accuracy, and the
+    confidence threshold that keeps them (``(0, inf)`` where no coverage does)."""
+    y, p, c = np.asarray(labels, int), np.asarray(proba, float), np.asarray(conf, float)
+    for t in np.unique(c):  # ascending: the first that works keeps the most images
+        keep = c >= t
+        if _kept_balanced_accuracy(y, p, keep, np.ones((1, len(y))))[0] >= target:
+            return float(keep.mean()), float(t)
+    return 0.0, float("inf")
+
+
+@dataclass
+class DeferralResult:
+    """A deferral policy (threshold chosen on validation) as it does on test."""
+
+    confidence: str
+    target: float  # balanced accuracy asked of the kept validation images
+    threshold: float
+    val_coverage: float
+    coverage: float  # test share answered by the model
+    coverage_low: float
+    coverage_high: float
+    balanced_accuracy: float  # on the test images kept
+    balanced_accuracy_low: float
+    balanced_accuracy_high: float
+    balanced_accuracy_all: float  # on every test image (no deferral)
+
+
+def deferral_policy(
+    val_labels: np.ndarray,
+    val_proba: np.ndarray,
+    test_labels: np.ndarray,
+    test_proba: np.ndarray,
+    test_groups: Sequence | None,
+    target: float,
+    kind: str = "max_probability",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> DeferralResult:
+    """Choose the confidence threshold on validation for ``target`` balanced accuracy of the
+    answered images; report test coverage and balanced accuracy with lesion-bootstrap intervals."""
+    val_cov, t = coverage_for_target(val_labels, val_proba, confidence(val_proba, kind), target)
+    y, p = np.asarray(test_labels, int), np.asarray(test_proba, float)
+    keep = confidence(p, kind) >= t
+    ones = np.ones((1, len(y)))
+    cov, bal = [], []
+    for w in bootstrap_weights(test_groups, len(y), n_boot, seed):
+        cov.append((w @ keep) / w.sum(1))
+        bal.append(_kept_balanced_accuracy(y, p, keep, w))
+    cov, bal = np.concatenate(cov), np.concatenate(bal)
+    bal = bal[np.isfinite(bal)]
+    cov_lo, cov_hi = np.quantile(cov, [0.025, 0.975])
+    bal_lo, bal_hi = np.quantile(bal, [0.025, 0.975]) if len(bal) else (np.nan, np.nan)
+    return DeferralResult(
+        kind,
+        target,
+        t,
+        val_cov,
+        float(keep.mean()),
+        float(cov_lo),
+        float(cov_hi),
+        float(_kept_balanced_accuracy(y, p, keep, ones)[0]),
+        float(bal_lo),
+        float(bal_hi),
+        float(_kept_balanced_accuracy(y, p, np.ones(len(y), bool), ones)[0]),
+    )

@@ -1,0 +1,158 @@
+"""Conformal sets: the finite-sample guarantee, lesion-grouped calibration, MAPIE agreement."""
+
+import math
+
+import numpy as np
+import pytest
+
+from skinlib.conformal import (
+    ConformalClassifier,
+    StoredConformal,
+    class_scores,
+    conformal_quantile,
+    coverage_table,
+    describe_set,
+    group_weights,
+    load_conformal,
+    save_conformal,
+    set_size_counts,
+)
+
+
+def _exchangeable(rng, n, c=4):
+    """Probabilities and labels drawn from them: calibration and test are exchangeable."""
+    proba = rng.dirichlet(np.ones(c) * 0.7, size=n)
+    labels = (proba.cumsum(1) > rng.random((n, 1))).argmax(1)
+    return proba, labels
+
+
+@pytest.mark.parametrize("method", ["lac", "aps", "raps"])
+def test_coverage_within_the_finite_sample_bound(method):
+    # 1 - alpha <= E[coverage] <= 1 - alpha + 1 / (n + 1) for exchangeable data (continuous
+    # scores); n = 24, alpha = 0.1: E[coverage] = ceil(25 * 0.9) / 25 = 0.92 exactly.
+    rng = np.random.default_rng(0)
+    n, alpha, trials = 24, 0.1, 1500
+    covered = []
+    for _ in range(trials):
+        cal_p, cal_y = _exchangeable(rng, n)
+        test_p, test_y = _exchangeable(rng, 200)
+        sets = ConformalClassifier(method, 1 - alpha).fit(cal_p, cal_y).predict_sets(test_p)
+        covered.append(sets[np.arange(200), test_y].mean())
+    mean = float(np.mean(covered))  # Monte Carlo standard error about 0.0015
+    assert 1 - alpha - 0.005 <= mean <= 1 - alpha + 1 / (n + 1) + 0.005
+    assert mean == pytest.approx(0.92, abs=0.006)
+
+
+def test_quantile_is_the_ceil_order_statistic_and_inf_when_n_is_too_small():
+    s = np.array([0.5, 0.1, 0.9, 0.3])
+    assert conformal_quantile(s, 0.4) == 0.5  # ceil(5 * 0.6) = 3rd smallest of 4
+    assert conformal_quantile(np.arange(1, 10) / 10, 0.2) == 0.8
+    assert conformal_quantile(s, 0.1) == math.inf  # ceil(5 * 0.9) = 5 > 4
+
+
+def test_ungrouped_cross_check_against_mapie():
+    mapie = pytest.importorskip("mapie.classification")
+    from sklearn.base import BaseEstimator, ClassifierMixin
+
+    class Passthrough(ClassifierMixin, BaseEstimator):
+        """The "features" are the probabilities themselves."""
+
+        def fit(self, x, y):
+            self.classes_ = np.arange(x.shape[1])
+            return self
+
+        def predict_proba(self, x):
+            return np.asarray(x)
+
+        def predict(self, x):
+            return np.asarray(x).argmax(1)
+
+    rng = np.random.default_rng(1)
+    cal_p, cal_y = _exchangeable(rng, 300)
+    test_p, _ = _exchangeable(rng, 500)
+    est = Passthrough().fit(cal_p, cal_y)
+    ref = mapie.SplitConformalClassifier(est, confidence_level=0.9, conformity_score="lac")
+    ref.conformalize(cal_p, cal_y)
+    ref_sets = ref.predict_set(test_p)[1][:, :, 0]
+    ours = ConformalClassifier("lac", 0.9).fit(cal_p, cal_y).predict_sets(test_p)
+    assert (ours == ref_sets).mean() > 0.999  # MAPIE adds a 1e-8 tolerance at the threshold
+
+
+def test_aps_scores_match_a_direct_reference():
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    assert np.allclose(class_scores(p, "aps"), [[0.5, 0.8, 1.0], [1.0, 0.6, 0.9]])
+    raps = class_scores(p, "raps", lam=0.1, k_reg=1)
+    assert np.allclose(raps, [[0.5, 0.9, 1.2], [1.2, 0.6, 1.0]])
+
+
+def _repeated_lesions(rng, n_lesions):
+    """Half the lesions are photographed 20 times and easy (true-class score small), half once
+    and hard: image-level calibration is dominated by the easy, over-photographed lesions."""
+    scores, groups = [], []
+    for g in range(n_lesions):
+        if g % 2:
+            scores.append(rng.uniform(0, 0.2, 20))
+            groups += [g] * 20
+        else:
+            scores.append(rng.uniform(0, 1, 1))
+            groups.append(g)
+    s = np.concatenate(scores)
+    proba = np.stack([1 - s, s], axis=1)  # LAC score of class 0 is s
+    return proba, np.zeros(len(s), int), np.array(groups)
+
+
+def _lesion_coverage(sets, labels, groups):
+    hit = sets[np.arange(len(labels)), labels]
+    return float((hit * group_weights(groups, len(labels))).sum() / len(np.unique(groups)))
+
+
+def test_grouped_calibration_keeps_lesion_coverage_where_ungrouped_undercovers():
+    rng = np.random.default_rng(2)
+    grouped, ungrouped = [], []
+    for _ in range(40):
+        cal = _repeated_lesions(rng, 100)
+        test_p, test_y, test_g = _repeated_lesions(rng, 400)
+        for store, g in ((grouped, cal[2]), (ungrouped, None)):
+            cp = ConformalClassifier("lac", 0.9).fit(cal[0], cal[1], g)
+            store.append(_lesion_coverage(cp.predict_sets(test_p), test_y, test_g))
+    assert np.mean(grouped) >= 0.89  # near the target for a new lesion
+    assert np.mean(ungrouped) < 0.7  # the easy lesions' twenty copies set the threshold
+
+
+def test_mondrian_gives_each_class_its_own_coverage():
+    rng = np.random.default_rng(3)
+    n = 4000
+    y = (rng.random(n) < 0.1).astype(int)  # class 1 is rare and the model is bad at it
+    p1 = np.where(y == 1, rng.uniform(0, 0.6, n), rng.uniform(0, 0.1, n))
+    proba = np.stack([1 - p1, p1], 1)
+    cal, test = slice(0, 2000), slice(2000, None)
+    marginal = ConformalClassifier("lac", 0.9).fit(proba[cal], y[cal]).predict_sets(proba[test])
+    mondrian = ConformalClassifier("lac", 0.9, mondrian=True).fit(proba[cal], y[cal])
+    m_sets = mondrian.predict_sets(proba[test])
+    rare = y[test] == 1
+    assert marginal[rare, 1].mean() < 0.8  # the common class carries the marginal coverage
+    assert m_sets[rare, 1].mean() >= 0.85
+    with pytest.raises(AttributeError, match="quantiles_"):
+        _ = mondrian.quantile_
+
+
+def test_coverage_table_sizes_and_intervals():
+    sets = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)
+    labels = np.array([0, 0, 0, 1])
+    table = coverage_table(sets, labels, ["a", "b"], groups=["g1", "g1", "g2", "g3"], n_boot=50)
+    assert table.loc["all", "coverage"] == 0.5
+    assert table.loc["a", "coverage"] == pytest.approx(2 / 3)
+    assert table.loc["all", "mean_size"] == 1.0
+    assert table.loc["all", "coverage_low"] <= 0.5 <= table.loc["all", "coverage_high"]
+    assert set_size_counts(sets).tolist() == [1, 2, 1]
+
+
+def test_describe_and_store_roundtrip(tmp_path):
+    assert describe_set(np.array([False, False]), ["a", "b"], 0.95) == "no class at 95%"
+    stored = StoredConformal("lac", 0.9, True, [0.7, math.inf], ["a", "b"], 1.3, "lesion weights")
+    save_conformal(tmp_path / "conformal.json", stored)
+    back = load_conformal(tmp_path / "conformal.json")
+    assert back == stored
+    sets = back.predictor().predict_sets(np.array([[0.8, 0.2]]))
+    assert sets.tolist() == [[True, True]]  # inf: class b always in its set
+    assert load_conformal(tmp_path / "missing.json") is None

@@ -1,0 +1,108 @@
+"""Unknown-input scores and their detection report."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from skinlib.ood import (
+    Mahalanobis,
+    blank_skin,
+    detection_report,
+    energy,
+    msp,
+    threshold_for_known,
+    unseen_class_images,
+)
+
+
+def test_separable_scores_give_auroc_one_and_no_false_accepts():
+    rng = np.random.default_rng(0)
+    known, unknown = rng.uniform(1, 2, 300), rng.uniform(-1, 0, 80)
+    groups = np.arange(300) // 3
+    rep = detection_report(known, unknown, groups, n_boot=100)
+    assert rep["auroc"] == 1.0 and rep["auroc_low"] == 1.0
+    assert rep["fpr"] == 0.0 and rep["fpr_high"] == 0.0
+
+
+def test_detection_report_matches_sklearn_and_equal_scores_are_chance():
+    rng = np.random.default_rng(1)
+    known, unknown = rng.normal(1, 1, 400), rng.normal(0, 1, 100)
+    rep = detection_report(known, unknown, n_boot=200)
+    ref = roc_auc_score(np.r_[np.zeros(400), np.ones(100)], -np.r_[known, unknown])
+    assert rep["auroc"] == pytest.approx(ref)
+    assert rep["auroc_low"] < rep["auroc"] < rep["auroc_high"]
+    # accepted unknowns at the threshold keeping 95% of knowns
+    t = np.quantile(known, 0.05)
+    assert rep["fpr"] == pytest.approx(np.mean(unknown >= t), abs=0.011)
+    same = detection_report(np.ones(50), np.ones(20), n_boot=20)
+    assert same["auroc"] == 0.5
+
+
+def test_scores_on_known_logits():
+    logits = np.array([[10.0, 0.0], [0.0, 0.0]])
+    assert msp(logits)[1] == pytest.approx(0.5)
+    assert energy(logits)[1] == pytest.approx(np.log(2))
+    assert energy(logits)[0] > energy(logits)[1]
+    assert threshold_for_known(np.arange(101), keep=0.95) == pytest.approx(5.0)
+
+
+def test_mahalanobis_separates_far_features():
+    rng = np.random.default_rng(2)
+    means = np.array([[0, 0, 0], [5, 0, 0]])
+    y = rng.integers(0, 2, 500)
+    x = means[y] + rng.normal(0, 1, (500, 3))
+    m = Mahalanobis().fit(x, y)
+    assert np.allclose(m.means_, means, atol=0.2)
+    # the distance is scikit-learn's with the pooled within-class covariance (no shrinkage)
+    from sklearn.covariance import EmpiricalCovariance
+
+    centred = x - m.means_[y]
+    ref = EmpiricalCovariance(assume_centered=True).fit(centred)
+    exact = Mahalanobis(shrinkage=0).fit(x, y)
+    queries = rng.normal(0, 3, (20, 3))
+    expected = np.stack([ref.mahalanobis(queries - mu) for mu in m.means_], 1).min(1)
+    np.testing.assert_allclose(-exact.score(queries), expected, rtol=1e-8)
+    far = rng.normal(0, 1, (50, 3)) + [0, 8, 0]
+    assert detection_report(m.score(x), m.score(far), n_boot=20)["auroc"] > 0.99
+
+
+def test_demo_unknown_images_are_images():
+    assert blank_skin(0, 48).size == (48, 48)
+    plain, noisy = np.asarray(blank_skin(1, 64)), np.asarray(blank_skin(1, 64, artefacts=True))
+    assert np.abs(plain.astype(int) - noisy).mean() > 1  # the artefacts are drawn
+    assert len(unseen_class_images("scc", 2, size=48)) == 2
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "resnet18",
+        "vit_tiny",
+        pytest.param("efficientnet_b0", marks=SLOW),
+        pytest.param("densenet121", marks=SLOW),
+        pytest.param("swin_tiny", marks=SLOW),
+    ],
+)
+def test_features_and_logits_come_from_one_forward_pass(arch):
+    """The logits beside the features are the model's own output for every architecture."""
+    from types import SimpleNamespace
+
+    import torch
+    from torchvision.transforms import v2 as T
+
+    from skinlib.config import ModelConfig
+    from skinlib.models import create_model
+    from skinlib.ood import logits_and_features
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(arch=arch), 3, 32).eval()
+    transform = T.Compose([T.PILToTensor(), T.ToDtype(torch.float32, scale=True)])
+    images = [blank_skin(i, 32) for i in range(3)]
+    logits, feats = logits_and_features(SimpleNamespace(model=model, transform=transform), images)
+    with torch.no_grad():
+        expected = model(torch.stack([transform(im) for im in images])).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert feats.ndim == 2 and feats.shape[0] == 3 and feats.shape[1] > 3

@@ -1,0 +1,70 @@
+"""Selective prediction: risk-coverage curves, AURC, the deferral policy."""
+
+import numpy as np
+import pytest
+
+from skinlib.selective import (
+    aurc,
+    confidence,
+    coverage_for_target,
+    deferral_policy,
+    risk_coverage,
+)
+
+
+def _perfect_scorer(rng, n=200, error_rate=0.25):
+    """Predictions with a known error rate and a confidence that ranks every error last."""
+    y = rng.integers(0, 3, n)
+    wrong = rng.random(n) < error_rate
+    pred = np.where(wrong, (y + 1) % 3, y)
+    proba = np.full((n, 3), 0.1)
+    proba[np.arange(n), pred] = 0.8
+    conf = np.where(wrong, 0.0, 1.0) + rng.uniform(0, 0.5, n)  # correct ones all above errors
+    return y, proba, conf, wrong
+
+
+def test_risk_coverage_of_a_perfect_scorer():
+    y, proba, conf, wrong = _perfect_scorer(np.random.default_rng(0))
+    curve = risk_coverage(y, proba, conf)
+    n, e = len(y), int(wrong.sum())
+    correct_part = curve["coverage"] <= (n - e) / n + 1e-12
+    assert (curve.loc[correct_part, "risk"] == 0).all()
+    assert curve["risk"].iloc[-1] == pytest.approx(e / n)
+    # the optimal AURC: sum over k > n - e of (k - (n - e)) / k, over n
+    k = np.arange(n - e + 1, n + 1)
+    assert aurc(y, proba, conf) == pytest.approx(((k - (n - e)) / k).sum() / n)
+    assert aurc(y, proba, -conf) > aurc(y, proba, conf)  # the reversed ranking is worse
+
+
+def test_ties_are_kept_together_and_constant_confidence_is_one_point():
+    y = np.array([0, 1, 0, 1])
+    proba = np.array([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8], [0.2, 0.8]])
+    curve = risk_coverage(y, proba, np.ones(4))
+    assert curve[["coverage", "risk"]].values.tolist() == [[1.0, 0.5]]
+    assert aurc(y, proba, np.ones(4)) == 0.5
+
+
+def test_confidences():
+    p = np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]])
+    assert np.allclose(confidence(p, "max_probability"), [0.7, 1 / 3])
+    assert np.allclose(confidence(p, "margin"), [0.5, 0.0])
+    assert np.allclose(confidence(p, "entropy")[1], -np.log(3))
+    with pytest.raises(ValueError, match="unknown confidence"):
+        confidence(p, "odds")
+
+
+def test_coverage_for_target_and_the_policy_on_test():
+    rng = np.random.default_rng(1)
+    y, proba, conf, _ = _perfect_scorer(rng, 300)
+    proba = proba * 0 + 0.1
+    proba[np.arange(300), np.where(conf >= 1, y, (y + 1) % 3)] = 0.5 + conf / 4  # conf in proba
+    cov, t = coverage_for_target(y, proba, confidence(proba), 1.0)
+    assert cov == pytest.approx(np.mean(conf >= 1), abs=0.01)
+    assert coverage_for_target(y, proba, confidence(proba), 1.01) == (0.0, float("inf"))
+    y2, proba2, conf2, wrong2 = _perfect_scorer(rng, 300)
+    proba2 = proba2 * 0 + 0.1
+    proba2[np.arange(300), np.where(conf2 >= 1, y2, (y2 + 1) % 3)] = 0.5 + conf2 / 4
+    res = deferral_policy(y, proba, y2, proba2, None, target=1.0, n_boot=100)
+    assert res.balanced_accuracy == 1.0  # every kept test image is right
+    assert res.coverage_low <= res.coverage <= res.coverage_high
+    assert res.balanced_accuracy_all < 1.0

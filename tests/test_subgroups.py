@@ -1,0 +1,69 @@
+"""Subgroup audit: groups, intervals, gaps, small groups marked, the worst one named."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skinlib.subgroups import age_band, audit_attributes, subgroup_table, worst_group
+
+
+def test_age_bands_and_unknown():
+    bands = age_band(pd.Series([5, 29, 30, 44.5, 60, 75, 90, np.nan]))
+    assert bands.tolist() == ["<30", "<30", "30-44", "30-44", "60-74", "75+", "75+", "unknown"]
+
+
+def test_attributes_from_the_common_schema():
+    t = pd.DataFrame(
+        {
+            "age": [40, np.nan],
+            "sex": ["male", np.nan],
+            "site": ["back", "face"],
+            "dx_type": ["histo", "follow_up"],
+            "source": ["ham10000", "ham10000"],
+        }
+    )
+    a = audit_attributes(t)
+    assert list(a.columns) == ["age band", "sex", "site", "confirmation"]  # one source: no column
+    assert a["confirmation"].tolist() == ["histo", "follow-up/consensus/confocal"]
+    assert a["sex"].tolist() == ["male", "unknown"]
+
+
+def test_subgroup_table_knows_the_worse_group_and_marks_small_ones():
+    rng = np.random.default_rng(0)
+    n = 600
+    sex = np.where(np.arange(n) % 2, "female", "male").astype(object)
+    sex[:10] = "unknown"  # 10 images of 5 lesions: small
+    y = rng.integers(0, 2, n)
+    right = np.where(sex == "female", rng.random(n) < 0.95, rng.random(n) < 0.7)
+    pred = np.where(right, y, 1 - y)
+    proba = np.stack([1 - pred, pred], 1) * 0.8 + 0.1
+    groups = np.arange(n) // 2
+    table = subgroup_table(y, proba, groups, pd.DataFrame({"sex": sex}), n_boot=200)
+    rows = table.set_index("group")
+    assert rows.loc["unknown", "small"] and rows.loc["unknown", "lesions"] == 5
+    assert rows.loc["male", "worst"] and not rows.loc["female", "worst"]
+    assert not rows.loc["unknown", "worst"]  # small groups are shown but never named worst
+    assert rows.loc["male", "low"] <= rows.loc["male", "value"] <= rows.loc["male", "high"]
+    assert rows.loc["male", "gap"] == pytest.approx(
+        rows.loc["male", "value"] - table.attrs["overall"]
+    )
+    assert worst_group(table)["group"] == "male"
+
+
+REAL_METADATA = Path(__file__).parent / "fixtures" / "ham10000" / "HAM10000_metadata.csv"
+
+
+def test_attributes_of_the_real_ham10000_metadata():
+    from skinlib.data import load_table
+
+    table = load_table(REAL_METADATA, "ham10000", require_images=False)
+    a = audit_attributes(table)
+    assert a["confirmation"].value_counts().to_dict() == {
+        "histo": 5340,
+        "follow-up/consensus/confocal": 4675,  # follow_up 3704, consensus 902, confocal 69
+    }
+    assert (a["age band"] == "unknown").sum() == 57  # the 57 empty ages
+    assert (a["sex"] == "unknown").sum() == 57
+    assert "unknown" in set(a["site"]) and a["site"].nunique() == 15
