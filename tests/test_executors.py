@@ -344,3 +344,22 @@ def test_notebooks_wait_for_their_jobs_and_rerun_after_a_retraining():
     }
     assert "03_train_vit_tiny" in stale and "02_imbalance" not in stale
     assert "01_eda" not in held and "02_imbalance" not in held
+
+
+@pytest.mark.slow
+def test_a_job_with_several_tasks_trains_under_torch_distributed(places):
+    """What a job with several GPUs does, on CPU: two submitit tasks join one gloo group."""
+    import submitit
+
+    _, jobs = smoke_jobs([*SHORT, "train.augment=none"])  # ranks draw no augmentations
+    job = next(j for j in jobs if j.run == "vit_tiny")  # no BatchNorm: halves of B act as B
+    train_job(job)  # a single-process run to compare with, then the same run again as 2 tasks
+    single = pd.read_csv(places / "exp" / "smoke" / "vit_tiny" / "metrics.csv")
+    executor = submitit.LocalExecutor(folder=places / "exp" / "smoke" / "jobs" / "vit_tiny")
+    executor.update_parameters(timeout_min=30, tasks_per_node=2)
+    handle = executor.submit(TrainCall(job, retrain=True))
+    assert handle.results()[0].endswith("vit_tiny")
+    run = places / "exp" / "smoke" / "vit_tiny"
+    assert __import__("json").loads((run / "meta.json").read_text())["world_size"] == 2
+    double = pd.read_csv(run / "metrics.csv")
+    np.testing.assert_allclose(double["val_loss"], single["val_loss"], rtol=1e-2)
