@@ -87,6 +87,7 @@ def test_reliability_grid_has_a_panel_per_model_and_one_legend():
         "perfect calibration",
         "before",
         "after",
+        "images per bin (scaled)",
     ]
 
 
