@@ -3,7 +3,9 @@
 Same model (ResNet-18, 64 px, channels-last), same batch of 64 and AdamW. The selection step is
 the engine's own (``skinlib.training.selection.selected_loss``): a gradient-free scoring forward of
 the whole batch, then forward, backward and step on the chosen quarter. Steps of the two kinds
-alternate and the median is kept, so load from other processes hits both alike.
+alternate and the median is kept, so load from other processes hits both alike; the time is
+the process's CPU time, which a busy machine inflates far less than wall-clock time (but with
+several threads it counts their spin-waiting: on a shared machine run it with OMP_NUM_THREADS=1).
 Run: ``python bench/bench_selection.py``.
 """
 
@@ -47,17 +49,17 @@ def main() -> None:
     times: dict[str, list[float]] = {"plain": [], "selection": []}
     for step in range(STEPS + 2):
         for name, fn in (("plain", plain), ("selection", selective)):
-            start = time.perf_counter()
+            start = time.process_time()
             opt.zero_grad(set_to_none=True)
             fn()
             opt.step()
             if step >= 2:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(time.process_time() - start)
     full, sel = (statistics.median(times[k]) for k in ("plain", "selection"))
     rate = selector.epoch_rate()
     print(f"{ARCH} {SIZE} px, batch {BATCH}, CPU {torch.get_num_threads()} threads, {STEPS} steps")
-    print(f"plain step (forward + backward + AdamW)    : {full * 1000:7.1f} ms")
-    print(f"selection step (rate {RATE}, achieved {rate:.2f}) : {sel * 1000:7.1f} ms")
+    print(f"plain step (forward + backward + AdamW)    : {full * 1000:7.1f} ms CPU")
+    print(f"selection step (rate {RATE}, achieved {rate:.2f}) : {sel * 1000:7.1f} ms CPU")
     print(f"time saved per step                       : {1 - sel / full:7.1%}")
     print(f"backward share skipped (1 - rate)         : {1 - rate:7.1%}")
 

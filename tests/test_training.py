@@ -226,6 +226,25 @@ def test_transforms_normalise_with_the_model_statistics():
         build_transforms(data_cfg, train=True, augment="heavy")
 
 
+@pytest.mark.parametrize("augment", ["basic", "strong"])
+def test_training_augmentation_runs_on_the_pil_image(augment):
+    """The random ops see the PIL image (cheaper per sample in the loader workers) and only their
+    64 px result becomes a tensor."""
+    from PIL import Image
+    from torchvision.transforms import v2 as T
+
+    from skinlib.data.transforms import build_transforms
+
+    data_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "interpolation": "bicubic"}
+    transform = build_transforms(data_cfg, train=True, augment=augment, size=64)
+    steps = [type(t) for t in transform.transforms]
+    first_tensor = steps.index(T.ToImage)
+    assert first_tensor >= 3 and T.RandomResizedCrop in steps[:first_tensor]
+    assert T.ColorJitter in steps[:first_tensor]
+    out = transform(Image.new("RGB", (98, 74), (128, 64, 32)))
+    assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+
+
 def test_epoch_metrics_against_sklearn():
     from sklearn.metrics import log_loss, roc_auc_score
 
