@@ -98,6 +98,36 @@ def to_latex(
     return tex.replace("\\centering\n", "\\centering\n\\small\n", 1)
 
 
+def readable(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """The table a reader sees: each ``x, x_low, x_high`` triple as one ``x`` cell with its
+    interval (``0.80 [0.67, 0.89]``), and headers in words (``val_coverage`` -> ``val coverage``).
+
+    The CSV and JSON copies keep the separate numbers; only the LaTeX table is made readable.
+
+    >>> frame = pd.DataFrame({"mean_size": [1.4], "mean_size_low": [1.3], "mean_size_high": [1.5]})
+    >>> readable(frame).to_dict("records")
+    [{'mean size': '1.40 [1.30, 1.50]'}]
+    """
+    out = df.copy()
+    for col in [c for c in out.columns if isinstance(c, str)]:
+        low, high = f"{col}_low", f"{col}_high"
+        if low in out and high in out:
+            out[col] = [
+                format_ci(v, lo, hi, digits)
+                for v, lo, hi in zip(out[col], out[low], out[high], strict=True)
+            ]
+            out = out.drop(columns=[low, high])
+    out.columns = [_header(c) if isinstance(c, str) else c for c in out.columns]
+    if isinstance(out.index.name, str):
+        out.index.name = out.index.name.replace("_", " ")
+    return out
+
+
+def _header(name: str) -> str:
+    """A column name in words, with the thesis's usual abbreviation of balanced accuracy."""
+    return name.replace("_", " ").replace("balanced accuracy", "bal. acc.")
+
+
 def _records(df: pd.DataFrame) -> list[dict]:
     """Rows as JSON-safe dicts (NaN becomes null)."""
     frame = df.reset_index() if df.index.name is not None else df
@@ -124,7 +154,8 @@ def write_table(
     """
     stem = Path(path_stem)
     paths = {ext: stem.parent / f"{stem.name}.{ext}" for ext in ("tex", "csv", "json")}
-    write_text(paths["tex"], to_latex(df, caption, label or f"tab:{stem.name}", float_format))
+    tex = to_latex(readable(df), caption, label or f"tab:{stem.name}", float_format)
+    write_text(paths["tex"], tex)
     write_text(paths["csv"], df.to_csv(index=df.index.name is not None))
     write_json(paths["json"], _records(df))
     return paths

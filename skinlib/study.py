@@ -221,22 +221,22 @@ class Study:
             ("macro_f1", "macro F1"),
             ("macro_auc", "AUC (raw)"),
         ):
-            out[name] = [
-                format_ci(v, lo, hi)
+            out[name] = [  # two decimals: intervals about 0.1 wide do not support a third
+                format_ci(v, lo, hi, 2)
                 for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"], strict=True)
             ]
         out["ECE (raw)"] = df["ece_raw"].round(3)
         out["ECE (calibrated)"] = [
             "not calibrated" if pd.isna(v) else f"{v:.3f}" for v in df["ece_calibrated"]
         ]
-        for col, name, digits in (
-            ("params_m", "params (M)", 1),
-            ("train_min", "train (min)", 1),
-            ("train_img_s", "train img/s", 0),
-            ("eval_img_s", "eval img/s", 0),
-        ):
+        for col, name, digits in (("params_m", "params (M)", 1), ("train_min", "train (min)", 1)):
             if col in df:
                 out[name] = df[col].round(digits)
+        if "train_img_s" in df:  # one column for both speeds: the table fits the page
+            out["img/s train / eval"] = [
+                "--" if pd.isna(t) else f"{t:.0f} / {e:.0f}"
+                for t, e in zip(df["train_img_s"], df["eval_img_s"], strict=True)
+            ]
         return out
 
     def reference_model(self, runs: list[str] | None = None) -> str:

@@ -334,10 +334,19 @@ def load_thresholds(path: str | Path) -> list[OperatingPoint]:
 
 
 def _criterion_label(criterion: str, target) -> str:
-    return "Youden" if criterion == "youden" else f"{criterion} >= {float(target):.2f}"
+    short = (
+        {"specificity": "spec.", "sensitivity": "sens."}[criterion] if criterion != "youden" else ""
+    )
+    return "Youden" if criterion == "youden" else f"{short} >= {float(target):.2f}"
 
 
 def points_for_reading(points: pd.DataFrame) -> pd.DataFrame:
+    """Every operating point, as the appendix shows them (the criterion says what held on
+    validation, so its validation sensitivity is left out to fit the page)."""
+    return _for_reading(points).drop(columns="sens. (val)")
+
+
+def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
     """Operating points with human headers and intervals in their cells, as a thesis shows them.
 
     Args:
@@ -355,14 +364,14 @@ def points_for_reading(points: pd.DataFrame) -> pd.DataFrame:
         {
             "model": points["model"],
             "positive": points["positive"],
-            "chosen on validation for": [
+            "criterion (val)": [
                 _criterion_label(c, t)
                 for c, t in zip(points["criterion"], points["target"], strict=True)
             ],
             "threshold": points["threshold"].to_numpy(),
-            "sensitivity (val)": points["val_sensitivity"].to_numpy(),
-            "sensitivity (test)": interval("sensitivity"),
-            "specificity (test)": interval("specificity"),
+            "sens. (val)": points["val_sensitivity"].to_numpy(),
+            "sens. (test)": interval("sensitivity"),
+            "spec. (test)": interval("specificity"),
         }
     )
 
@@ -373,4 +382,4 @@ def primary_points(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
     chosen = points[
         (points["criterion"] == "specificity") & ((points["target"] - specificity).abs() < 1e-9)
     ]
-    return points_for_reading(chosen).drop(columns="chosen on validation for")
+    return _for_reading(chosen).drop(columns="criterion (val)")

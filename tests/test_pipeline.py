@@ -114,9 +114,9 @@ def test_results_hold_sane_values(smoke):
     assert (root / "exp" / "smoke" / "ensemble" / "predictions_test.csv").is_file()
     assert json.loads((run / "conformal.json").read_text())["coverage"] == 0.9
     points = pd.read_csv(gen / "operating_points_all.csv")
-    assert points["sensitivity (val)"].between(0, 1).all()
+    assert points["threshold"].between(0, 1).all()
     # the profile's 0.9 target is also a standard one: listed once
-    assert not points.duplicated(["model", "positive", "chosen on validation for"]).any()
+    assert not points.duplicated(["model", "positive", "criterion (val)"]).any()
     body = pd.read_csv(gen / "operating_points.csv")
     assert len(body) == 2 * len(body["model"].unique())  # one point per model and positive set
     assert not any("_" in c for c in body.columns)  # human headers, not test_sensitivity_low
