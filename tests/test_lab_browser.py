@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,8 +111,8 @@ def test_eda_notebook_runs_with_the_project_kernel(lab, tmp_path):
         expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status=idle]")).to_have_count(
             1, timeout=60_000
         )
-        page.locator(".jp-MenuBar-item", has_text="Run").click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile("^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Run All Cells$")).click()
         cells = page.locator(".jp-CodeCell")
         n_code = cells.count()
         prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
