@@ -21,7 +21,7 @@ from skinlib.config import Config
 from skinlib.data.splits import SPLITS
 from skinlib.io import write_text
 from skinlib.markup import inline_latex, latex_escape
-from skinlib.profile import load_study_profile
+from skinlib.profile import NEUTRAL_IMBALANCE, load_study_profile
 from skinlib.records import (
     RunRecord,
     StudyRecord,
@@ -509,8 +509,8 @@ def imbalance_section(study: StudyRecord) -> Section | None:
     if not study.strategies:
         return None
     profile = study.profile
-    base = profile.run_config(
-        profile.imbalance.arch, "imbalance_base", {**profile.imbalance.common}
+    base = profile.run_config(  # every arm starts from the neutral base (skinlib.profile)
+        profile.imbalance.arch, "imbalance_base", {**NEUTRAL_IMBALANCE, **profile.imbalance.common}
     )
     arms = []
     for name, run in study.strategies.items():
@@ -520,8 +520,9 @@ def imbalance_section(study: StudyRecord) -> Section | None:
     shared = config_differences(profile.run_config(profile.imbalance.arch), base)
     budget = ", ".join(f"`{k}` {fmt(v)}" for k, (_, v) in shared.items())
     sentences = [
-        f"The imbalance comparison trained `{profile.imbalance.arch}` once per strategy with "
-        f"the same budget"
+        f"The imbalance comparison trained `{profile.imbalance.arch}` once per strategy from the "
+        "same neutral base (plain cross-entropy without class weights, sampler, sample selection "
+        "or label smoothing) and the same budget"
         + (f" ({budget})" if budget else "")
         + "; each arm differs from that base only in: "
         + "; ".join(arms)
@@ -575,9 +576,12 @@ def evaluation_section(study: StudyRecord) -> Section:
         f"one {unit} are not independent)."
     )
     sentences.append(
-        "Each model is compared with the best on the same test images by a paired bootstrap of "
-        f"the difference in balanced accuracy ({fmt(ev.n_boot)} resamples of {unit}s) and by "
-        f"McNemar's test{_cite('mcnemar1947')} on which images each model classifies correctly."
+        "Each model is compared on the same test images with the reference model, the one with "
+        "the best validation balanced accuracy, by a paired bootstrap of the difference in "
+        f"balanced accuracy ({fmt(ev.n_boot)} resamples of {unit}s), with p-values adjusted for "
+        "the number of comparisons by Holm's method; McNemar's test"
+        f"{_cite('mcnemar1947')} on which images each model classifies correctly is reported as "
+        "a secondary check that treats images as independent."
     )
     if ev.tta:
         views = ", ".join(TTA_VIEWS)
