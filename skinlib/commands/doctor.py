@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from skinlib.commands import add_overrides
+
 DEFAULT_PROFILE = "params/demo.yaml"  # what `make demo` runs
 
 
@@ -16,14 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Exit code 1 when any line fails. Downloads nothing.",
     )
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"default: {DEFAULT_PROFILE}")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set data.root=/data/HAM10000 (repeatable)",
-    )
+    add_overrides(p)
     p.add_argument("--offline", action="store_true", help="do not probe the model hub")
     p.set_defaults(func=run)
 

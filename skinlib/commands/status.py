@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from skinlib.commands import add_overrides
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options that pick the study; ``skinlib pipeline`` shares them."""
     p.add_argument("--profile", default="params/demo.yaml", help="study profile (YAML)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p)
 
 
 def run(args: argparse.Namespace, cluster: dict | None = None) -> int:

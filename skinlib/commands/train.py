@@ -12,6 +12,7 @@ import sys
 
 import yaml
 
+from skinlib.commands import add_overrides
 from skinlib.config import Config, load_config, load_profile
 from skinlib.errors import ConfigError
 from skinlib.profile import load_study_profile
@@ -24,14 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--config", help="a run's config.yaml (to reproduce or continue it)")
     p.add_argument("--arch", help="architecture of the profile to train (default: its first)")
     p.add_argument("--strategy", help="an imbalance strategy of the profile instead of --arch")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
-    )
+    add_overrides(p)
     p.add_argument("--resume", action="store_true", help="continue from the last completed epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
