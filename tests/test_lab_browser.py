@@ -128,13 +128,8 @@ def test_eda_notebook_runs_with_the_project_kernel(lab, tmp_path):
         text = "\n".join(outputs)
         assert "Traceback" not in text and "Error" not in text, text[-2000:]
         assert "PosixPath" not in text
-        assert (
-            page.locator(
-                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
-            ).count()
-            == 0
-        )
-        assert "10" in text or "images" in text  # the counts cell printed its sentence
+        # stderr may hold progress bars (tqdm without ipywidgets): errors are what must not show
+        assert "lesions, imbalance ratio" in text  # the counts cell printed its sentence
         if os.environ.get("SKINLIB_SCREENSHOT_DIR"):
             folder = Path(os.environ["SKINLIB_SCREENSHOT_DIR"])
             folder.mkdir(parents=True, exist_ok=True)
