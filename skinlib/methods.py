@@ -613,7 +613,30 @@ def evaluation_section(study: StudyRecord) -> Section:
         f"{_cite('gildenblat2021gradcam')} on {fmt(ev.xai_images)} test images per "
         f"architecture, scored {score}."
     )
+    sentences.append(_trust_sentence(study.profile.trust, unit))
     return Section("Evaluation", "sec:methods-evaluation", [_sentences(*sentences)])
+
+
+# the papers of the conformal scores 08 offers (skinlib.conformal)
+CONFORMAL_PAPERS = {
+    "lac": "sadinle2019lac",
+    "aps": "romano2020aps",
+    "raps": "angelopoulos2021raps",
+}
+
+
+def _trust_sentence(trust, unit: str) -> str:
+    """What 08 computes, from the profile's ``trust`` section."""
+    coverages = " and ".join(f"{c:.0%}" for c in trust.coverages)
+    method = trust.set_method.upper()
+    return (
+        f"Prediction sets were built by split conformal prediction{_cite('vovk2005algorithmic')} "
+        f"with the {method} score{_cite(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per "
+        f"class, Mondrian sets, calibrated on the validation split with each {unit} weighted "
+        f"once (images of one {unit} are not exchangeable), for {coverages} coverage; the "
+        "threshold for deferring an image to a dermatologist was chosen on validation for a "
+        f"balanced accuracy of {trust.deferral_accuracy:.2f} on the images answered."
+    )
 
 
 def _calibration_sentence(runs: Sequence[RunRecord]) -> str:
