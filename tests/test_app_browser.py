@@ -7,6 +7,7 @@ Set ``SKINLIB_SCREENSHOT_DIR`` to keep a screenshot of the page after a predicti
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -64,6 +65,23 @@ def wait_until_answering(url: str, server: subprocess.Popen, log: Path, timeout:
     pytest.fail(f"skinlib serve did not answer on {url} within {timeout} s:\n{log.read_text()}")
 
 
+@contextlib.contextmanager
+def running_server(command: list[str], url: str, log: Path, **popen):
+    """Start a server process (output to ``log``), wait until ``url`` answers, stop it after."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+    try:
+        wait_until_answering(url, process, log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     return build_tiny_run(tmp_path_factory.getbasetemp() / "app")
@@ -77,19 +95,9 @@ def server(run_dir, tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "skinlib", "serve", "--run", str(run_dir)]
     command += ["--port", str(port), "--max-upload-mb", "1", "--device", "cpu"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_answering(url, process, log)
+    with running_server(command, url, log, env=env) as process:
         yield url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_app_browser import CHROMIUM_ARGS, free_port, wait_until_answering
+from test_app_browser import CHROMIUM_ARGS, free_port, running_server
 
 from skinlib import paths
 
@@ -79,21 +79,9 @@ def lab(tmp_path_factory):
     command += [f"--port={port}", "--ServerApp.token=", "--ServerApp.password="]
     command += [f"--ServerApp.root_dir={notebooks}", "--allow-root"]
     command += ["--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=None"]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=paths.PROJECT_ROOT
-        )
     url = f"http://127.0.0.1:{port}/lab"
-    try:
-        wait_until_answering(url, process, log)
+    with running_server(command, url, log, env=env, cwd=paths.PROJECT_ROOT):
         yield url, notebooks
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_eda_notebook_runs_with_the_project_kernel(lab, tmp_path):
