@@ -71,7 +71,9 @@ class ImbalanceConfig:
     beta: float = 0.999  # effective-number-of-samples beta (Cui et al. 2019)
     gamma: float = 2.0  # focal loss focusing parameter (0 = cross-entropy)
     alpha: list[float] | None = None  # focal loss per-class alpha
-    sampler: str = "none"  # none | weighted (oversample rare classes)
+    sampler: str = (
+        "none"  # none | weighted (equal draws per class) | sqrt (draws ~ sqrt(class size))
+    )
     label_smoothing: float = 0.0  # target smoothing (0 = off); also passed to mixup explicitly
 
 

@@ -436,6 +436,10 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
             parts.append(f"class-balanced weights (effective number of samples, beta {i.beta:g})")
         if i.sampler == "weighted":
             parts.append("oversampling (each class drawn equally often)")
+        elif i.sampler == "sqrt":
+            parts.append(
+                "square-root sampling (each class drawn in proportion to the square root of its size)"
+            )
         if i.label_smoothing:
             parts.append(f"label smoothing {i.label_smoothing:g}")
         return ", ".join(parts)
@@ -444,6 +448,7 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
     for run in runs:
         i = run.config.imbalance
         keys |= {"lin2017focal"} if i.loss == "focal" else set()
+        keys |= {"mahajan2018weakly"} if i.sampler == "sqrt" else set()
         keys |= {"cui2019classbalanced"} if i.class_weights == "effective" else set()
         keys |= {"szegedy2016labelsmoothing"} if i.label_smoothing else set()
     return f"Loss and class-imbalance handling: {per_run(runs, words)}{_cite(*sorted(keys))}."

@@ -129,6 +129,18 @@ def test_weighted_sampler_draws_classes_equally():
     np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.03)
 
 
+def test_sqrt_sampler_draws_classes_in_proportion_to_the_root_of_their_size():
+    labels = np.array([0] * 900 + [1] * 100 + [2] * 25)
+    sampler = build_sampler(ImbalanceConfig(sampler="sqrt"), labels, 3, seed=1)
+    drawn = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        drawn.append(labels[list(sampler)])
+    shares = np.bincount(np.concatenate(drawn), minlength=3) / sum(map(len, drawn))
+    root = np.sqrt([900, 100, 25])
+    np.testing.assert_allclose(shares, root / root.sum(), atol=0.03)  # 30:10:5, not 1:1:1
+
+
 def test_weighted_sampler_draws_what_torch_draws():
     labels = np.array([0] * 30 + [1] * 6 + [2] * 2)
     sampler = build_sampler(ImbalanceConfig(sampler="weighted"), labels, 3, seed=4)
