@@ -92,12 +92,13 @@ def describe_augmentation(preset: str, size: int = 224) -> str:
     >>> describe_augmentation("none")
     'no augmentation'
     """
-    from skinlib.data.transforms import build_transforms
+    from skinlib.data.transforms import build_batch_augment, build_transforms
 
     stats = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     if preset == "none":
         return "no augmentation"
     ops = build_transforms(stats, train=True, augment=preset, size=size).transforms
+    ops = [*ops, build_batch_augment(stats, preset)]
     words = [w for w in (_describe_op(op) for op in ops) if w]
     return ", ".join(words)
 
@@ -119,12 +120,14 @@ def _describe_op(op) -> str:
         return f"{'horizontal' if 'Horizontal' in name else 'vertical'} flips (p = {op.p:g})"
     if name == "RandomRotation":
         return f"rotations by up to {max(abs(d) for d in op.degrees):g} degrees"
-    if name == "ColorJitter":
+    if name in ("ColorJitter", "BatchColorJitter"):
         parts = [
             f"{k} {max(abs(v - (0 if k == 'hue' else 1)) for v in getattr(op, k)):g}"
             for k in ("brightness", "contrast", "saturation", "hue")
             if getattr(op, k) is not None
         ]
+        if name == "BatchColorJitter":  # hue rotates the YIQ chroma plane: say so
+            parts[-1] = parts[-1].replace("hue ", "hue (YIQ rotation, in turns) ")
         return f"colour jitter ({', '.join(parts)})"
     if name == "RandomAffine":
         bits = [f"rotation up to {max(abs(d) for d in op.degrees):g} degrees"]

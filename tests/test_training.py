@@ -240,9 +240,47 @@ def test_training_augmentation_runs_on_the_pil_image(augment):
     steps = [type(t) for t in transform.transforms]
     first_tensor = steps.index(T.ToImage)
     assert first_tensor >= 3 and T.RandomResizedCrop in steps[:first_tensor]
-    assert T.ColorJitter in steps[:first_tensor]
+    assert T.ColorJitter not in steps  # colour runs on the batch: BatchColorJitter
     out = transform(Image.new("RGB", (98, 74), (128, 64, 32)))
     assert out.shape == (3, 64, 64) and out.dtype == torch.float32
+
+
+def test_batch_colour_jitter_matches_torchvision_step_by_step():
+    """Brightness, contrast and saturation at a fixed factor are torchvision's adjust_* on every
+    image of the batch; hue rotates the YIQ chroma plane by the factor's turns, luma unchanged."""
+    from torchvision.transforms.v2 import functional as F
+
+    from skinlib.data.transforms import RGB_TO_YIQ, BatchColorJitter, build_batch_augment
+
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    torch.manual_seed(0)
+    raw = torch.rand(4, 3, 16, 16) * 0.8 + 0.1
+    normalised = (raw - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    cases = {
+        "brightness": (1.3, lambda x: F.adjust_brightness(x, 1.3)),
+        "contrast": (0.7, lambda x: F.adjust_contrast(x, 0.7)),
+        "saturation": (1.4, lambda x: F.adjust_saturation(x, 1.4)),
+    }
+    for step, (factor, reference) in cases.items():
+        jitter = BatchColorJitter(0, 0, 0, 0, mean, std)
+        setattr(jitter, step, (factor, factor))
+        out = jitter(normalised) * jitter.std + jitter.mean
+        expected = torch.stack([reference(x) for x in raw])
+        torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
+    grey = torch.full((1, 3, 1, 1), 0.5)
+    yiq = torch.tensor(RGB_TO_YIQ)
+    colour = grey + (torch.linalg.inv(yiq) @ torch.tensor([0.0, 0.1, 0.0])).view(1, 3, 1, 1)
+    jitter = BatchColorJitter(0, 0, 0, 0, (0, 0, 0), (1, 1, 1))
+    jitter.hue = (1 / 12, 1 / 12)  # 30 degrees
+    y, i, q = (yiq @ jitter(colour).flatten()).tolist()
+    assert y == pytest.approx(0.5, abs=1e-5)  # luma kept
+    assert np.degrees(np.arctan2(q, i)) == pytest.approx(-30, abs=0.01)  # HSV's direction
+    identity = BatchColorJitter(0, 0, 0, 0, mean, std)
+    torch.testing.assert_close(identity(normalised), normalised, atol=1e-5, rtol=0)
+    same = normalised[:1].repeat(8, 1, 1, 1)
+    jittered = build_batch_augment({"mean": mean, "std": std}, "basic")(same)
+    assert len({round(float(x.mean()), 5) for x in jittered}) == 8  # a draw per image
+    assert build_batch_augment({"mean": mean, "std": std}, "none") is None
 
 
 def test_epoch_metrics_against_sklearn():

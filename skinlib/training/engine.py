@@ -23,7 +23,7 @@ from skinlib import paths
 from skinlib.config import Config, config_from_dict, save_config
 from skinlib.data.dataset import ImageDataset, collate_readable
 from skinlib.data.splits import file_hash, save_split, split_fractions
-from skinlib.data.transforms import build_transforms
+from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
 from skinlib.io import atomic_path, atomic_write, read_json, write_json
@@ -111,6 +111,9 @@ class Trainer:
         rate = cfg.selection_rate
         self.selector = SelectionController(rate) if rate < 1 else None
         self.mixup = self._mixup()
+        self.batch_augment = build_batch_augment(self.data_cfg, cfg.train.augment)
+        if self.batch_augment is not None:
+            self.batch_augment.to(self.device)
 
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
@@ -215,6 +218,14 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def _augment_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """The batch on the device, with the preset's per-image colour jitter applied there."""
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        images = images.to(self.device, non_blocking=True, memory_format=fmt)
+        if self.batch_augment is None:
+            return images
+        return self.batch_augment(images).contiguous(memory_format=fmt)
+
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         images = images.to(self.device, non_blocking=True, memory_format=fmt)
@@ -295,6 +306,7 @@ class Trainer:
         total, count, start = 0.0, 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         for step, (images, labels) in enumerate(itertools.islice(self.train_loader, steps)):
+            images = self._augment_batch(images)
             total += self._train_step(step, steps, images, labels, epoch) * len(images)
             count += len(images)
             # refresh=False: the bar redraws at its own pace (mininterval), so a notebook saved
