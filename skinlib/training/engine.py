@@ -111,7 +111,7 @@ class Trainer:
         rate = cfg.selection_rate
         self.selector = SelectionController(rate) if rate < 1 else None
         self.mixup = self._mixup()
-        self.batch_augment = build_batch_augment(self.data_cfg, cfg.train.augment)
+        self.batch_augment = build_batch_augment(self.data_cfg, cfg.augment)
         if self.batch_augment is not None:
             self.batch_augment.to(self.device)
 
