@@ -65,6 +65,18 @@ PH2_CLASSES = ("mel", "nv")
 MALIGNANT = ("akiec", "bcc", "mel", "scc")
 NEGATIVE = "other"  # the rest in a binary task
 BINARY_CLASSES = (NEGATIVE, "mel")  # ISIC 2020: melanoma vs rest
+# What a reader is shown for each code (the app's labels and decisions)
+CLASS_NAMES = {
+    "akiec": "actinic keratosis / intraepithelial carcinoma",
+    "bcc": "basal cell carcinoma",
+    "bkl": "benign keratosis",
+    "df": "dermatofibroma",
+    "mel": "melanoma",
+    "nv": "melanocytic nevus",
+    "vasc": "vascular lesion",
+    "scc": "squamous cell carcinoma",
+    NEGATIVE: "other (not the positive class)",
+}
 
 # Lower-case names (underscores read as spaces) -> canonical code: ISIC 2019 column names,
 # ISIC 2020 `diagnosis` strings and the folder names people give classes.
@@ -96,6 +108,15 @@ ALIASES = {
     "lichenoid keratosis": "bkl",
     "solar lentigo": "bkl",
 }
+
+
+def class_name(code: str) -> str:
+    """A class code as a reader sees it; unknown codes are shown as they are.
+
+    >>> class_name("mel")
+    'melanoma (mel)'
+    """
+    return f"{CLASS_NAMES[code]} ({code})" if code in CLASS_NAMES else code
 
 
 def canonical(name: str) -> str | None:

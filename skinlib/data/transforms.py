@@ -27,6 +27,20 @@ def _interpolation(name: str) -> InterpolationMode:
     )
 
 
+def eval_geometry(
+    size: int, interpolation: InterpolationMode = InterpolationMode.BILINEAR
+) -> T.Compose:
+    """What evaluation keeps of an image: the shorter side resized to ``size`` pixels, then the
+    central ``size`` x ``size`` square. The evaluation transform and the app's heat-map backdrop
+    use it; a lesion mask cropped by it (nearest neighbour) lines up with what the model saw.
+
+    Works on PIL images and on tensors (..., H, W).
+    """
+    return T.Compose(
+        [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop(size)]
+    )
+
+
 def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", size: int = 224):
     """PIL image -> normalised float tensor (3, size, size).
 
@@ -45,10 +59,8 @@ def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", 
         T.Normalize(mean=model_data_cfg["mean"], std=model_data_cfg["std"]),
     ]
     if not train or augment == "none":
-        # The whole (square, cached) image: skinlib.study crops lesion masks the same way.
-        return T.Compose(
-            [*head, T.Resize(size, interpolation=interp, antialias=True), T.CenterCrop(size), *tail]
-        )
+        # The whole (square, cached) image: lesion masks are cropped the same way.
+        return T.Compose([*head, *eval_geometry(size, interp).transforms, *tail])
     ops = [
         T.RandomResizedCrop(
             size, scale=(0.6, 1.0), ratio=(0.8, 1.25), interpolation=interp, antialias=True
