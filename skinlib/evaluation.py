@@ -16,17 +16,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from skinlib.data import load_table
+from skinlib.data.dataset import ImageDataset
 from skinlib.data.overlap import OverlapReport, flag_run_images
 from skinlib.errors import DataError
 from skinlib.predictions import Predictions
+from skinlib.progress import tqdm
 
 log = logging.getLogger(__name__)
 
 # Dermoscopy has no canonical orientation, so flips and right-angle rotations keep the label.
 TTA_VIEWS = ("identity", "hflip", "vflip", "rot90", "rot180", "rot270")
 OVERLAP_COLUMNS = ["overlap_reason", "overlap_split", "overlap_image"]  # see flag_run_images
+
+
+def tta_views(tta: bool | Sequence[str]) -> list[str]:
+    """The views to average: all of :data:`TTA_VIEWS` for True, none but the image for False."""
+    return list(TTA_VIEWS if tta is True else (tta or ["identity"]))
 
 
 def _view(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -63,6 +72,23 @@ def _labels_for(table: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
 
 
 @torch.no_grad()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, binary: bool, views: Sequence[str] = ("identity",)
+) -> np.ndarray:
+    """Logits (N, C) of a batch (N, 3, H, W) on the model's device: the model's own for one view;
+    for several (test-time augmentation), those of the probabilities averaged over the views.
+
+    Args:
+        binary: the model has one output (sigmoid) rather than one per class (softmax).
+        views: names from :data:`TTA_VIEWS` (:func:`tta_views`).
+    """
+    if len(views) == 1:  # keep the raw logits (what training wrote)
+        return model(_view(images, views[0])).float().cpu().numpy()
+    proba = sum(_proba(model(_view(images, v)), binary) for v in views) / len(views)
+    return probabilities_to_logits(proba.float().cpu().numpy(), binary)
+
+
+@torch.no_grad()
 def predict_table(
     loaded,
     table: pd.DataFrame,
@@ -79,12 +105,7 @@ def predict_table(
         tta: True for all of :data:`TTA_VIEWS`, or a list of view names; probabilities are
             averaged over the views.
     """
-    from torch.utils.data import DataLoader
-
-    from skinlib.data.dataset import ImageDataset
-    from skinlib.progress import tqdm
-
-    views = list(TTA_VIEWS if tta is True else (tta or ["identity"]))
+    views = tta_views(tta)
     classes = list(loaded.classes)
     binary = _is_binary(loaded)
     labels = _labels_for(table, classes)
@@ -93,12 +114,7 @@ def predict_table(
     device = next(loaded.model.parameters()).device
     chunks = []
     for images, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        images = images.to(device)
-        if len(views) == 1:  # keep the raw logits (what training wrote)
-            chunks.append(loaded.model(_view(images, views[0])).float().cpu().numpy())
-            continue
-        proba = sum(_proba(loaded.model(_view(images, v)), binary) for v in views) / len(views)
-        chunks.append(probabilities_to_logits(proba.float().cpu().numpy(), binary))
+        chunks.append(predict_logits(loaded.model, images.to(device), binary, views))
     width = 1 if binary else len(classes)
     logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
     return Predictions(
@@ -121,6 +137,17 @@ def _proba(logits: torch.Tensor, binary: bool) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
+def average_probabilities(
+    probas: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """How an ensemble combines its members: the (weighted) mean of their probabilities (N, C)
+    of the same images. The study's ensemble and the app's both average here."""
+    w = np.ones(len(probas)) if weights is None else np.asarray(weights, dtype=float)
+    if len(w) != len(probas) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("weights must be non-negative, one per member, not all zero")
+    return sum(wi * p for wi, p in zip(w, probas, strict=True)) / w.sum()
+
+
 def ensemble(
     predictions: Sequence[Predictions], weights: Sequence[float] | None = None
 ) -> Predictions:
@@ -137,10 +164,7 @@ def ensemble(
             raise DataError(
                 "ensemble members were predicted on different images (or another order)"
             )
-    w = np.ones(len(predictions)) if weights is None else np.asarray(weights, dtype=float)
-    if len(w) != len(predictions) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("weights must be non-negative, one per member, not all zero")
-    proba = sum(wi * p.probabilities() for wi, p in zip(w, predictions, strict=True)) / w.sum()
+    proba = average_probabilities([p.probabilities() for p in predictions], weights)
     return Predictions(
         image_id=first.image_id,
         group=first.group,

@@ -15,7 +15,7 @@ from test_app import build_tiny_run
 from skinlib.cli import main
 from skinlib.data.synthetic import generate
 from skinlib.errors import DataError
-from skinlib.evaluation import ensemble, predict_table, split_rows
+from skinlib.evaluation import average_probabilities, ensemble, predict_table, split_rows
 from skinlib.predictions import Predictions
 from skinlib.runs import load_model
 
@@ -69,6 +69,15 @@ def test_ensemble_averages_probabilities():
     np.testing.assert_allclose(mixed.probabilities(), expected, atol=1e-6)
     with pytest.raises(DataError, match="different images"):
         ensemble([a, Predictions(ids[::-1], groups, labels, a.logits, list("abc"))])
+
+
+def test_average_probabilities_is_the_weighted_mean():
+    p, q = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.6, 0.4], [1.0, 0.0]])
+    np.testing.assert_allclose(average_probabilities([p, q]), [[0.4, 0.6], [0.75, 0.25]])
+    np.testing.assert_allclose(average_probabilities([p, q], [3, 1]), [[0.3, 0.7], [0.625, 0.375]])
+    for bad in ([1], [1, -1], [0, 0]):
+        with pytest.raises(ValueError, match="non-negative, one per member"):
+            average_probabilities([p, q], bad)
 
 
 def test_external_validation_maps_classes(run, tmp_path):
