@@ -14,14 +14,16 @@ import torch
 from conftest import write_jpeg
 from PIL import Image
 
-from skinlib import app
-from skinlib.app import Predictor, answer, example_images
+from skinlib import app, inference
+from skinlib.app import answer, example_images
 from skinlib.app_inputs import UploadError, read_upload
 from skinlib.cli import main
 from skinlib.data.images import load_image
+from skinlib.errors import DataError
+from skinlib.inference import Predictor
 from skinlib.io import write_json
 from skinlib.predictions import Predictions
-from skinlib.runs import write_temperature
+from skinlib.runs import read_temperature, write_temperature
 
 POSITIVE = ["mel"]
 
@@ -234,7 +236,7 @@ def _test_rows(run: Path):
 
 def test_probabilities_match_the_training_runs_own_test_predictions(tiny_run, predictor):
     """Same preprocessing and temperature as evaluation: the app reproduces predictions_test.csv."""
-    temperature = app.read_temperature(tiny_run)
+    temperature = read_temperature(tiny_run)
     assert temperature is not None and predictor.calibrated
     stored = Predictions.load(tiny_run / "predictions_test.csv")
     expected = stored.probabilities(temperature)
@@ -258,7 +260,7 @@ def test_prediction_result_is_complete(tiny_run, predictor):
     assert "resnet18" in result.run_info and "checkpoints/best.pt" in result.run_info
     assert "temperature" in result.run_info and not result.notes
     # the decision compares the calibrated melanoma probability with the stored threshold
-    point = app.read_operating_point(tiny_run)
+    point = inference.read_operating_point(tiny_run)
     mel = result.probabilities["mel"]
     side = "above" if mel >= point.threshold else "below"
     assert f"melanoma probability {mel:.2f} is {side} the threshold {point.threshold:.2f}" in (
@@ -272,14 +274,16 @@ def test_decision_text_and_doctest():
 
     point = OperatingPoint(["mel", "bcc"], "sensitivity", 0.95, 0.5, 1.0, 0.95, 0.6)
     classes = ["bcc", "mel", "nv"]
-    text = app.describe_decision(np.array([0.3, 0.25, 0.45]), classes, point)
+    text = inference.describe_decision(np.array([0.3, 0.25, 0.45]), classes, point)
     assert text.startswith("melanoma + basal cell carcinoma probability 0.55 is above")
     assert text.endswith("chosen for 95% sensitivity on validation: refer.")
-    assert "below" in app.describe_decision(np.array([0.1, 0.2, 0.7]), classes, point)
-    assert "no thresholds.json" in app.describe_decision(np.array([1.0, 0, 0]), classes, None)
+    assert "below" in inference.describe_decision(np.array([0.1, 0.2, 0.7]), classes, point)
+    assert "no thresholds.json" in inference.describe_decision(np.array([1.0, 0, 0]), classes, None)
     point.positive = ["scc"]
-    assert "does not predict" in app.describe_decision(np.array([0.3, 0.25, 0.45]), classes, point)
-    assert doctest.testmod(app).failed == 0
+    assert "does not predict" in inference.describe_decision(
+        np.array([0.3, 0.25, 0.45]), classes, point
+    )
+    assert doctest.testmod(inference).failed == 0
 
 
 def test_uncalibrated_run_says_so(tiny_run, tmp_path):
@@ -364,14 +368,14 @@ def test_binary_run(tmp_path_factory):
 def test_broken_run_files_give_messages(tiny_run, tmp_path):
     folder = uncalibrated_copy(tiny_run, tmp_path / "broken")
     (folder / "calibration.json").write_text('{"temp": 1.5}')
-    with pytest.raises(app.DataError, match="no usable 'temperature'"):
+    with pytest.raises(DataError, match="no usable 'temperature'"):
         Predictor(folder)
     (folder / "calibration.json").write_text('{"temperature": 1.5}')
     (folder / "thresholds.json").write_bytes((tiny_run / "thresholds.json").read_bytes())
     result = Predictor(folder).predict(load_image(_test_rows(tiny_run).loc[0, "path"]))
     assert any("re-run the thresholds step" in note for note in result.notes)
     write_json(tmp_path / "ens" / "ensemble.json", {"members": ["../nowhere"]})
-    with pytest.raises(app.DataError, match="without checkpoints"):
+    with pytest.raises(DataError, match="without checkpoints"):
         Predictor(tmp_path / "ens")
 
 
@@ -480,12 +484,12 @@ def test_prediction_set_and_refer_flag(tiny_run, predictor, tmp_path):
     proba = predictor.probabilities(image)
     top = predictor.classes[int(proba.argmax())]
     # threshold 1 - p_max: only the top class fits; unknown threshold below p_max: sure
-    sure = app.Predictor(_with_conformal(tiny_run, tmp_path / "a", 1 - proba.max(), 0.0))
+    sure = Predictor(_with_conformal(tiny_run, tmp_path / "a", 1 - proba.max(), 0.0))
     result = sure.predict(image)
     assert result.prediction_set == f"{top} at 90%" and result.refer == []
     assert "Unsure" not in app._format_trust(result)
     # every class fits, and the top probability is below the validation threshold: refer twice
-    unsure = app.Predictor(_with_conformal(tiny_run, tmp_path / "b", 1.0, proba.max() + 0.01))
+    unsure = Predictor(_with_conformal(tiny_run, tmp_path / "b", 1.0, proba.max() + 0.01))
     result = unsure.predict(image)
     assert result.prediction_set.startswith(f"{top} or ") and " at 90%" in result.prediction_set
     assert len(result.refer) == 2 and "holds 7 classes" in result.refer[0]
@@ -494,7 +498,7 @@ def test_prediction_set_and_refer_flag(tiny_run, predictor, tmp_path):
 
 
 def test_no_conformal_file_means_no_set(tiny_run, tmp_path):
-    result = app.Predictor(uncalibrated_copy(tiny_run, tmp_path / "c")).predict(
+    result = Predictor(uncalibrated_copy(tiny_run, tmp_path / "c")).predict(
         load_image(_test_rows(tiny_run).loc[0, "path"])
     )
     assert result.prediction_set is None and result.refer == []

@@ -23,7 +23,7 @@ from conftest import write_jpeg
 from PIL import Image
 from test_app import build_tiny_run
 
-from skinlib.app import class_name
+from skinlib.data.classes import class_name
 
 pytestmark = [
     pytest.mark.browser,

@@ -1,0 +1,327 @@
+"""One image at a time: what a trained run (or an ensemble of runs) answers, without a browser.
+
+:class:`Predictor` gives calibrated probabilities, the decision at the stored operating point,
+the conformal set and a Grad-CAM map; :mod:`skinlib.app` lays the page out around it. TTA,
+ensemble averaging and the temperature are :mod:`skinlib.evaluation`'s and
+:mod:`skinlib.predictions`' own functions, so an image is answered as the study scores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import InterpolationMode
+
+from skinlib.app_inputs import read_upload
+from skinlib.conformal import FILE_NAME, StoredConformal, describe_set, load_conformal
+from skinlib.data.classes import CLASS_NAMES
+from skinlib.data.transforms import eval_geometry
+from skinlib.errors import DataError
+from skinlib.evaluation import (
+    average_probabilities,
+    predict_logits,
+    probabilities_to_logits,
+    tta_views,
+)
+from skinlib.io import read_json
+from skinlib.predictions import probabilities
+from skinlib.runs import LoadedRun, load_model, read_temperature, thresholds_path
+from skinlib.thresholds import OperatingPoint, load_thresholds, positive_score
+from skinlib.xai import compute_cams, overlay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictionResult:
+    """What the page shows for one image.
+
+    Attributes:
+        probabilities: class code -> calibrated probability, in the model's class order.
+        top3: the three most probable (class code, probability), most probable first.
+        decision: the answer at the stored operating point, in words.
+        cam_overlay: (H, W, 3) uint8 Grad-CAM heat map of the top class over the input.
+        cam_class: the class the heat map explains.
+        run_info: markdown naming the run(s), architecture, checkpoint and temperature.
+        notes: conversions applied to the upload and caveats (uncalibrated, ...).
+        prediction_set: the conformal set at the run's stored coverage in words ("mel or nv at
+            90%"); None without stored conformal sets.
+        refer: why the answer should go to a doctor (set of several classes, or an input unlike
+            the validation images); empty when the model is sure.
+    """
+
+    probabilities: dict[str, float]
+    top3: list[tuple[str, float]]
+    decision: str
+    cam_overlay: np.ndarray
+    cam_class: str
+    run_info: str
+    notes: list[str] = field(default_factory=list)
+    prediction_set: str | None = None
+    refer: list[str] = field(default_factory=list)
+
+    @property
+    def top_class(self) -> str:
+        return self.top3[0][0]
+
+
+def ensemble_members(run_dir: Path) -> tuple[list[Path], list[float]]:
+    """The run folders that answer, and their weights.
+
+    A plain run answers alone. An ensemble folder holds ``ensemble.json``: either a list of run
+    folders or ``{"members": [...], "weights": [...]}`` (weights optional); relative folders are
+    read from the ensemble folder.
+    """
+    spec = run_dir / "ensemble.json"
+    if not spec.is_file():
+        return [run_dir], [1.0]
+    try:
+        data = read_json(spec)
+    except ValueError as err:
+        raise DataError(f"{spec}: not valid JSON ({err})") from None
+    members = data.get("members") if isinstance(data, dict) else data
+    if not isinstance(members, list) or not members:
+        raise DataError(f"{spec}: expected a list of run folders (or {{'members': [...]}})")
+    folders = [(run_dir / str(m)).resolve() for m in members]
+    missing = [str(f) for f in folders if not (f / "checkpoints").is_dir()]
+    if missing:
+        raise DataError(f"{spec}: member run folders without checkpoints: {missing}")
+    weights = data.get("weights") if isinstance(data, dict) else None
+    try:
+        weights = [1.0] * len(folders) if weights is None else [float(w) for w in weights]
+    except (TypeError, ValueError):
+        weights = []
+    if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
+        raise DataError(f"{spec}: weights must be non-negative numbers, one per member")
+    return folders, weights
+
+
+def read_operating_point(run_dir: Path, tta: bool = False) -> OperatingPoint | None:
+    """The first operating point of ``thresholds.json`` (:func:`skinlib.thresholds.save_thresholds`)
+    or None when the study stored none for this run."""
+    path = thresholds_path(run_dir, tta)
+    if not path.is_file():
+        return None
+    try:
+        points = load_thresholds(path)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(
+            f"{path}: not a thresholds file ({err}); re-run the thresholds step"
+        ) from None
+    return points[0] if points else None
+
+
+def _criterion_words(point: OperatingPoint) -> str:
+    if point.criterion == "youden":
+        return "chosen on validation to maximise sensitivity + specificity (Youden)"
+    return f"chosen for {point.target:.0%} {point.criterion} on validation"
+
+
+def describe_decision(
+    proba: np.ndarray, classes: Sequence[str], point: OperatingPoint | None
+) -> str:
+    """The answer at the stored operating point, in words.
+
+    >>> from skinlib.thresholds import OperatingPoint
+    >>> point = OperatingPoint(["mel"], "specificity", 0.95, 0.27, 1.0, 0.8, 0.95)
+    >>> describe_decision(np.array([0.59, 0.41]), ["nv", "mel"], point)
+    'melanoma probability 0.41 is above the threshold 0.27 chosen for 95% specificity on validation: refer.'
+    """
+    if point is None:
+        return "No operating point is stored for this run (no thresholds.json), so no decision."
+    try:
+        score = float(positive_score(np.asarray(proba)[None], classes, point.positive)[0])
+    except ValueError:
+        return (
+            f"The stored operating point is for {point.positive}, which this model does not "
+            "predict; re-run the thresholds step for this run. No decision."
+        )
+    what = " + ".join(CLASS_NAMES.get(c, c) for c in point.positive)
+    side, verdict = ("above", "refer") if score >= point.threshold else ("below", "not flagged")
+    return (
+        f"{what} probability {score:.2f} is {side} the threshold {point.threshold:.2f} "
+        f"{_criterion_words(point)}: {verdict}."
+    )
+
+
+def _member_line(loaded: LoadedRun, temperature: float | None) -> str:
+    meta_path = loaded.run_dir / "meta.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    epoch = f", epoch {meta['best_epoch']} of {meta['epochs_run']}" if "best_epoch" in meta else ""
+    calibration = (
+        f"temperature {temperature:.3g} (fitted on validation)"
+        if temperature is not None
+        else "**uncalibrated** (no calibration.json)"
+    )
+    return (
+        f"run `{loaded.run_dir}` · architecture **{loaded.config.model.arch}** · checkpoint "
+        f"`checkpoints/{loaded.checkpoint}.pt`{epoch} · {calibration}"
+    )
+
+
+def read_conformal(run_dir: Path, classes: Sequence[str]) -> StoredConformal | None:
+    """The run's conformal sets and unknown threshold (step 08), or None; a file written for
+    other classes is refused with a warning rather than applied to the wrong columns."""
+    stored = load_conformal(run_dir / FILE_NAME)
+    if stored is not None and list(stored.classes) != list(classes):
+        log.warning("%s: classes %s differ from the run's %s; ignored", run_dir / FILE_NAME,
+                    stored.classes, list(classes))  # fmt: skip
+        return None
+    return stored
+
+
+class Predictor:
+    """Calibrated class probabilities, a decision and a Grad-CAM map, one image at a time.
+
+    Uses the run's own evaluation preprocessing (``LoadedRun.transform``) and the temperature
+    fitted for it. An ensemble folder (``ensemble.json``, as ``Study.build_ensemble`` writes it)
+    averages its
+    members' calibrated probabilities with their weights
+    (:func:`skinlib.evaluation.average_probabilities`), applies the ensemble's own temperature
+    when it has one, and explains with the first member's Grad-CAM.
+
+    Args:
+        run_dir: a trained run folder ``experiments/<study>/<run>`` or an ensemble folder.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        tta: average over flips and right-angle rotations (``skinlib.evaluation.TTA_VIEWS``).
+            With TTA the run's TTA temperature and threshold apply (``*_tta.json``, fitted
+            on the TTA predictions of the validation split by 07); without them it is
+            uncalibrated and makes no decision.
+    """
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu", tta: bool = False):
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.tta = tta
+        folders, self.weights = ensemble_members(self.run_dir)
+        self.members = [load_model(f, device=self.device) for f in folders]
+        self.temperatures = [read_temperature(f, tta) for f in folders]
+        self.is_ensemble = folders != [self.run_dir]
+        # an ensemble folder's own temperature is fitted on the averaged output (Study.calibrate)
+        self.ensemble_temperature = (
+            read_temperature(self.run_dir, tta) if self.is_ensemble else None
+        )
+        self.classes = list(self.members[0].classes)
+        for member in self.members[1:]:
+            if list(member.classes) != self.classes:
+                raise DataError(
+                    f"ensemble members disagree on classes: {self.classes} vs {member.classes}"
+                )
+        self.binary = self.members[0].config.data.task == "binary"
+        self.operating_point = read_operating_point(self.run_dir, tta)
+        self.conformal = read_conformal(self.run_dir, self.classes)
+
+    @property
+    def calibrated(self) -> bool:
+        return all(t is not None for t in self.temperatures)
+
+    def _threshold_mismatch(self) -> str | None:
+        """A warning when the threshold was chosen at another temperature than the one in use
+        (calibration re-run without re-running the thresholds step)."""
+        point = self.operating_point
+        used = (self.ensemble_temperature if self.is_ensemble else self.temperatures[0]) or 1.0
+        if point is None or math.isclose(point.temperature, used, rel_tol=1e-6):
+            return None
+        return (
+            f"The stored threshold was chosen at temperature {point.temperature:.3g}, but the run "
+            f"is now calibrated at {used:.3g}: re-run the thresholds step before trusting it."
+        )
+
+    def describe(self) -> str:
+        """Markdown naming what answers: run(s), architecture, checkpoint, temperature."""
+        lines = [_member_line(m, t) for m, t in zip(self.members, self.temperatures, strict=True)]
+        head = "**Answering:**"
+        if self.is_ensemble:
+            head = f"**Ensemble** `{self.run_dir}` of {len(lines)} runs (Grad-CAM from the first):"
+            if self.ensemble_temperature is not None:
+                lines.append(f"ensemble temperature {self.ensemble_temperature:.3g}")
+        lines.append(
+            f"classes {', '.join(self.classes)} · device {self.device} · "
+            f"test-time augmentation {'on' if self.tta else 'off'}"
+        )
+        return "\n".join([head, *(f"- {line}" for line in lines)])
+
+    def _logits(self, loaded: LoadedRun, image: Image.Image) -> np.ndarray:
+        """(1, C) logits of one image, by the evaluation's own TTA rule when ``tta``."""
+        x = loaded.transform(image).unsqueeze(0).to(self.device)
+        return predict_logits(loaded.model, x, self.binary, tta_views(self.tta))
+
+    def probabilities(self, image: Image.Image) -> np.ndarray:
+        """Calibrated probabilities (C,) of an RGB image (ensembles: their weighted mean)."""
+        members = zip(self.members, self.temperatures, strict=True)
+        calibrated = [probabilities(self._logits(m, image), t or 1.0)[0] for m, t in members]
+        proba = average_probabilities(calibrated, self.weights)
+        if self.ensemble_temperature is None:
+            return proba
+        logits = probabilities_to_logits(proba[None], self.binary)
+        return probabilities(logits, self.ensemble_temperature)[0]
+
+    def trust(self, proba: np.ndarray) -> tuple[str | None, list[str]]:
+        """The conformal set at the stored coverage, in words, and the reasons to refer."""
+        stored = self.conformal
+        if stored is None:
+            return None, []
+        mask = stored.predictor().predict_sets(proba[None])[0]
+        order = np.argsort(-proba, kind="stable")
+        words = describe_set(mask[order], [self.classes[i] for i in order], stored.coverage)
+        refer = []
+        if mask.sum() != 1:
+            refer.append(f"the {stored.coverage:.0%} set holds {int(mask.sum())} classes, not one")
+        limit = stored.unknown.get("threshold")
+        if limit is not None and proba.max() < limit:
+            refer.append(
+                f"unlike the validation images: top probability {proba.max():.2f} is below "
+                f"{limit:.2f}, which {stored.unknown.get('keeps_known', 0.95):.0%} of them reach"
+            )
+        return words, refer
+
+    def cam_overlay(self, image: Image.Image, target: int, side: int = 320) -> np.ndarray:
+        """(side, side, 3) uint8 Grad-CAM of class ``target`` over the part the model sees."""
+        loaded = self.members[0]
+        x = loaded.transform(image).unsqueeze(0).to(self.device)
+        cam = compute_cams(loaded.model, x, targets=[target])[0]
+        seen = eval_geometry(side, InterpolationMode.BICUBIC)(image)
+        return overlay(np.asarray(seen), cam)
+
+    def predict(self, image: Image.Image, notes: Sequence[str] = ()) -> PredictionResult:
+        """Everything the page shows for one RGB image (see :class:`PredictionResult`)."""
+        proba = self.probabilities(image)
+        order = np.argsort(-proba, kind="stable")
+        notes = list(notes)
+        if not self.calibrated:
+            notes.append(
+                "Uncalibrated: no temperature was fitted for this run (calibration.json "
+                "missing), so these are the model's raw probabilities."
+            )
+        if mismatch := self._threshold_mismatch():
+            notes.append(mismatch)
+        prediction_set, refer = self.trust(proba)
+        return PredictionResult(
+            probabilities={c: float(p) for c, p in zip(self.classes, proba, strict=True)},
+            top3=[(self.classes[i], float(proba[i])) for i in order[:3]],
+            decision=describe_decision(proba, self.classes, self.operating_point),
+            cam_overlay=self.cam_overlay(image, int(order[0])),
+            cam_class=self.classes[order[0]],
+            run_info=self.describe(),
+            notes=notes,
+            prediction_set=prediction_set,
+            refer=refer,
+        )
+
+    def predict_file(
+        self, path: str | Path, name: str | None = None, max_bytes: int | None = None
+    ) -> PredictionResult:
+        """Validate an uploaded file (:func:`skinlib.app_inputs.read_upload`), then predict.
+
+        Raises:
+            UploadError: with a message for the page when the file cannot be used.
+        """
+        upload = read_upload(path, name, max_bytes=max_bytes)
+        return self.predict(upload.image, upload.notes)
