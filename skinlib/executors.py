@@ -152,16 +152,21 @@ class JobBook:
 
 def run_state(job: TrainingJob, profile: StudyProfile | None = None) -> tuple[str, str]:
     """``("done" | "partial" | "missing", detail)`` from the run folder alone."""
-    from skinlib.training.engine import run_is_complete
+    # Here, not at the top: RunFolder imports torch and timm (seconds), and the pipeline imports
+    # this module even when it runs no training job.
+    from skinlib.runs import RunFolder
 
     cfg = job.config(profile)
-    run_dir = paths.run_dir(cfg.study, cfg.run_name)
-    if run_is_complete(run_dir, cfg):
-        return "done", str(run_dir)
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        metrics = run_dir / "metrics.csv"
-        epochs = sum(1 for _ in metrics.open()) - 1 if metrics.is_file() else 0
-        return "partial", f"{epochs} of {cfg.train.epochs} epochs; resumes from checkpoints/last.pt"
+    folder = RunFolder.of(cfg.study, cfg.run_name)
+    if folder.is_complete(cfg):
+        return "done", str(folder.path)
+    last = folder.checkpoint("last")
+    if last.is_file():
+        resumes = last.relative_to(folder.path)
+        return (
+            "partial",
+            f"{folder.epochs_done()} of {cfg.train.epochs} epochs; resumes from {resumes}",
+        )
     return "missing", ""
 
 

@@ -8,7 +8,6 @@ import contextlib
 import itertools
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +18,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from skinlib import paths
-from skinlib.config import Config, config_from_dict, save_config
+from skinlib.config import Config
 from skinlib.data.dataset import ImageDataset, collate_readable
-from skinlib.data.splits import file_hash, save_split, split_fractions
+from skinlib.data.splits import file_hash, split_fractions
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
-from skinlib.io import atomic_path, atomic_write, read_json, write_json
 from skinlib.models import (
     count_parameters,
     create_model,
@@ -35,6 +32,7 @@ from skinlib.models import (
     set_backbone_trainable,
 )
 from skinlib.predictions import Predictions
+from skinlib.runs import RunFolder
 from skinlib.training import distributed as dist
 from skinlib.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from skinlib.training.monitor import MONITORS, epoch_metrics
@@ -69,7 +67,7 @@ class Trainer:
         self.device = resolve_device(cfg.train.device, local)
         self.binary = cfg.data.task == "binary"
         self.classes = table_classes(table, cfg)
-        self.run_dir = paths.run_dir(cfg.study, cfg.run_name)
+        self.folder = RunFolder.of(cfg.study, cfg.run_name)
         self._build_model()
         self.skipped_missing = int(table.attrs.get("skipped_missing", 0))
         self.table = self._cached(table)
@@ -443,8 +441,7 @@ class Trainer:
             set_rng_state(ckpt["rng"])
 
     def write_metrics(self) -> None:
-        frame = pd.DataFrame(self.state.history)
-        atomic_write(self.run_dir / "metrics.csv", lambda p: frame.to_csv(p, index=False))
+        self.folder.write_history(pd.DataFrame(self.state.history))
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -463,8 +460,8 @@ class Trainer:
                 self._log_epoch(row, writer)
                 state = self.checkpoint_state()
                 if improved:
-                    save_checkpoint(self.run_dir / "checkpoints" / "best.pt", state)
-                save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+                    save_checkpoint(self.folder.checkpoint("best"), state)
+                save_checkpoint(self.folder.checkpoint("last"), state)
                 self.write_metrics()
             dist.barrier()
         if writer is not None:
@@ -517,7 +514,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional at run time
             return None
-        return SummaryWriter(str(self.run_dir / "tb"))
+        return SummaryWriter(str(self.folder.tensorboard_dir))
 
     def _log_epoch(self, row: dict, writer) -> None:
         log.info(
@@ -551,7 +548,7 @@ class Trainer:
 
     def finish(self) -> None:
         """Predictions of the best checkpoint on val and test, and the run's record."""
-        best = load_checkpoint(self.run_dir / "checkpoints" / "best.pt", self.device)
+        best = load_checkpoint(self.folder.checkpoint("best"), self.device)
         model = self.eval_model()
         model.load_state_dict(best["ema"] if best["ema"] is not None else best["model"])
         start = time.perf_counter()
@@ -561,10 +558,9 @@ class Trainer:
         if not dist.is_main():
             return
         for split, p in preds.items():
-            p.save(self.run_dir / f"predictions_{split}.csv")
+            self.folder.write_predictions(p, split)
         s = self.state
-        write_json(
-            self.run_dir / "meta.json",
+        self.folder.write_meta(
             {
                 "status": "complete",
                 "run": self.cfg.run_name,
@@ -574,7 +570,7 @@ class Trainer:
                 "task": self.cfg.data.task,
                 "seed": self.cfg.train.seed,
                 "image_size": self.size,
-                "split_sha256": file_hash(self.run_dir / "split.csv"),
+                "split_sha256": file_hash(self.folder.split_file),
                 "split_fractions": split_fractions(self.table),  # achieved, not requested
                 "n_params": count_parameters(self.model),
                 "epochs_run": s.epoch + 1,
@@ -592,31 +588,6 @@ class Trainer:
         )
 
 
-def _same_config(run_dir: Path, cfg: Config) -> bool:
-    import yaml
-
-    saved = run_dir / "config.yaml"
-    return saved.is_file() and config_from_dict(yaml.safe_load(saved.read_text())) == cfg
-
-
-def run_is_complete(run_dir: Path, cfg: Config) -> bool:
-    """A finished run (``meta.json`` says complete) trained with exactly this config."""
-    meta = run_dir / "meta.json"
-    if not meta.is_file() or read_json(meta).get("status") != "complete":
-        return False
-    return _same_config(run_dir, cfg)
-
-
-def _start_fresh(run_dir: Path, cfg: Config, table: pd.DataFrame) -> None:
-    """Write the run's config and split; forget what an earlier run of that name left."""
-    (run_dir / "meta.json").unlink(missing_ok=True)  # not complete until it finishes
-    shutil.rmtree(run_dir / "tb", ignore_errors=True)  # old event files would mix in
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / "config.yaml") as tmp:
-        save_config(cfg, tmp)
-    save_split(table, run_dir / "split.csv")
-
-
 def train(
     cfg: Config, table: pd.DataFrame | None = None, resume: bool = False, progress: bool = True
 ) -> Path:
@@ -628,24 +599,24 @@ def train(
         resume: continue from ``checkpoints/last.pt`` (same config) after an interruption; a
             complete run with the same config is returned as it is.
     """
-    run_dir = paths.run_dir(cfg.study, cfg.run_name)
-    if resume and run_is_complete(run_dir, cfg):
-        log.info("%s is complete; nothing to resume", run_dir)
-        return run_dir
+    folder = RunFolder.of(cfg.study, cfg.run_name)
+    if resume and folder.is_complete(cfg):
+        log.info("%s is complete; nothing to resume", folder.path)
+        return folder.path
     table = prepare_table(cfg, progress) if table is None else table
     if "split" not in table:
         raise ConfigError("the table passed to train() needs a split column (skinlib.data.splits)")
     trainer = Trainer(cfg, table, progress)
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume and last.is_file() and not _same_config(run_dir, cfg):
-        log.warning("%s was started with another config; training it afresh", run_dir)
+    last = folder.checkpoint("last")
+    if resume and last.is_file() and not folder.trained_with(cfg):
+        log.warning("%s was started with another config; training it afresh", folder.path)
         resume = False
     if resume and last.is_file():
         trainer.restore(last)
         log.info("resuming %s after epoch %d", cfg.run_name, trainer.state.epoch + 1)
     elif dist.is_main():
-        _start_fresh(run_dir, cfg, table)
+        folder.start_fresh(cfg, table)
     dist.barrier()
     trainer.fit()
     trainer.finish()
-    return run_dir
+    return folder.path
