@@ -14,11 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from skinlib import paths
-from skinlib.config import Config, load_config
-from skinlib.data.splits import load_split
-from skinlib.io import read_json
+from skinlib.config import Config
 from skinlib.profile import StudyProfile
+from skinlib.runs import ENSEMBLE_RUN, RunFolder
 
 # --- what a run folder recorded ------------------------------------------------------------------
 
@@ -37,35 +35,17 @@ class RunRecord:
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
     """The record of a complete run folder, or None when it is missing or unfinished."""
-    from skinlib.runs import run_meta
-    from skinlib.thresholds import load_thresholds
-
-    run_dir = Path(run_dir)
-    meta_file, config_file = run_dir / "meta.json", run_dir / "config.yaml"
-    if not (meta_file.is_file() and config_file.is_file()):
+    folder = RunFolder(run_dir)
+    if not folder.is_complete():
         return None
-    meta = run_meta(run_dir)
-    if meta.get("status") != "complete":
-        return None
-    optional = {n: run_dir / f"{n}.json" for n in ("calibration", "thresholds", "ensemble")}
     return RunRecord(
-        name=run_dir.name,
-        config=load_config(config_file),
-        meta=meta,
-        split=load_split(run_dir / "split.csv"),
-        calibration=read_json(optional["calibration"])
-        if optional["calibration"].is_file()
-        else None,
-        thresholds=load_thresholds(optional["thresholds"])
-        if optional["thresholds"].is_file()
-        else None,
+        name=folder.name,
+        config=folder.config(),
+        meta=folder.meta(),
+        split=folder.split_table(),
+        calibration=folder.calibration(),
+        thresholds=folder.operating_points(),
     )
-
-
-def read_ensemble(run_dir: str | Path) -> dict | None:
-    """``ensemble.json`` of the ensemble folder (members, weights, how they are combined)."""
-    file = Path(run_dir) / "ensemble.json"
-    return read_json(file) if file.is_file() else None
 
 
 @dataclass
@@ -84,7 +64,7 @@ def read_study(profile: StudyProfile) -> StudyRecord:
     missing: list[str] = []
 
     def get(run: str) -> RunRecord | None:
-        record = read_run(paths.run_dir(profile.study, run))
+        record = read_run(RunFolder.of(profile.study, run).path)
         if record is None:
             missing.append(run)
         return record
@@ -100,7 +80,7 @@ def read_study(profile: StudyProfile) -> StudyRecord:
         archs,
         strategies,
         missing,
-        ensemble=read_ensemble(paths.run_dir(profile.study, "ensemble")),
+        ensemble=RunFolder.of(profile.study, ENSEMBLE_RUN).ensemble(),
     )
 
 

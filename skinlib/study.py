@@ -17,8 +17,7 @@ from skinlib import eda, paths, plots
 from skinlib.calibration import calibration_report, ece, reliability
 from skinlib.config import Config
 from skinlib.errors import SkinlibError
-from skinlib.evaluation import ensemble, predict_table, split_rows
-from skinlib.io import write_json
+from skinlib.evaluation import ensemble, predict_table
 from skinlib.metrics import (
     best_on_validation,
     bootstrap_ci,
@@ -28,25 +27,18 @@ from skinlib.metrics import (
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.report import display_table, format_ci, format_p, write_table
-from skinlib.runs import (
-    load_model,
-    read_temperature,
-    run_meta,
-    thresholds_path,
-    write_temperature,
-)
+from skinlib.runs import ENSEMBLE_RUN, RunFolder, load_model
 from skinlib.thresholds import (
     OperatingPoint,
     operating_points_from_predictions,
     positive_score,
     positive_truth,
-    save_thresholds,
     targets_for,
 )
 from skinlib.training import prepare_table, train
 
 log = logging.getLogger(__name__)
-ENSEMBLE = "ensemble"
+ENSEMBLE = ENSEMBLE_RUN
 # the comparison table's body columns (the others go to ``comparison_details``)
 COMPARISON_COLUMNS = ("model", "bal. acc.", "accuracy", "AUC (raw)", "ECE (calibrated)")
 
@@ -116,16 +108,16 @@ class Study:
 
     def predictions(self, run: str, split: str = "test", tta: bool = False) -> Predictions:
         """A run's predictions on a split (TTA ones are computed once and stored beside them)."""
-        suffix = "_tta" if tta else ""
-        path = self.run_dir(run) / f"predictions_{split}{suffix}.csv"
+        folder = RunFolder(self.run_dir(run))
+        path = folder.predictions_file(split, tta)
         if tta and not path.is_file():
-            loaded = load_model(self.run_dir(run))
-            predict_table(loaded, split_rows(self.run_dir(run), split), tta=True).save(path)
-        return Predictions.load(path)
+            loaded = folder.load_model()
+            predict_table(loaded, folder.split_rows(split), tta=True).save(path)
+        return folder.predictions(split, tta)
 
     def temperature(self, run: str, tta: bool = False) -> float | None:
         """The temperature 04 fitted on validation, or None where the run is not calibrated."""
-        return read_temperature(self.run_dir(run), tta)
+        return RunFolder(self.run_dir(run)).temperature(tta)
 
     def calibrated_probabilities(self, run: str, split: str = "test", tta: bool = False):
         """``(probabilities, temperature)``: calibrated where a temperature was fitted, else the
@@ -134,7 +126,7 @@ class Study:
         return self.predictions(run, split, tta).probabilities(t or 1.0), t
 
     def history(self, run: str) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir(run) / "metrics.csv")
+        return RunFolder(self.run_dir(run)).history()
 
     # --- saving --------------------------------------------------------------------------------
 
@@ -200,9 +192,9 @@ class Study:
         # NaN where no temperature was fitted: the table then says "not calibrated"
         row["ece_calibrated"] = np.nan if t is None else ece(preds.labels, preds.probabilities(t))
         row["temperature"] = np.nan if t is None else t
-        meta_path = self.run_dir(run) / "meta.json"
-        if meta_path.is_file():
-            meta = run_meta(self.run_dir(run))
+        folder = RunFolder(self.run_dir(run))
+        if folder.meta_file.is_file():
+            meta = folder.meta()
             row.update(
                 params_m=meta["n_params"] / 1e6,
                 train_min=meta["train_seconds"] / 60,
@@ -292,7 +284,7 @@ class Study:
         """
         val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
         table, t = calibration_report(val.logits, val.labels, test.logits, test.labels)
-        write_temperature(self.run_dir(run), t, tta)
+        RunFolder(self.run_dir(run)).write_temperature(t, tta)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
@@ -327,7 +319,7 @@ class Study:
         )
         if positive == list(self.evaluation.positive):
             first = {**table.iloc[0].to_dict(), "positive": positive}
-            save_thresholds(thresholds_path(self.run_dir(run), tta), [OperatingPoint(**first)])
+            RunFolder(self.run_dir(run)).write_operating_points([OperatingPoint(**first)], tta)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def roc(self, run: str, positive=None):
@@ -358,12 +350,12 @@ class Study:
         from skinlib.models import cam_spec
         from skinlib.xai import compute_cams, faithfulness_scores, mask_scores
 
-        rows = split_rows(self.run_dir(run), "test").head(self.evaluation.xai_images)
+        rows = RunFolder(self.run_dir(run)).split_rows("test").head(self.evaluation.xai_images)
         loaded, pil, x = self._images(run, rows)
         spec = cam_spec(loaded.model, x.shape[-1])
         cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
         if "mask_path" in rows and rows["mask_path"].notna().all():
-            size = run_meta(self.run_dir(run))["image_size"]
+            size = RunFolder(self.run_dir(run)).meta()["image_size"]
             masks = [self._crop_like(Image.open(m), size) for m in rows["mask_path"]]
             scores = mask_scores(cams, masks)
         else:
@@ -394,7 +386,7 @@ class Study:
         preds = self.predictions(run, "test")
         if cls not in preds.classes:
             cls = preds.classes[-1]
-        rows = split_rows(self.run_dir(run), "test")
+        rows = RunFolder(self.run_dir(run)).split_rows("test")
         proba, _ = self.calibrated_probabilities(run, "test")
         picks = gallery_indices(
             preds.labels, proba, preds.classes.index(cls), self.evaluation.gallery_per_kind
@@ -424,8 +416,8 @@ class Study:
         weights = None
         if weighted:
             weights = [self.report(r, "val").summary["balanced_accuracy"] for r in runs]
-        out = self.run_dir(ENSEMBLE)
-        out.mkdir(parents=True, exist_ok=True)
+        out = RunFolder(self.run_dir(ENSEMBLE))
+        out.path.mkdir(parents=True, exist_ok=True)
         uncalibrated = [r for r in runs if self.temperature(r) is None]
         if uncalibrated:
             raise SkinlibError(
@@ -441,17 +433,9 @@ class Study:
                         p.image_id, p.group, p.labels, p.logits / self.temperature(r), p.classes
                     )
                 )
-            ensemble(members, weights).save(out / f"predictions_{split}.csv")
-        split_file = self.run_dir(runs[0]) / "split.csv"
-        (out / "split.csv").write_bytes(split_file.read_bytes())
-        write_json(
-            out / "ensemble.json",
-            {
-                "members": [str(self.run_dir(r)) for r in runs],
-                "weights": weights,
-                "combine": "mean of calibrated probabilities",
-            },
-        )
+            out.write_predictions(ensemble(members, weights), split)
+        out.split_file.write_bytes(RunFolder(self.run_dir(runs[0])).split_file.read_bytes())
+        out.write_ensemble(runs, weights, "mean of calibrated probabilities")
         self.calibrate(ENSEMBLE)
         self.operating_points(ENSEMBLE)
         return ENSEMBLE
@@ -522,12 +506,7 @@ class Study:
         """Write the run's ``conformal.json``: the sets at the first coverage of ``trust`` (its
         ``set_method``, marginal, lesion-weighted) and the unknown-input threshold (calibrated
         maximum probability keeping 95% of validation images), for the app."""
-        from skinlib.conformal import (
-            FILE_NAME,
-            ConformalClassifier,
-            StoredConformal,
-            save_conformal,
-        )
+        from skinlib.conformal import ConformalClassifier, StoredConformal
         from skinlib.ood import KEEP_KNOWN, threshold_for_known
 
         trust = self.profile.trust
@@ -549,7 +528,7 @@ class Study:
                 "keeps_known": KEEP_KNOWN,
             },
         )
-        return save_conformal(self.run_dir(run) / FILE_NAME, stored)
+        return RunFolder(self.run_dir(run)).write_conformal(stored)
 
     def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
         """Test risk-coverage curves and AURC per confidence score (calibrated probabilities)."""
@@ -647,7 +626,7 @@ class Study:
         from skinlib.ood import msp as msp_score
 
         loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
-        rows_of = {s: split_rows(self.run_dir(run), s) for s in ("train", "test")}
+        rows_of = {s: RunFolder(self.run_dir(run)).split_rows(s) for s in ("train", "test")}
         train = rows_of["train"].sample(min(len(rows_of["train"]), 1000), random_state=0)
         _, train_feats = logits_and_features(loaded, [load_image(p) for p in train["path"]])
         labels = np.array([loaded.classes.index(c) for c in train["label"]])
