@@ -20,11 +20,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from skinlib.data import load_table
+from skinlib.data.classes import canonical, map_labels, to_binary
 from skinlib.data.dataset import ImageDataset
 from skinlib.data.overlap import OverlapReport, flag_run_images
 from skinlib.errors import DataError
+from skinlib.external import describe_external
+from skinlib.io import write_json
+from skinlib.metrics import bootstrap_ci, classification_report
 from skinlib.predictions import Predictions
 from skinlib.progress import tqdm
+from skinlib.runs import EvaluationFolder, RunFolder
+from skinlib.thresholds import positive_score, positive_truth, sens_spec
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +180,6 @@ def ensemble(
     )
 
 
-def split_rows(run_dir: str | Path, split: str) -> pd.DataFrame:
-    """The rows of one split of a run, from the split file saved in the run folder."""
-    path = Path(run_dir) / "split.csv"
-    if not path.is_file():
-        raise DataError(f"{path} not found: is {run_dir} a finished skinlib run?")
-    table = pd.read_csv(path, dtype={"image_id": str, "group": str})
-    rows = table[table["split"] == split]
-    if rows.empty:
-        raise DataError(f"{path} has no rows with split == {split!r}")
-    return rows.reset_index(drop=True)
-
-
 @dataclass
 class ExternalSet:
     """An external dataset after the overlap guard: what may be scored and what may not."""
@@ -253,8 +247,6 @@ def external_table(
 
 def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: bool):
     """``table`` with labels in the run's vocabulary (rows without a counterpart dropped)."""
-    from skinlib.data.classes import canonical, map_labels, to_binary
-
     if _is_binary(loaded):
         positive = loaded.config.data.positive
         if format == "isic2020":  # already melanoma vs rest
@@ -276,15 +268,14 @@ def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: 
 
 def _run_split(run_dir: Path) -> pd.DataFrame:
     """Every row of the run's split file (train, val and test): what the guard checks against."""
-    from skinlib.data.splits import load_split
-
-    path = Path(run_dir) / "split.csv"
-    if not path.is_file():
+    folder = RunFolder(run_dir)
+    if not folder.split_file.is_file():
         raise DataError(
-            f"{path} not found: external validation needs the run's split file to exclude the "
-            "images it trained, was selected or tested on; evaluate a finished skinlib run"
+            f"{folder.split_file} not found: external validation needs the run's split file to "
+            "exclude the images it trained, was selected or tested on; evaluate a finished "
+            "skinlib run"
         )
-    return load_split(path)
+    return folder.split_table()
 
 
 def evaluate_external(
@@ -307,28 +298,24 @@ def evaluate_external(
     can say (``external``: class counts, missing classes, melanoma vs rest and a caveat; see
     :func:`skinlib.external.describe_external`).
     """
-    from skinlib.io import write_json
-    from skinlib.metrics import bootstrap_ci, classification_report
-    from skinlib.runs import load_model, read_temperature, thresholds_path
-    from skinlib.thresholds import load_thresholds, positive_score, positive_truth, sens_spec
-
-    run_dir, out = Path(run_dir), Path(out_dir)
-    loaded = load_model(run_dir)
+    run_dir, out = Path(run_dir), EvaluationFolder(out_dir)
+    run = RunFolder(run_dir)
+    loaded = run.load_model()
     found = external_set(loaded, root, format, drop_unmapped, skip_missing=skip_missing)
     preds = predict_table(loaded, found.table, tta=tta)
-    out.mkdir(parents=True, exist_ok=True)
-    preds.save(out / "predictions.csv")
+    out.path.mkdir(parents=True, exist_ok=True)
+    preds.save(out.file(out.PREDICTIONS))
     excluded = found.overlap.excluded
     excluded[["image_id", "label", "path", *OVERLAP_COLUMNS]].to_csv(
-        out / "excluded.csv", index=False
+        out.file(out.EXCLUDED), index=False
     )
-    temperature = read_temperature(run_dir, tta)  # None: not calibrated, raw probabilities
+    temperature = run.temperature(tta)  # None: not calibrated, raw probabilities
     proba = preds.probabilities(temperature or 1.0)
     report = classification_report(preds.labels, proba, preds.classes)
     ci = bootstrap_ci(preds.labels, proba, preds.group, n_boot=n_boot)
-    ci.to_csv(out / "metrics.csv", index=False)
-    report.per_class.to_csv(out / "per_class.csv")
-    report.confusion.to_csv(out / "confusion.csv")
+    ci.to_csv(out.file(out.METRICS), index=False)
+    report.per_class.to_csv(out.file(out.PER_CLASS))
+    report.confusion.to_csv(out.file(out.CONFUSION))
     summary = {
         "run": str(run_dir),
         "data": str(root),
@@ -340,9 +327,8 @@ def evaluate_external(
         "calibrated": temperature is not None,
         **report.summary,
     }
-    thresholds = thresholds_path(run_dir, tta)
-    if thresholds.is_file():
-        point = load_thresholds(thresholds)[0]
+    if points := run.operating_points(tta):
+        point = points[0]
         truth = positive_truth(preds.labels, preds.classes, point.positive)
         score = positive_score(proba, preds.classes, point.positive)
         sens, spec = sens_spec(truth, score, point.threshold)
@@ -354,9 +340,7 @@ def evaluate_external(
             "sensitivity": sens,
             "specificity": spec,
         }
-    from skinlib.external import describe_external
-
     summary["skipped_missing"] = int(found.table.attrs.get("skipped_missing", 0))
     summary["external"] = describe_external(preds, proba, run_dir, format, n_boot, tta)
-    write_json(out / "report.json", summary)
+    write_json(out.file(out.REPORT), summary)
     return summary

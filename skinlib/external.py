@@ -18,13 +18,19 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from skinlib.errors import ConfigError, SkinlibError
 
+if TYPE_CHECKING:
+    from skinlib.runs import EvaluationFolder
+
 log = logging.getLogger(__name__)
+# Imports of torch, scikit-learn and the run folder stay inside the functions that use them:
+# loading a profile parses its external sets here, and `skinlib status` must start in a blink.
 
 SET_NAMES = {
     "ham10000": "HAM10000",
@@ -229,15 +235,14 @@ def describe_external(
             the threshold, else melanoma without a threshold.
         tta: the predictions average TTA views: use the run's TTA operating point.
     """
-    from skinlib.runs import thresholds_path
-    from skinlib.thresholds import load_thresholds
+    from skinlib.runs import RunFolder
 
     classes = list(preds.classes)
     proba = np.asarray(proba)
     if proba.ndim == 1 or proba.shape[1] == 1:
         proba = np.column_stack([1 - proba.reshape(-1), proba.reshape(-1)])
-    stored = thresholds_path(run_dir, tta)
-    point = load_thresholds(stored)[0] if stored.is_file() else None
+    points = RunFolder(run_dir).operating_points(tta)
+    point = points[0] if points else None
     positive = list(point.positive) if point else list(DEFAULT_POSITIVE)
     counts = class_counts(preds.labels, classes)
     lesion_groups = not np.array_equal(
@@ -265,16 +270,18 @@ def describe_external(
 
 
 def _run_dirs(study_or_run_dirs: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Run folders: the given ones, or every trained run (``checkpoints/best.pt``) of a study."""
+    """Run folders: the given ones, or every trained run (a best checkpoint) of a study."""
+    from skinlib.runs import RunFolder
+
     if isinstance(study_or_run_dirs, str | Path):
-        folder = Path(study_or_run_dirs)
-        if (folder / "checkpoints").is_dir():
-            return [folder]
-        runs = sorted(p.parents[1] for p in folder.glob("*/checkpoints/best.pt"))
+        folder = RunFolder(study_or_run_dirs)
+        if folder.is_trained:
+            return [folder.path]
+        runs = [run.path for run in RunFolder.trained_in(folder.path)]
         if not runs:
             raise SkinlibError(
-                f"{folder}: no trained runs (*/checkpoints/best.pt) found; pass run folders or "
-                "a study folder after training"
+                f"{folder.path}: no trained runs (with a best checkpoint) found; pass run "
+                "folders or a study folder after training"
             )
         return runs
     return [Path(p) for p in study_or_run_dirs]
@@ -306,16 +313,19 @@ def _row(run: Path, spec: ExternalSet, report: dict, metrics: pd.DataFrame) -> d
     return row
 
 
-def _still_valid(report: Path, run: Path, spec: ExternalSet) -> bool:
-    """An earlier evaluation of the same data, newer than everything of the run it used (the
-    checkpoint, and the temperature and thresholds that notebooks 04-05 write later)."""
-    from skinlib.io import read_json
+def _still_valid(out: EvaluationFolder, run: Path, spec: ExternalSet) -> bool:
+    """An earlier evaluation of the same data (``out``, an :class:`~skinlib.runs.EvaluationFolder`),
+    newer than everything of the run it used (the checkpoint, and the temperature and
+    thresholds that notebooks 04-05 write later)."""
+    from skinlib.runs import RunFolder
 
+    report = out.file(out.REPORT)
     if not report.is_file():
         return False
-    used = [run / "checkpoints" / "best.pt", run / "calibration.json", run / "thresholds.json"]
+    folder = RunFolder(run)
+    used = [folder.checkpoint("best"), folder.calibration_file(), folder.thresholds_file()]
     newest = max(p.stat().st_mtime for p in used if p.is_file())
-    saved = read_json(report)
+    saved = out.report()
     return (
         report.stat().st_mtime >= newest
         and saved.get("data") == str(spec.path())
@@ -347,28 +357,31 @@ def evaluate_external_sets(
         ``positive_specificity`` (at ``threshold``) with intervals, and the ``caveat`` sentence.
     """
     from skinlib.evaluation import evaluate_external
-    from skinlib.io import read_json
+    from skinlib.runs import EvaluationFolder, RunFolder
 
     sets = parse_external_sets(settings.external)
     rows = []
     for run in _run_dirs(study_or_run_dirs):
         for spec in sets:
-            out = (Path(out_root) / run.name if out_root else run / "external") / spec.name
-            report_path = out / "report.json"
-            if reuse and _still_valid(report_path, run, spec):
-                report = read_json(report_path)
+            out = EvaluationFolder(
+                Path(out_root) / run.name / spec.name
+                if out_root
+                else RunFolder(run).external_dir(spec.name)
+            )
+            if reuse and _still_valid(out, run, spec):
+                report = out.report()
             else:
                 log.info("evaluating %s on %s (%s)", run.name, spec.name, spec.path())
                 report = evaluate_external(
                     run,
                     spec.path(),
                     spec.format,
-                    out,
+                    out.path,
                     drop_unmapped=spec.drop_unmapped,
                     n_boot=settings.n_boot,
                     skip_missing=spec.skip_missing,
                 )
-            rows.append(_row(run, spec, report, pd.read_csv(out / "metrics.csv")))
+            rows.append(_row(run, spec, report, out.metrics()))
     return pd.DataFrame(rows)
 
 

@@ -15,9 +15,9 @@ from test_app import build_tiny_run
 from skinlib.cli import main
 from skinlib.data.synthetic import generate
 from skinlib.errors import DataError
-from skinlib.evaluation import average_probabilities, ensemble, predict_table, split_rows
+from skinlib.evaluation import average_probabilities, ensemble, predict_table
 from skinlib.predictions import Predictions
-from skinlib.runs import load_model
+from skinlib.runs import RunFolder, load_model
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def new_dataset(folder: Path, prefix: str = "NEW") -> Path:
 
 def test_tta_identity_equals_plain_prediction(run):
     loaded = load_model(run)
-    rows = split_rows(run, "test")
+    rows = RunFolder(run).split_rows("test")
     plain = predict_table(loaded, rows, progress=False)
     same = predict_table(loaded, rows, tta=["identity"], progress=False)
     np.testing.assert_allclose(plain.probabilities(), same.probabilities(), atol=1e-5)

@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from skinlib.evaluation import evaluate_external
+    from skinlib.runs import EvaluationFolder
 
     summary = evaluate_external(
         args.run,
@@ -53,16 +54,17 @@ def run(args: argparse.Namespace) -> int:
         args.n_boot,
         skip_missing=args.skip_missing,
     )
+    out = EvaluationFolder(args.out)
     overlap = summary["overlap"]
     if overlap["dropped"]:
         print(
             f"not external, not scored: {overlap['dropped']} of {overlap['checked']} images "
             f"(train/val by {overlap['train_val_by_reason']}, run's test split "
-            f"{overlap['run_test']}; list: {args.out}/excluded.csv)"
+            f"{overlap['run_test']}; list: {out.file(out.EXCLUDED)})"
         )
     print(
         f"{summary['images']} external images: balanced accuracy {summary['balanced_accuracy']:.3f}, "
-        f"macro AUC {summary['macro_auc']:.3f} (report: {args.out}/report.json)"
+        f"macro AUC {summary['macro_auc']:.3f} (report: {out.file(out.REPORT)})"
     )
     print(summary["external"]["caveat"])
     return 0
