@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import pandas as pd
 from PIL import Image
 
 from skinlib.app_inputs import read_upload
 from skinlib.data.classes import class_name
 from skinlib.errors import SkinlibError
 from skinlib.inference import PredictionResult, Predictor
+from skinlib.runs import RunFolder
 
 log = logging.getLogger(__name__)
 # gradio is imported where the page is built, not here: it takes seconds to import, and the
@@ -34,11 +34,11 @@ CSS = "#disclaimer { background: #fef3c7; border-radius: 6px; padding: 0.5em 1em
 
 
 def example_images(run_dir: Path, n: int = 6) -> list[Path]:
-    """A few test-split images of the run (one per class in turn), from its ``split.csv``."""
-    path = run_dir / "split.csv"
-    if not path.is_file():
+    """A few test-split images of the run (one per class in turn), from its split file."""
+    folder = RunFolder(run_dir)
+    if not folder.split_file.is_file():
         return []
-    table = pd.read_csv(path, usecols=lambda c: c in ("label", "split", "path"))
+    table = folder.split_table()
     test = table[(table["split"] == "test") & table["path"].map(lambda p: Path(p).is_file())]
     by_class = [list(rows["path"]) for _, rows in test.groupby("label", sort=True)]
     picked = []

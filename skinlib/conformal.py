@@ -36,7 +36,6 @@ from skinlib.io import read_json, write_json
 from skinlib.metrics import bootstrap_weights
 
 METHODS = ("lac", "aps", "raps")
-FILE_NAME = "conformal.json"
 
 
 def class_scores(proba: np.ndarray, method: str = "lac", lam: float = 0.01, k_reg: int = 1):
@@ -215,7 +214,7 @@ def describe_set(mask: np.ndarray, classes: Sequence[str], coverage: float) -> s
     return f"{what} at {coverage:.0%}"
 
 
-# --- stored with the run (conformal.json): one writer, one reader -------------------------------
+# --- stored with the run (RunFolder.conformal_file): one writer, one reader ----------------------
 
 
 @dataclass

@@ -20,7 +20,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from skinlib.app_inputs import read_upload
-from skinlib.conformal import FILE_NAME, StoredConformal, describe_set, load_conformal
+from skinlib.conformal import StoredConformal, describe_set
 from skinlib.data.classes import CLASS_NAMES
 from skinlib.data.transforms import eval_geometry
 from skinlib.errors import DataError
@@ -30,10 +30,9 @@ from skinlib.evaluation import (
     probabilities_to_logits,
     tta_views,
 )
-from skinlib.io import read_json
 from skinlib.predictions import probabilities
-from skinlib.runs import LoadedRun, load_model, read_temperature, thresholds_path
-from skinlib.thresholds import OperatingPoint, load_thresholds, positive_score
+from skinlib.runs import LoadedRun, RunFolder
+from skinlib.thresholds import OperatingPoint, positive_score
 from skinlib.xai import compute_cams, overlay
 
 log = logging.getLogger(__name__)
@@ -72,52 +71,6 @@ class PredictionResult:
         return self.top3[0][0]
 
 
-def ensemble_members(run_dir: Path) -> tuple[list[Path], list[float]]:
-    """The run folders that answer, and their weights.
-
-    A plain run answers alone. An ensemble folder holds ``ensemble.json``: either a list of run
-    folders or ``{"members": [...], "weights": [...]}`` (weights optional); relative folders are
-    read from the ensemble folder.
-    """
-    spec = run_dir / "ensemble.json"
-    if not spec.is_file():
-        return [run_dir], [1.0]
-    try:
-        data = read_json(spec)
-    except ValueError as err:
-        raise DataError(f"{spec}: not valid JSON ({err})") from None
-    members = data.get("members") if isinstance(data, dict) else data
-    if not isinstance(members, list) or not members:
-        raise DataError(f"{spec}: expected a list of run folders (or {{'members': [...]}})")
-    folders = [(run_dir / str(m)).resolve() for m in members]
-    missing = [str(f) for f in folders if not (f / "checkpoints").is_dir()]
-    if missing:
-        raise DataError(f"{spec}: member run folders without checkpoints: {missing}")
-    weights = data.get("weights") if isinstance(data, dict) else None
-    try:
-        weights = [1.0] * len(folders) if weights is None else [float(w) for w in weights]
-    except (TypeError, ValueError):
-        weights = []
-    if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
-        raise DataError(f"{spec}: weights must be non-negative numbers, one per member")
-    return folders, weights
-
-
-def read_operating_point(run_dir: Path, tta: bool = False) -> OperatingPoint | None:
-    """The first operating point of ``thresholds.json`` (:func:`skinlib.thresholds.save_thresholds`)
-    or None when the study stored none for this run."""
-    path = thresholds_path(run_dir, tta)
-    if not path.is_file():
-        return None
-    try:
-        points = load_thresholds(path)
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataError(
-            f"{path}: not a thresholds file ({err}); re-run the thresholds step"
-        ) from None
-    return points[0] if points else None
-
-
 def _criterion_words(point: OperatingPoint) -> str:
     if point.criterion == "youden":
         return "chosen on validation to maximise sensitivity + specificity (Youden)"
@@ -135,7 +88,10 @@ def describe_decision(
     'melanoma probability 0.41 is above the threshold 0.27 chosen for 95% specificity on validation: refer.'
     """
     if point is None:
-        return "No operating point is stored for this run (no thresholds.json), so no decision."
+        return (
+            f"No operating point is stored for this run (no {RunFolder.THRESHOLDS}), so no "
+            "decision."
+        )
     try:
         score = float(positive_score(np.asarray(proba)[None], classes, point.positive)[0])
     except ValueError:
@@ -152,26 +108,27 @@ def describe_decision(
 
 
 def _member_line(loaded: LoadedRun, temperature: float | None) -> str:
-    meta_path = loaded.run_dir / "meta.json"
-    meta = read_json(meta_path) if meta_path.is_file() else {}
+    folder = RunFolder(loaded.run_dir)
+    meta = folder.meta() if folder.meta_file.is_file() else {}
     epoch = f", epoch {meta['best_epoch']} of {meta['epochs_run']}" if "best_epoch" in meta else ""
     calibration = (
         f"temperature {temperature:.3g} (fitted on validation)"
         if temperature is not None
-        else "**uncalibrated** (no calibration.json)"
+        else f"**uncalibrated** (no {RunFolder.CALIBRATION})"
     )
+    checkpoint = folder.checkpoint(loaded.checkpoint).relative_to(folder.path).as_posix()
     return (
         f"run `{loaded.run_dir}` · architecture **{loaded.config.model.arch}** · checkpoint "
-        f"`checkpoints/{loaded.checkpoint}.pt`{epoch} · {calibration}"
+        f"`{checkpoint}`{epoch} · {calibration}"
     )
 
 
-def read_conformal(run_dir: Path, classes: Sequence[str]) -> StoredConformal | None:
+def _conformal_for(folder: RunFolder, classes: Sequence[str]) -> StoredConformal | None:
     """The run's conformal sets and unknown threshold (step 08), or None; a file written for
     other classes is refused with a warning rather than applied to the wrong columns."""
-    stored = load_conformal(run_dir / FILE_NAME)
+    stored = folder.conformal()
     if stored is not None and list(stored.classes) != list(classes):
-        log.warning("%s: classes %s differ from the run's %s; ignored", run_dir / FILE_NAME,
+        log.warning("%s: classes %s differ from the run's %s; ignored", folder.conformal_file,
                     stored.classes, list(classes))  # fmt: skip
         return None
     return stored
@@ -181,8 +138,7 @@ class Predictor:
     """Calibrated class probabilities, a decision and a Grad-CAM map, one image at a time.
 
     Uses the run's own evaluation preprocessing (``LoadedRun.transform``) and the temperature
-    fitted for it. An ensemble folder (``ensemble.json``, as ``Study.build_ensemble`` writes it)
-    averages its
+    fitted for it. An ensemble folder (as ``Study.build_ensemble`` writes it) averages its
     members' calibrated probabilities with their weights
     (:func:`skinlib.evaluation.average_probabilities`), applies the ensemble's own temperature
     when it has one, and explains with the first member's Grad-CAM.
@@ -200,14 +156,13 @@ class Predictor:
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         self.tta = tta
-        folders, self.weights = ensemble_members(self.run_dir)
-        self.members = [load_model(f, device=self.device) for f in folders]
-        self.temperatures = [read_temperature(f, tta) for f in folders]
-        self.is_ensemble = folders != [self.run_dir]
+        folder = RunFolder(self.run_dir)
+        runs, self.weights = folder.ensemble_members()
+        self.members = [run.load_model(device=self.device) for run in runs]
+        self.temperatures = [run.temperature(tta) for run in runs]
+        self.is_ensemble = folder.is_ensemble
         # an ensemble folder's own temperature is fitted on the averaged output (Study.calibrate)
-        self.ensemble_temperature = (
-            read_temperature(self.run_dir, tta) if self.is_ensemble else None
-        )
+        self.ensemble_temperature = folder.temperature(tta) if self.is_ensemble else None
         self.classes = list(self.members[0].classes)
         for member in self.members[1:]:
             if list(member.classes) != self.classes:
@@ -215,8 +170,9 @@ class Predictor:
                     f"ensemble members disagree on classes: {self.classes} vs {member.classes}"
                 )
         self.binary = self.members[0].config.data.task == "binary"
-        self.operating_point = read_operating_point(self.run_dir, tta)
-        self.conformal = read_conformal(self.run_dir, self.classes)
+        points = folder.operating_points(tta)
+        self.operating_point = points[0] if points else None
+        self.conformal = _conformal_for(folder, self.classes)
 
     @property
     def calibrated(self) -> bool:
@@ -297,7 +253,7 @@ class Predictor:
         notes = list(notes)
         if not self.calibrated:
             notes.append(
-                "Uncalibrated: no temperature was fitted for this run (calibration.json "
+                f"Uncalibrated: no temperature was fitted for this run ({RunFolder.CALIBRATION} "
                 "missing), so these are the model's raw probabilities."
             )
         if mismatch := self._threshold_mismatch():

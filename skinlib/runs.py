@@ -415,30 +415,3 @@ class EvaluationFolder:
 
     def metrics(self) -> pd.DataFrame:
         return pd.read_csv(self.file(self.METRICS))
-
-
-# --- the functions callers used before RunFolder (each one line; removed once none is left) ----
-
-
-def run_meta(run_dir: str | Path) -> dict:
-    return RunFolder(run_dir).meta()
-
-
-def load_predictions(run_dir: str | Path, split: str = "test") -> Predictions:
-    return RunFolder(run_dir).predictions(split)
-
-
-def calibration_path(run_dir: str | Path, tta: bool = False) -> Path:
-    return RunFolder(run_dir).calibration_file(tta)
-
-
-def thresholds_path(run_dir: str | Path, tta: bool = False) -> Path:
-    return RunFolder(run_dir).thresholds_file(tta)
-
-
-def read_temperature(run_dir: str | Path, tta: bool = False) -> float | None:
-    return RunFolder(run_dir).temperature(tta)
-
-
-def write_temperature(run_dir: str | Path, temperature: float, tta: bool = False) -> Path:
-    return RunFolder(run_dir).write_temperature(temperature, tta)

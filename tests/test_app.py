@@ -23,7 +23,7 @@ from skinlib.errors import DataError
 from skinlib.inference import Predictor
 from skinlib.io import write_json
 from skinlib.predictions import Predictions
-from skinlib.runs import read_temperature, write_temperature
+from skinlib.runs import RunFolder
 
 POSITIVE = ["mel"]
 
@@ -40,11 +40,11 @@ def build_tiny_run(root: Path, task: str = "multiclass") -> Path:
     from skinlib.data import load_table
     from skinlib.data.splits import make_split
     from skinlib.data.synthetic import generate
-    from skinlib.thresholds import operating_point, positive_score, positive_truth, save_thresholds
+    from skinlib.thresholds import operating_point, positive_score, positive_truth
     from skinlib.training import train
 
     run = root / "experiments" / "app" / task
-    if (run / "thresholds.json").is_file():
+    if RunFolder(run).thresholds_file().is_file():
         return run  # built earlier in this session (the browser test shares it)
     data = root / "synthderm"
     if not (data / "HAM10000_metadata.csv").is_file():
@@ -62,20 +62,21 @@ def build_tiny_run(root: Path, task: str = "multiclass") -> Path:
         env.setenv("SKINLIB_EXPERIMENTS", str(root / "experiments"))
         env.setenv("SKINLIB_CACHE", str(root / "cache"))
         run = train(apply_overrides(Config(), overrides), table, progress=False)
-    val = Predictions.load(run / "predictions_val.csv")
+    folder = RunFolder(run)
+    val = folder.predictions("val")
     temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
-    write_json(run / "calibration.json", {"temperature": temperature, "fitted_on": "val"})
+    folder.write_temperature(temperature)
     score = positive_score(val.probabilities(temperature), val.classes, POSITIVE)
     truth = positive_truth(val.labels, val.classes, POSITIVE)
     point = operating_point(truth, score, None, None, POSITIVE, "specificity", 0.9, temperature)
     write_conformal(run, val, temperature)
-    save_thresholds(run / "thresholds.json", [point])  # last: marks the run as complete
+    folder.write_operating_points([point])  # last: marks the run as complete
     return run
 
 
 def write_conformal(run: Path, val: Predictions, temperature: float) -> None:
     """90% LAC sets and the unknown threshold fitted on validation, as step 08 stores them."""
-    from skinlib.conformal import ConformalClassifier, StoredConformal, save_conformal
+    from skinlib.conformal import ConformalClassifier, StoredConformal
     from skinlib.ood import threshold_for_known
 
     proba = val.probabilities(temperature)
@@ -85,7 +86,7 @@ def write_conformal(run: Path, val: Predictions, temperature: float) -> None:
         "lac", 0.9, False, list(cp.quantiles_), val.classes, temperature, "lesion weights",
         unknown=unknown,
     )  # fmt: skip
-    save_conformal(run / "conformal.json", stored)
+    RunFolder(run).write_conformal(stored)
 
 
 @pytest.fixture(scope="session")
@@ -99,11 +100,13 @@ def predictor(tiny_run) -> Predictor:
 
 
 def uncalibrated_copy(run: Path, folder: Path) -> Path:
-    """The same run without calibration.json and thresholds.json (checkpoints linked, not copied)."""
+    """The same run without temperature and operating points (checkpoints linked, not copied)."""
+    source, copy = RunFolder(run), RunFolder(folder)
     folder.mkdir(parents=True)
-    (folder / "checkpoints").symlink_to(run / "checkpoints", target_is_directory=True)
-    for name in ("meta.json", "config.yaml", "split.csv"):
-        (folder / name).write_bytes((run / name).read_bytes())
+    checkpoints = source.checkpoint().parent
+    (folder / checkpoints.name).symlink_to(checkpoints, target_is_directory=True)
+    for file in (source.meta_file, source.config_file, source.split_file):
+        (copy.path / file.name).write_bytes(file.read_bytes())
     return folder
 
 
@@ -228,17 +231,14 @@ def test_pixel_limit_is_adjustable(tmp_path):
 
 
 def _test_rows(run: Path):
-    import pandas as pd
-
-    table = pd.read_csv(run / "split.csv", dtype={"image_id": str})
-    return table[table["split"] == "test"].reset_index(drop=True)
+    return RunFolder(run).split_rows("test")
 
 
 def test_probabilities_match_the_training_runs_own_test_predictions(tiny_run, predictor):
     """Same preprocessing and temperature as evaluation: the app reproduces predictions_test.csv."""
-    temperature = read_temperature(tiny_run)
+    temperature = RunFolder(tiny_run).temperature()
     assert temperature is not None and predictor.calibrated
-    stored = Predictions.load(tiny_run / "predictions_test.csv")
+    stored = RunFolder(tiny_run).predictions("test")
     expected = stored.probabilities(temperature)
     rows = _test_rows(tiny_run)
     for i in range(3):
@@ -260,7 +260,7 @@ def test_prediction_result_is_complete(tiny_run, predictor):
     assert "resnet18" in result.run_info and "checkpoints/best.pt" in result.run_info
     assert "temperature" in result.run_info and not result.notes
     # the decision compares the calibrated melanoma probability with the stored threshold
-    point = inference.read_operating_point(tiny_run)
+    point = RunFolder(tiny_run).operating_points()[0]
     mel = result.probabilities["mel"]
     side = "above" if mel >= point.threshold else "below"
     assert f"melanoma probability {mel:.2f} is {side} the threshold {point.threshold:.2f}" in (
@@ -290,7 +290,7 @@ def test_uncalibrated_run_says_so(tiny_run, tmp_path):
     plain = Predictor(uncalibrated_copy(tiny_run, tmp_path / "plain"))
     image = load_image(_test_rows(tiny_run).loc[0, "path"])
     result = plain.predict(image)
-    raw = Predictions.load(tiny_run / "predictions_test.csv").probabilities(1.0)[0]
+    raw = RunFolder(tiny_run).predictions("test").probabilities(1.0)[0]
     np.testing.assert_allclose(list(result.probabilities.values()), raw, atol=1e-5)
     assert any("Uncalibrated" in note for note in result.notes)
     assert "uncalibrated" in result.run_info
@@ -299,23 +299,31 @@ def test_uncalibrated_run_says_so(tiny_run, tmp_path):
 
 def test_ensemble_averages_calibrated_members_with_weights(tiny_run, predictor, tmp_path):
     plain = uncalibrated_copy(tiny_run, tmp_path / "plain")
-    folder = tmp_path / "ensemble"
-    folder.mkdir()
-    write_json(
-        folder / "ensemble.json", {"members": [str(tiny_run), "../plain"], "weights": [1, 3]}
-    )
-    ensemble = Predictor(folder)
+    calibrated_run = uncalibrated_copy(tiny_run, tmp_path / "calibrated")
+    RunFolder(calibrated_run).write_temperature(RunFolder(tiny_run).temperature())
+    # members by run name, siblings in the study folder (as Study.build_ensemble writes them)
+    folder = RunFolder(tmp_path / "ensemble")
+    folder.write_ensemble(["calibrated", "plain"], [1, 3], "mean of calibrated probabilities")
+    ensemble = Predictor(folder.path)
     image = load_image(_test_rows(tiny_run).loc[1, "path"])
     calibrated = predictor.probabilities(image)
     raw = Predictor(plain).probabilities(image)
     np.testing.assert_allclose(ensemble.probabilities(image), (calibrated + 3 * raw) / 4, atol=1e-6)
     assert not ensemble.calibrated  # one member has no temperature
     assert "Ensemble" in ensemble.describe() and ensemble.describe().count("run `") == 2
+    # older ensemble files: absolute folders, or folders relative to the ensemble folder
+    old = tmp_path / "old"
+    write_json(
+        RunFolder(old).ensemble_file, {"members": [str(tiny_run), "../plain"], "weights": [1, 3]}
+    )
+    np.testing.assert_allclose(
+        Predictor(old).probabilities(image), (calibrated + 3 * raw) / 4, atol=1e-6
+    )
     # the ensemble's own temperature (fitted by the study on the averaged output) comes last
-    write_json(folder / "calibration.json", {"temperature": 2.0})
+    folder.write_temperature(2.0)
     mean = (calibrated + 3 * raw) / 4
     expected = np.sqrt(mean) / np.sqrt(mean).sum()  # softmax(log(p) / 2)
-    np.testing.assert_allclose(Predictor(folder).probabilities(image), expected, atol=1e-5)
+    np.testing.assert_allclose(Predictor(folder.path).probabilities(image), expected, atol=1e-5)
 
 
 def test_tta_averages_over_flips_and_rotations(tiny_run, predictor):
@@ -342,14 +350,14 @@ def test_tta_averages_over_flips_and_rotations(tiny_run, predictor):
     # PIL transposes before resizing vs tensor flips after: equal up to float rounding
     got = tta.probabilities(image)
     np.testing.assert_allclose(got, mean, atol=1e-4)
-    write_temperature(tiny_run, 2.0, tta=True)
+    RunFolder(tiny_run).write_temperature(2.0, tta=True)
     try:
         expected = mean ** (1 / 2.0) / (mean ** (1 / 2.0)).sum()
         np.testing.assert_allclose(
             Predictor(tiny_run, tta=True).probabilities(image), expected, atol=1e-4
         )
     finally:
-        (tiny_run / "calibration_tta.json").unlink()
+        RunFolder(tiny_run).calibration_file(tta=True).unlink()
     assert np.abs(got - predictor.probabilities(image)).max() > 5e-4  # TTA did change something
     assert "test-time augmentation on" in tta.describe()
 
@@ -366,15 +374,15 @@ def test_binary_run(tmp_path_factory):
 
 
 def test_broken_run_files_give_messages(tiny_run, tmp_path):
-    folder = uncalibrated_copy(tiny_run, tmp_path / "broken")
-    (folder / "calibration.json").write_text('{"temp": 1.5}')
+    folder = RunFolder(uncalibrated_copy(tiny_run, tmp_path / "broken"))
+    folder.calibration_file().write_text('{"temp": 1.5}')  # not what write_temperature writes
     with pytest.raises(DataError, match="no usable 'temperature'"):
-        Predictor(folder)
-    (folder / "calibration.json").write_text('{"temperature": 1.5}')
-    (folder / "thresholds.json").write_bytes((tiny_run / "thresholds.json").read_bytes())
-    result = Predictor(folder).predict(load_image(_test_rows(tiny_run).loc[0, "path"]))
+        Predictor(folder.path)
+    folder.write_temperature(1.5)  # not the temperature the operating point was chosen at
+    folder.write_operating_points(RunFolder(tiny_run).operating_points())
+    result = Predictor(folder.path).predict(load_image(_test_rows(tiny_run).loc[0, "path"]))
     assert any("re-run the thresholds step" in note for note in result.notes)
-    write_json(tmp_path / "ens" / "ensemble.json", {"members": ["../nowhere"]})
+    RunFolder(tmp_path / "ens").write_ensemble(["nowhere"], None, "mean")
     with pytest.raises(DataError, match="without checkpoints"):
         Predictor(tmp_path / "ens")
 
@@ -467,16 +475,16 @@ def test_loopback_detection(host, loopback):
 
 
 def _with_conformal(run: Path, folder: Path, quantile: float, unknown: float) -> Path:
-    """A copy of the run whose conformal.json has one LAC threshold and an unknown threshold."""
-    from skinlib.conformal import StoredConformal, load_conformal, save_conformal
+    """A copy of the run whose conformal sets have one LAC threshold and an unknown threshold."""
+    from skinlib.conformal import StoredConformal
 
-    copy = uncalibrated_copy(run, folder)
-    (copy / "calibration.json").write_bytes((run / "calibration.json").read_bytes())
-    stored = load_conformal(run / "conformal.json")
+    copy = RunFolder(uncalibrated_copy(run, folder))
+    copy.write_temperature(RunFolder(run).temperature())
+    stored = RunFolder(run).conformal()
     stored.quantiles = [quantile] * len(stored.classes)
     stored.unknown = {"score": "msp", "threshold": unknown, "keeps_known": 0.95}
-    save_conformal(copy / "conformal.json", StoredConformal(**vars(stored)))
-    return copy
+    copy.write_conformal(StoredConformal(**vars(stored)))
+    return copy.path
 
 
 def test_prediction_set_and_refer_flag(tiny_run, predictor, tmp_path):

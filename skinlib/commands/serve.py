@@ -13,9 +13,7 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="web app: upload an image, see what a trained run answers")
-    p.add_argument(
-        "--run", required=True, help="run folder (or ensemble folder with ensemble.json)"
-    )
+    p.add_argument("--run", required=True, help="run folder (or an ensemble folder of the study)")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default loopback: this machine only)"
     )
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(run_dir, device=device, tta=args.tta)
     if args.examples:
         examples = folder_images(Path(args.examples))
-    else:  # an ensemble folder may lack split.csv; its first member has one
+    else:  # an ensemble folder may lack a split file; its first member has one
         examples = example_images(run_dir) or example_images(predictor.members[0].run_dir)
     demo = build_app(predictor, examples, args.max_upload_mb)
     if not _is_loopback(args.host):
