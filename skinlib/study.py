@@ -16,6 +16,7 @@ import torch
 from skinlib import eda, paths, plots
 from skinlib.calibration import calibration_report, ece, reliability
 from skinlib.config import Config
+from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.errors import SkinlibError
 from skinlib.evaluation import ensemble, predict_table, split_rows
 from skinlib.io import write_json
@@ -43,7 +44,7 @@ from skinlib.thresholds import (
     save_thresholds,
     targets_for,
 )
-from skinlib.training import prepare_table, train
+from skinlib.training import train
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
@@ -71,7 +72,7 @@ class Study:
         self.dir = paths.study_dir(self.name)
         self.figures_dir = paths.study_figures_dir(self.name)
         self.tables_dir = paths.generated_tables_dir(self.name)
-        self._table: pd.DataFrame | None = None
+        self._tables: dict[str, pd.DataFrame] = {}  # by table_settings: one per distinct table
         plots.set_style()
 
     def __repr__(self) -> str:
@@ -82,15 +83,19 @@ class Study:
 
     # --- data and runs -------------------------------------------------------------------------
 
-    def table(self) -> pd.DataFrame:
-        """The labelled images with their (grouped, stratified) split."""
-        if self._table is None:
-            self._table = prepare_table(self.config)
-        return self._table
+    def table(self, cfg: Config | None = None) -> pd.DataFrame:
+        """The labelled images with their (grouped, stratified) split: the study's, or that of a
+        run's config where its data settings differ (prepared once per distinct setting)."""
+        cfg = cfg or self.config
+        key = table_settings(cfg)
+        if key not in self._tables:
+            self._tables[key] = prepare_table(cfg)
+        return self._tables[key]
 
     def train(self, cfg: Config) -> Path:
-        """Train a run, or reuse the complete run with this exact config (resumes a partial one)."""
-        return train(cfg, self.table(), resume=not self.retrain)
+        """Train a run on its own config's table, or reuse the complete run with this exact config
+        (resumes a partial one)."""
+        return train(cfg, self.table(cfg), resume=not self.retrain)
 
     def train_architecture(self, arch: str) -> Path:
         return self.train(self.profile.run_config(arch))
@@ -153,10 +158,7 @@ class Study:
 
     def data_source(self) -> str:
         """What the data are, in words: a folder in a format, or SynthDerm (synthetic)."""
-        data = self.config.data
-        if data.root:
-            return f"{data.root} ({data.format})"
-        return f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
+        return data_source(self.config)
 
     def class_counts(self) -> pd.DataFrame:
         return eda.class_counts(self.table())

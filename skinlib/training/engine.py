@@ -23,6 +23,7 @@ from skinlib import paths
 from skinlib.config import Config, config_from_dict, save_config
 from skinlib.data.dataset import ImageDataset, collate_readable
 from skinlib.data.splits import file_hash, save_split, split_fractions
+from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
@@ -42,7 +43,6 @@ from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
 from skinlib.training.selection import SelectionController, selected_loss
-from skinlib.training.tables import prepare_table, table_classes
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class Trainer:
         rate = cfg.selection_rate
         self.selector = SelectionController(rate) if rate < 1 else None
         self.mixup = self._mixup()
-        self.batch_augment = build_batch_augment(self.data_cfg, cfg.train.augment)
+        self.batch_augment = build_batch_augment(self.data_cfg, cfg.augment)
         if self.batch_augment is not None:
             self.batch_augment.to(self.device)
 
