@@ -23,9 +23,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
+from skinlib.calibration import logits_to_proba
 from skinlib.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
@@ -33,8 +34,8 @@ KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
 
 
 def msp(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N,) maximum softmax probability."""
-    return softmax(np.asarray(logits, float) / temperature, axis=1).max(1)
+    """(N,) maximum softmax probability (a binary run's single logit: max(p, 1 - p))."""
+    return logits_to_proba(logits, temperature).max(1)
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinlib.calibration import logits_to_proba
 from skinlib.io import atomic_write
 
 LOGIT_PREFIX = "logit_"
@@ -54,14 +55,8 @@ class Predictions:
         return self.logits.shape[1] == 1
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
-        """Class probabilities (N, C); for a binary task (N, 2) as [1 - p, p]."""
-        z = self.logits / temperature
-        if self.binary:
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        """Class probabilities (N, C) at ``temperature``; for a binary task (N, 2) as [1 - p, p]."""
+        return logits_to_proba(self.logits, temperature)
 
     def subset(self, index) -> Predictions:
         """The rows at ``index`` (an integer array or boolean mask), in that order."""

@@ -19,6 +19,8 @@ from skinlib.calibration import (
     nll,
     reliability,
 )
+from skinlib.ood import msp
+from skinlib.predictions import Predictions
 
 
 def simulated(n=3000, c=4, seed=0, scale=1.0):
@@ -34,6 +36,22 @@ def simulated(n=3000, c=4, seed=0, scale=1.0):
 # four images, three classes: top confidences 0.9 (right), 0.9 (wrong), 0.65, 0.65 (both right)
 HAND_PROBA = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.65, 0.2, 0.15], [0.2, 0.65, 0.15]])
 HAND_Y = np.array([0, 1, 0, 1])
+
+
+def test_one_softmax_for_predictions_calibration_and_unknown_scores():
+    """softmax([log 3, 0]) = [3/4, 1/4]; one binary logit log 3 gives p = 3/4 as [1/4, 3/4]."""
+    multi = np.array([[0.0, 0.0], [np.log(3), 0.0]])
+    np.testing.assert_allclose(logits_to_proba(multi), [[0.5, 0.5], [0.75, 0.25]])
+    np.testing.assert_allclose(
+        logits_to_proba(2 * multi, temperature=2), [[0.5, 0.5], [0.75, 0.25]]
+    )
+    binary = np.array([[0.0], [np.log(3)]])
+    np.testing.assert_allclose(logits_to_proba(binary), [[0.5, 0.5], [0.25, 0.75]])
+    for logits, classes in ((multi, ["a", "b"]), (binary, ["other", "mel"])):
+        preds = Predictions(["x", "y"], ["x", "y"], [0, 1], logits, classes)
+        assert np.array_equal(preds.probabilities(1.7), logits_to_proba(logits, 1.7))
+    # a binary run's maximum probability is max(p, 1 - p), not the softmax of one column (1)
+    np.testing.assert_allclose(msp(binary), [0.5, 0.75])
 
 
 def test_errors_worked_by_hand():
