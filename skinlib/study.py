@@ -17,6 +17,7 @@ from skinlib import eda, paths, plots
 from skinlib.calibration import calibration_report, ece, reliability
 from skinlib.config import Config
 from skinlib.data.tables import data_source, prepare_table, table_settings
+from skinlib.data.transforms import centre_square
 from skinlib.errors import SkinlibError
 from skinlib.evaluation import ensemble, predict_table, split_rows
 from skinlib.io import write_json
@@ -355,10 +356,8 @@ class Study:
 
     def cam_scores(self, run: str) -> tuple[pd.DataFrame, list, np.ndarray]:
         """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
-        from PIL import Image
-
         from skinlib.models import cam_spec
-        from skinlib.xai import compute_cams, faithfulness_scores, mask_scores
+        from skinlib.xai import compute_cams, faithfulness_scores, mask_as_seen, mask_scores
 
         rows = split_rows(self.run_dir(run), "test").head(self.evaluation.xai_images)
         loaded, pil, x = self._images(run, rows)
@@ -366,7 +365,7 @@ class Study:
         cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
         if "mask_path" in rows and rows["mask_path"].notna().all():
             size = run_meta(self.run_dir(run))["image_size"]
-            masks = [self._crop_like(Image.open(m), size) for m in rows["mask_path"]]
+            masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
             scores = mask_scores(cams, masks)
         else:
             scores = pd.DataFrame({"road": faithfulness_scores(loaded.model, x, cams)})
@@ -377,16 +376,6 @@ class Study:
         scores = pd.concat([self.cam_scores(run)[0] for run in self.runs])
         summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
         return summary.reset_index(["layer", "grid"])
-
-    @staticmethod
-    def _crop_like(mask_image, size: int) -> np.ndarray:
-        """The mask through the same resize and centre crop as the image."""
-        from torchvision.transforms import v2 as T
-
-        crop = T.Compose(
-            [T.Resize(size, interpolation=T.InterpolationMode.NEAREST), T.CenterCrop(size)]
-        )
-        return np.asarray(crop(mask_image)) > 0
 
     def gallery(self, run: str, cls: str | None = None):
         """Grad-CAM overlays of true positives, false negatives and false positives of a class."""
@@ -408,7 +397,7 @@ class Study:
             loaded, pil, x = self._images(run, rows.iloc[idx])
             cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
             for i, im, cam in zip(idx, pil, cams, strict=True):
-                small = np.asarray(im.resize((160, 160)))
+                small = np.asarray(centre_square(im, 160))
                 images.append(overlay(small, cam))
                 titles.append(
                     f"{kind}\n{preds.classes[preds.labels[i]]}, p({cls})={proba[i, preds.classes.index(cls)]:.2f}"

@@ -22,7 +22,9 @@ from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputTarget,
 )
 from torch import nn
+from torchvision.transforms import InterpolationMode
 
+from skinlib.data.transforms import centre_square
 from skinlib.models import CamSpec, cam_spec
 from skinlib.predictions import Predictions
 
@@ -163,6 +165,13 @@ def load_mask(path: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     with Image.open(path) as img:
         mask = np.asarray(img.convert("L")) > 0
     return mask if shape is None else _resize(mask, shape, Image.Resampling.NEAREST) > 0.5
+
+
+def mask_as_seen(path: str, size: int) -> np.ndarray:
+    """A lesion mask PNG as bool (size, size) through the evaluation geometry (nearest
+    neighbour): the lesion pixels of the image the model saw and the map covers."""
+    with Image.open(path) as img:
+        return np.asarray(centre_square(img.convert("L"), size, InterpolationMode.NEAREST)) > 0
 
 
 def faithfulness_scores(

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from skinlib.config import ModelConfig
+from skinlib.data.transforms import centre_square
 from skinlib.models import CamSpec, create_model
 from skinlib.predictions import Predictions
 from skinlib.xai import (
@@ -16,6 +17,7 @@ from skinlib.xai import (
     gallery_indices,
     gallery_selection,
     load_mask,
+    mask_as_seen,
     mask_scores,
     overlay,
 )
@@ -84,6 +86,24 @@ def test_mask_is_resized_to_the_map(tmp_path):
     assert mask_scores(cam[None], [mask])["energy_inside"].item() == pytest.approx(1.0)
     loaded = load_mask(str(tmp_path / "m.png"), (10, 10))
     assert loaded.shape == (10, 10) and loaded[:5].all() and not loaded[5:].any()
+
+
+def test_a_mask_lies_on_the_image_the_model_saw(tmp_path):
+    """8 x 4 (wide) mask, lesion in columns 2-3: the centre 4 x 4 square keeps columns 2-5, so the
+    lesion is the square's first two columns (a plain resize would squash it to columns 1)."""
+    from PIL import Image
+
+    mask = np.zeros((4, 8), np.uint8)
+    mask[:, 2:4] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    seen = mask_as_seen(str(tmp_path / "m.png"), 4)
+    expected = np.zeros((4, 4), bool)
+    expected[:, :2] = True
+    np.testing.assert_array_equal(seen, expected)
+    # the image drawn under a map: the same square; a 7 x 3 image at side 3 keeps columns 2-4
+    pixels = np.arange(21, dtype=np.uint8).reshape(3, 7)
+    square = np.asarray(centre_square(Image.fromarray(pixels), 3))
+    np.testing.assert_array_equal(square, pixels[:, 2:5])
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
