@@ -38,11 +38,10 @@ from skinlib.runs import (
     write_temperature,
 )
 from skinlib.thresholds import (
-    OperatingPoint,
     operating_points_from_predictions,
-    positive_score,
-    positive_truth,
+    positive_roc,
     save_thresholds,
+    stored_point,
     targets_for,
 )
 from skinlib.training import train
@@ -329,21 +328,16 @@ class Study:
             n_boot=self.evaluation.n_boot,
         )
         if positive == list(self.evaluation.positive):
-            first = {**table.iloc[0].to_dict(), "positive": positive}
-            save_thresholds(thresholds_path(self.run_dir(run), tta), [OperatingPoint(**first)])
+            save_thresholds(
+                thresholds_path(self.run_dir(run), tta), [stored_point(table, positive)]
+            )
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def roc(self, run: str, positive=None):
         """ROC of the positive set on test, on the probabilities the stored threshold uses."""
-        from sklearn.metrics import roc_auc_score, roc_curve
-
-        positive = list(positive or self.evaluation.positive)
         p = self.predictions(run, "test")
         proba, _ = self.calibrated_probabilities(run, "test")
-        truth = positive_truth(p.labels, p.classes, positive)
-        score = positive_score(proba, p.classes, positive)
-        fpr, tpr, _ = roc_curve(truth, score)
-        return fpr, tpr, roc_auc_score(truth, score)
+        return positive_roc(p.labels, proba, p.classes, list(positive or self.evaluation.positive))
 
     # --- 06 XAI --------------------------------------------------------------------------------
 

@@ -287,18 +287,37 @@ def operating_points_from_predictions(
     )
 
 
+def roc(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC curve and area of a score against bool truth: ``(fpr, tpr, auc)``, the input of
+    :func:`skinlib.plots.roc_curves`.
+
+    >>> fpr, tpr, auc = roc(np.array([False, False, True, True]), np.array([0.1, 0.6, 0.4, 0.9]))
+    >>> auc
+    0.75
+    """
+    fpr, tpr, _ = roc_curve(truth, score)
+    return fpr, tpr, float(roc_auc_score(truth, score))
+
+
+def positive_roc(
+    labels: np.ndarray, proba: np.ndarray, classes: Sequence[str], positive: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC of the positive set against the rest, on the score the operating points threshold
+    (:func:`positive_score`), so the stored point lies on this curve."""
+    return roc(positive_truth(labels, classes, positive), positive_score(proba, classes, positive))
+
+
 def roc_curves(
     labels: np.ndarray, proba: np.ndarray, classes: Sequence[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """One-vs-rest ROC curve per class ``{class: (fpr, tpr, auc)}`` (classes absent from
-    ``labels`` are left out); the input of :func:`skinlib.plots.roc_curves`."""
+    ``labels`` are left out)."""
     labels, proba = np.asarray(labels, int), np.asarray(proba, float)
     out = {}
     for c, name in enumerate(classes):
         hit = labels == c
         if 0 < hit.sum() < len(hit):
-            fpr, tpr, _ = roc_curve(hit, proba[:, c])
-            out[name] = (fpr, tpr, float(roc_auc_score(hit, proba[:, c])))
+            out[name] = roc(hit, proba[:, c])
     return out
 
 
@@ -376,10 +395,23 @@ def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def at_specificity(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
+    """The rows of :func:`operating_points_table` chosen for ``specificity`` on validation (the
+    profile's target: the point the text discusses and the run stores), in table order."""
+    chosen = (points["criterion"] == "specificity") & (
+        (points["target"] - specificity).abs() < 1e-9
+    )
+    return points[chosen]
+
+
+def stored_point(table: pd.DataFrame, positive: Sequence[str]) -> OperatingPoint:
+    """The point a run stores (``thresholds.json``): the first row of its
+    :func:`operating_points_table`, chosen for the profile's specificity (:func:`targets_for`
+    puts it first)."""
+    return OperatingPoint(**{**table.iloc[0].to_dict(), "positive": list(positive)})
+
+
 def primary_points(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
     """The point the text discusses: per model and positive set, the threshold chosen for the
     profile's target specificity (the full grid belongs in an appendix)."""
-    chosen = points[
-        (points["criterion"] == "specificity") & ((points["target"] - specificity).abs() < 1e-9)
-    ]
-    return _for_reading(chosen).drop(columns="criterion (val)")
+    return _for_reading(at_specificity(points, specificity)).drop(columns="criterion (val)")
