@@ -20,6 +20,7 @@ import torch
 from skinlib.data import load_table
 from skinlib.data.overlap import OverlapReport, flag_run_images
 from skinlib.errors import DataError
+from skinlib.metrics import classification_report
 from skinlib.predictions import Predictions
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,7 @@ def predict_table(
     device = next(loaded.model.parameters()).device
     chunks = []
     for images, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        images = images.to(device)
-        if len(views) == 1:  # keep the raw logits (what training wrote)
-            chunks.append(loaded.model(_view(images, views[0])).float().cpu().numpy())
-            continue
-        proba = sum(_proba(loaded.model(_view(images, v)), binary) for v in views) / len(views)
-        chunks.append(probabilities_to_logits(proba.float().cpu().numpy(), binary))
+        chunks.append(tta_logits(loaded.model, images.to(device), views, binary))
     width = 1 if binary else len(classes)
     logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
     return Predictions(
@@ -110,21 +106,78 @@ def predict_table(
     )
 
 
+@torch.no_grad()
+def tta_logits(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    views: Sequence[str] = TTA_VIEWS,
+    binary: bool = False,
+) -> np.ndarray:
+    """Test-time augmentation of one batch: the model's probabilities averaged over ``views``,
+    returned as logits (:func:`probabilities_to_logits`), so they fit a predictions file.
+
+    Args:
+        images: (N, 3, H, W) preprocessed, on the model's device.
+        views: names from :data:`TTA_VIEWS`; a single view returns the raw logits unchanged.
+
+    Returns:
+        (N, C) logits; (N, 1) for a binary model.
+    """
+    views = list(views)
+    if len(views) == 1:  # keep the raw logits (what training wrote)
+        return model(_view(images, views[0])).float().cpu().numpy()
+    proba = sum(_proba(model(_view(images, v)), binary) for v in views) / len(views)
+    return probabilities_to_logits(proba.float().cpu().numpy(), binary)
+
+
 def _is_binary(loaded) -> bool:
     return getattr(loaded.config.data, "task", "multiclass") == "binary"
 
 
 def _proba(logits: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Probabilities of a batch on its device (float32): TTA averages views there before one copy
+    to the CPU; files and later steps use :func:`skinlib.calibration.logits_to_proba`."""
     if binary:
         p = torch.sigmoid(logits.float().reshape(-1))
         return torch.stack([1 - p, p], dim=1)
     return torch.softmax(logits.float(), dim=1)
 
 
+def average_probabilities(
+    probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """The (weighted) mean of several models' (N, C) probabilities of the same images: how every
+    ensemble combines its members.
+
+    >>> average_probabilities([np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])], [3, 1]).tolist()
+    [[0.75, 0.25]]
+    """
+    w = np.ones(len(probabilities)) if weights is None else np.asarray(weights, dtype=float)
+    if len(w) != len(probabilities) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("weights must be non-negative, one per member, not all zero")
+    return sum(wi * p for wi, p in zip(w, probabilities, strict=True)) / w.sum()
+
+
+def ensemble_weights(val_predictions: Sequence[Predictions]) -> list[float]:
+    """Each member's validation balanced accuracy: its weight in the ensemble (chosen on
+    validation, so the test set plays no part in how the members are combined)."""
+    return [
+        classification_report(p.labels, p.probabilities(), p.classes).summary["balanced_accuracy"]
+        for p in val_predictions
+    ]
+
+
 def ensemble(
-    predictions: Sequence[Predictions], weights: Sequence[float] | None = None
+    predictions: Sequence[Predictions],
+    weights: Sequence[float] | None = None,
+    temperatures: Sequence[float] | None = None,
 ) -> Predictions:
-    """Average the probabilities of several runs on the same images (optionally weighted)."""
+    """Average the probabilities of several runs on the same images (optionally weighted).
+
+    Args:
+        temperatures: one per member: average the calibrated probabilities (each member's
+            ``softmax(logits / T)``); default the raw ones.
+    """
     if not predictions:
         raise ValueError("ensemble needs at least one predictions set")
     first = predictions[0]
@@ -137,10 +190,9 @@ def ensemble(
             raise DataError(
                 "ensemble members were predicted on different images (or another order)"
             )
-    w = np.ones(len(predictions)) if weights is None else np.asarray(weights, dtype=float)
-    if len(w) != len(predictions) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("weights must be non-negative, one per member, not all zero")
-    proba = sum(wi * p.probabilities() for wi, p in zip(w, predictions, strict=True)) / w.sum()
+    temperatures = [1.0] * len(predictions) if temperatures is None else temperatures
+    members = zip(predictions, temperatures, strict=True)
+    proba = average_probabilities([p.probabilities(t) for p, t in members], weights)
     return Predictions(
         image_id=first.image_id,
         group=first.group,

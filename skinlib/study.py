@@ -19,7 +19,7 @@ from skinlib.config import Config
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
 from skinlib.errors import SkinlibError
-from skinlib.evaluation import ensemble, predict_table, split_rows
+from skinlib.evaluation import ensemble, ensemble_weights, predict_table, split_rows
 from skinlib.io import write_json
 from skinlib.metrics import (
     best_on_validation,
@@ -406,9 +406,7 @@ class Study:
         """Average the runs' calibrated probabilities (weighted by validation balanced accuracy);
         written as a run folder of its own (``ensemble``) so every step and the app can use it."""
         runs = runs or self.runs
-        weights = None
-        if weighted:
-            weights = [self.report(r, "val").summary["balanced_accuracy"] for r in runs]
+        weights = ensemble_weights([self.predictions(r, "val") for r in runs]) if weighted else None
         out = self.run_dir(ENSEMBLE)
         out.mkdir(parents=True, exist_ok=True)
         uncalibrated = [r for r in runs if self.temperature(r) is None]
@@ -417,16 +415,10 @@ class Study:
                 f"the ensemble averages calibrated probabilities, but {uncalibrated} have no "
                 "temperature yet: run 04_calibration first"
             )
+        temperatures = [self.temperature(r) for r in runs]
         for split in ("val", "test"):
-            members = []
-            for r in runs:
-                p = self.predictions(r, split)
-                members.append(
-                    Predictions(
-                        p.image_id, p.group, p.labels, p.logits / self.temperature(r), p.classes
-                    )
-                )
-            ensemble(members, weights).save(out / f"predictions_{split}.csv")
+            members = [self.predictions(r, split) for r in runs]
+            ensemble(members, weights, temperatures).save(out / f"predictions_{split}.csv")
         split_file = self.run_dir(runs[0]) / "split.csv"
         (out / "split.csv").write_bytes(split_file.read_bytes())
         write_json(
