@@ -102,6 +102,22 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> pd.Da
     )
 
 
+def reliability_tables(
+    y: np.ndarray, logits: np.ndarray, temperature: float | None = None, n_bins: int = N_BINS
+) -> dict[str, pd.DataFrame]:
+    """Reliability ``before`` temperature scaling and, where a temperature was fitted, ``after``
+    (no ``after`` for a run not yet calibrated, rather than a silent T = 1).
+
+    Args:
+        y: (N,) class indices.
+        logits: (N, C) raw logits ((N, 1) binary).
+    """
+    tables = {"before": reliability(y, logits_to_proba(logits), n_bins)}
+    if temperature is not None:
+        tables["after"] = reliability(y, logits_to_proba(logits, temperature), n_bins)
+    return tables
+
+
 def _ece(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> float:
     count, mean_conf, mean_hit = _binned(conf, hit, n_bins)
     used = count > 0

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from skinlib import eda, paths, plots
-from skinlib.calibration import calibration_report, ece, reliability
+from skinlib.calibration import calibration_report, ece, reliability_tables
 from skinlib.config import Config
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
@@ -299,11 +299,8 @@ class Study:
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
         """Reliability before and, where a temperature was fitted, after scaling."""
-        p, t = self.predictions(run, split), self.temperature(run)
-        tables = {"before": reliability(p.labels, p.probabilities())}
-        if t is not None:
-            tables["after"] = reliability(p.labels, p.probabilities(t))
-        return tables
+        p = self.predictions(run, split)
+        return reliability_tables(p.labels, p.logits, self.temperature(run))
 
     # --- 05 thresholds -------------------------------------------------------------------------
 
