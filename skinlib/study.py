@@ -27,6 +27,7 @@ from skinlib.metrics import (
     classification_report,
     paired_tests,
 )
+from skinlib.models import cam_spec
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.report import display_table, format_ci, format_p, write_table
@@ -45,9 +46,19 @@ from skinlib.thresholds import (
     targets_for,
 )
 from skinlib.training import train
+from skinlib.xai import (
+    compute_cams,
+    gallery_selection,
+    gallery_titles,
+    mask_as_seen,
+    overlay,
+    score_cams,
+    summarise_cam_scores,
+)
 
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
+GALLERY_SIDE = 160  # pixels: each overlay in the gallery figure
 # the comparison table's body columns (the others go to ``comparison_details``)
 COMPARISON_COLUMNS = ("model", "bal. acc.", "accuracy", "AUC (raw)", "ECE (calibrated)")
 
@@ -347,55 +358,37 @@ class Study:
 
     def cam_scores(self, run: str) -> tuple[pd.DataFrame, list, np.ndarray]:
         """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
-        from skinlib.models import cam_spec
-        from skinlib.xai import compute_cams, faithfulness_scores, mask_as_seen, mask_scores
-
         rows = split_rows(self.run_dir(run), "test").head(self.evaluation.xai_images)
         loaded, pil, x = self._images(run, rows)
         spec = cam_spec(loaded.model, x.shape[-1])
         cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
+        masks = None
         if "mask_path" in rows and rows["mask_path"].notna().all():
             size = run_meta(self.run_dir(run))["image_size"]
             masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
-            scores = mask_scores(cams, masks)
-        else:
-            scores = pd.DataFrame({"road": faithfulness_scores(loaded.model, x, cams)})
+        scores = score_cams(loaded.model, x, cams, masks)
         return scores.assign(model=run, layer=spec.layer, grid=spec.grid), pil, cams
 
     def cam_summary(self) -> pd.DataFrame:
         """Mean map scores per architecture, with the layer explained and its grid (cells a side)."""
-        scores = pd.concat([self.cam_scores(run)[0] for run in self.runs])
-        summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
-        return summary.reset_index(["layer", "grid"])
+        return summarise_cam_scores(pd.concat([self.cam_scores(run)[0] for run in self.runs]))
 
     def gallery(self, run: str, cls: str | None = None):
         """Grad-CAM overlays of true positives, false negatives and false positives of a class."""
-        from skinlib.xai import compute_cams, gallery_indices, overlay
-
         cls = cls or self.evaluation.positive[0]
         preds = self.predictions(run, "test")
         if cls not in preds.classes:
             cls = preds.classes[-1]
         rows = split_rows(self.run_dir(run), "test")
-        proba, _ = self.calibrated_probabilities(run, "test")
-        picks = gallery_indices(
-            preds.labels, proba, preds.classes.index(cls), self.evaluation.gallery_per_kind
-        )
-        images, titles = [], []
-        for kind, idx in picks.items():
-            if not idx:
-                continue
-            loaded, pil, x = self._images(run, rows.iloc[idx])
+        per_kind = self.evaluation.gallery_per_kind
+        chosen = gallery_selection(preds, cls, per_kind, self.temperature(run) or 1.0)
+        images = []
+        for _, picked in chosen.groupby("kind", sort=False):
+            loaded, pil, x = self._images(run, rows.iloc[picked["row"].tolist()])
             cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
-            for i, im, cam in zip(idx, pil, cams, strict=True):
-                small = np.asarray(centre_square(im, 160))
-                images.append(overlay(small, cam))
-                titles.append(
-                    f"{kind}\n{preds.classes[preds.labels[i]]}, p({cls})={proba[i, preds.classes.index(cls)]:.2f}"
-                )
-        return plots.image_gallery(
-            images, titles, ncols=max(3, self.evaluation.gallery_per_kind * 2)
-        )
+            for im, cam in zip(pil, cams, strict=True):
+                images.append(overlay(np.asarray(centre_square(im, GALLERY_SIDE)), cam))
+        return plots.image_gallery(images, gallery_titles(chosen, cls), ncols=max(3, per_kind * 2))
 
     # --- 07 comparison: TTA and ensemble ---------------------------------------------------------
 

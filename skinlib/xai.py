@@ -212,6 +212,30 @@ def faithfulness_scores(
         return np.asarray(score(images, np.asarray(cams), wanted, model), float).reshape(-1)
 
 
+def score_cams(
+    model: nn.Module,
+    images: torch.Tensor,
+    cams: np.ndarray,
+    masks: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Each map's scores: against its lesion mask (:func:`mask_scores`) where every image has
+    one, else its ROAD faithfulness (column ``road``), since a map with neither is unchecked."""
+    if masks is not None:
+        return mask_scores(cams, masks)
+    return pd.DataFrame({"road": faithfulness_scores(model, images, cams)})
+
+
+def summarise_cam_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean score per model (the index), with the layer explained and its grid (cells a side)
+    kept as columns.
+
+    Args:
+        scores: :func:`score_cams` rows with ``model``, ``layer`` and ``grid`` columns.
+    """
+    summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
+    return summary.reset_index(["layer", "grid"])
+
+
 def gallery_indices(
     labels: np.ndarray, proba: np.ndarray, cls: int, k: int = 3
 ) -> dict[str, list[int]]:
@@ -260,3 +284,13 @@ def gallery_selection(
         for i in idx
     ]
     return pd.DataFrame(rows, columns=["kind", "row", "image_id", "label", "probability"])
+
+
+def gallery_titles(selection: pd.DataFrame, cls: str) -> list[str]:
+    """One title per :func:`gallery_selection` row: the kind, the true class and p(``cls``).
+
+    >>> row = {"kind": "false negative", "label": "mel", "probability": 0.123}
+    >>> gallery_titles(pd.DataFrame([row]), "mel")
+    ['false negative\\nmel, p(mel)=0.12']
+    """
+    return [f"{r.kind}\n{r.label}, p({cls})={r.probability:.2f}" for r in selection.itertuples()]

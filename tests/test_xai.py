@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -16,10 +17,13 @@ from skinlib.xai import (
     faithfulness_scores,
     gallery_indices,
     gallery_selection,
+    gallery_titles,
     load_mask,
     mask_as_seen,
     mask_scores,
     overlay,
+    score_cams,
+    summarise_cam_scores,
 )
 
 SIZE = 32
@@ -200,6 +204,46 @@ def test_gallery_picks_the_right_kinds():
     assert table["probability"].tolist() == pytest.approx([0.8, 0.4, 0.7])
     with pytest.raises(ValueError, match="not among"):
         gallery_selection(preds, "bcc")
+
+
+def test_maps_are_scored_against_masks_where_there_are_masks_else_by_road():
+    model = Brightness()
+    images, masks = toy_batch()
+    cams = np.stack([m.astype(np.float32) for m in masks])  # maps exactly on the lesions
+    with_masks = score_cams(model, images, cams, masks)
+    assert with_masks["pointing"].tolist() == [1.0, 1.0]
+    assert with_masks["energy_inside"].tolist() == [1.0, 1.0]
+    without = score_cams(model, images, cams)
+    assert list(without.columns) == ["road"] and len(without) == 2
+
+
+def test_cam_summary_is_the_mean_per_model_with_its_layer():
+    scores = pd.DataFrame(
+        {
+            "pointing": [1.0, 0.0, 1.0, 1.0, np.nan],
+            "energy_inside": [0.5, 0.25, 0.75, 0.25, 0.5],
+            "model": ["a", "a", "b", "b", "b"],
+            "layer": ["layer4", "layer4", "stages.3", "stages.3", "stages.3"],
+            "grid": [2, 2, 4, 4, 4],
+        }
+    )
+    summary = summarise_cam_scores(scores)
+    assert summary.index.tolist() == ["a", "b"]
+    assert summary["layer"].tolist() == ["layer4", "stages.3"] and summary["grid"].tolist() == [
+        2,
+        4,
+    ]
+    assert summary["pointing"].tolist() == [0.5, 1.0]  # a map that points nowhere is left out
+    assert summary["energy_inside"].tolist() == pytest.approx([0.375, 0.5])
+
+
+def test_gallery_titles_name_kind_truth_and_probability():
+    labels = np.array([0, 1])
+    preds = Predictions(
+        ["i0", "i1"], ["a", "b"], labels, np.log([[0.3, 0.7], [0.6, 0.4]]), ["nv", "mel"]
+    )
+    titles = gallery_titles(gallery_selection(preds, "mel", k=1), "mel")
+    assert titles == ["false negative\nmel, p(mel)=0.40", "false positive\nnv, p(mel)=0.70"]
 
 
 def test_overlay_shape_type_and_no_side_effect():
