@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skinlib import eda, paths, plots
-from skinlib.calibration import calibration_report, ece, reliability_tables
+from skinlib import comparison, eda, paths, plots
+from skinlib.calibration import calibration_report, reliability_tables
 from skinlib.config import Config
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
@@ -23,14 +23,13 @@ from skinlib.evaluation import ensemble, ensemble_weights, predict_table, split_
 from skinlib.io import write_json
 from skinlib.metrics import (
     best_on_validation,
-    bootstrap_ci,
     classification_report,
     paired_tests,
 )
 from skinlib.models import cam_spec
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
-from skinlib.report import display_table, format_ci, format_p, write_table
+from skinlib.report import display_table, write_table
 from skinlib.runs import (
     load_model,
     read_temperature,
@@ -59,8 +58,6 @@ from skinlib.xai import (
 log = logging.getLogger(__name__)
 ENSEMBLE = "ensemble"
 GALLERY_SIDE = 160  # pixels: each overlay in the gallery figure
-# the comparison table's body columns (the others go to ``comparison_details``)
-COMPARISON_COLUMNS = ("model", "bal. acc.", "accuracy", "AUC (raw)", "ECE (calibrated)")
 
 
 class Study:
@@ -187,14 +184,9 @@ class Study:
     # --- evaluation of runs --------------------------------------------------------------------
 
     def metrics_with_ci(self, preds: Predictions) -> pd.DataFrame:
-        """Headline metrics with grouped-bootstrap intervals, from the uncalibrated probabilities.
-
-        Temperature scaling keeps each image's argmax (accuracy, balanced accuracy and F1) but can
-        move a multi-class AUC a little; the study reports AUC from the raw softmax everywhere (03,
-        07) so that one model has one AUC before and after 04.
-        """
-        proba = preds.probabilities()
-        return bootstrap_ci(preds.labels, proba, preds.group, n_boot=self.evaluation.n_boot)
+        """Headline metrics with grouped-bootstrap intervals (:func:`comparison.metrics_with_ci`:
+        from the uncalibrated probabilities, so a model has one AUC before and after 04)."""
+        return comparison.metrics_with_ci(preds, self.evaluation.n_boot)
 
     def report(self, run: str, split: str = "test"):
         p = self.predictions(run, split)
@@ -202,55 +194,18 @@ class Study:
 
     def headline(self, run: str, split: str = "test", tta: bool = False) -> dict:
         """One row of the comparison table: metrics with CIs, ECE, size and speed."""
-        preds = self.predictions(run, split, tta)
-        t = self.temperature(run, tta)
-        ci = self.metrics_with_ci(preds).set_index("metric")
-        row = {"model": run + (" + TTA" if tta else "")}
-        for m in ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc"):
-            row[m] = ci.loc[m, "value"]
-            row[f"{m}_low"], row[f"{m}_high"] = ci.loc[m, "low"], ci.loc[m, "high"]
-        row["ece_raw"] = ece(preds.labels, preds.probabilities())
-        # NaN where no temperature was fitted: the table then says "not calibrated"
-        row["ece_calibrated"] = np.nan if t is None else ece(preds.labels, preds.probabilities(t))
-        row["temperature"] = np.nan if t is None else t
-        meta_path = self.run_dir(run) / "meta.json"
-        if meta_path.is_file():
-            meta = run_meta(self.run_dir(run))
-            row.update(
-                params_m=meta["n_params"] / 1e6,
-                train_min=meta["train_seconds"] / 60,
-                train_img_s=meta["train_images_per_s"],
-                eval_img_s=meta["eval_images_per_s"],
-            )
-        return row
+        has_meta = (self.run_dir(run) / "meta.json").is_file()
+        return comparison.headline_row(
+            run + (" + TTA" if tta else ""),
+            self.predictions(run, split, tta),
+            self.temperature(run, tta),
+            self.evaluation.n_boot,
+            run_meta(self.run_dir(run)) if has_meta else None,
+        )
 
     def comparison_table(self, rows: list[dict]) -> pd.DataFrame:
         """Pretty table (values with CIs) from :meth:`headline` rows."""
-        df = pd.DataFrame(rows)
-        out = pd.DataFrame({"model": df["model"]})
-        for m, name in (
-            ("balanced_accuracy", "bal. acc."),
-            ("accuracy", "accuracy"),
-            ("macro_f1", "macro F1"),
-            ("macro_auc", "AUC (raw)"),
-        ):
-            out[name] = [  # two decimals: intervals about 0.1 wide do not support a third
-                format_ci(v, lo, hi, 2)
-                for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"], strict=True)
-            ]
-        out["ECE (raw)"] = df["ece_raw"].round(3)
-        out["ECE (calibrated)"] = [
-            "not calibrated" if pd.isna(v) else f"{v:.3f}" for v in df["ece_calibrated"]
-        ]
-        for col, name, digits in (("params_m", "params (M)", 1), ("train_min", "train (min)", 1)):
-            if col in df:
-                out[name] = df[col].round(digits)
-        if "train_img_s" in df:  # one column for both speeds: the table fits the page
-            out["img/s train / eval"] = [
-                "--" if pd.isna(t) else f"{t:.0f} / {e:.0f}"
-                for t, e in zip(df["train_img_s"], df["eval_img_s"], strict=True)
-            ]
-        return out
+        return comparison.comparison_table(rows)
 
     def reference_model(self, runs: list[str] | None = None) -> str:
         """The paired tests' reference: the best validation balanced accuracy (never test)."""
@@ -258,11 +213,9 @@ class Study:
         return best_on_validation({r: self.predictions(r, "val") for r in runs})
 
     def comparison_tables(self, rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The comparison split in two tables that each fit a thesis page: the headline metrics
-        (``comparison``) and the rest (``comparison_details``: F1, raw ECE, size, time, speed)."""
-        full = self.comparison_table(rows)
-        main = full[[c for c in COMPARISON_COLUMNS if c in full]]
-        return main, full.drop(columns=[c for c in main.columns if c != "model"])
+        """The comparison in two tables that each fit a thesis page (``comparison`` and
+        ``comparison_details``)."""
+        return comparison.comparison_tables(rows)
 
     def paired_tests(self, reference: str, others: list[str]) -> pd.DataFrame:
         """Each model against the reference on the same test images (grouped paired bootstrap of
@@ -273,20 +226,7 @@ class Study:
             {run: self.predictions(run) for run in others},
             n_boot=self.evaluation.n_boot,
         )
-        return pd.DataFrame(
-            {
-                "comparison": [f"{reference} - {m}" for m in table["model"]],
-                "difference": [
-                    format_ci(d, lo, hi)
-                    for d, lo, hi in zip(
-                        table["difference"], table["low"], table["high"], strict=True
-                    )
-                ],
-                "p (bootstrap)": table["p_bootstrap"].map(format_p),
-                "p (Holm)": table["p_holm"].map(format_p),
-                "p (McNemar, images)": table["p_mcnemar_images"].map(format_p),
-            }
-        )
+        return comparison.paired_tests_for_reading(reference, table)
 
     def external_results(self) -> pd.DataFrame:
         """Every architecture on every external set of the profile (``evaluation.external``),
