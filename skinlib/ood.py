@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 from scipy.special import logsumexp
@@ -30,6 +31,7 @@ from skinlib.calibration import logits_to_proba
 from skinlib.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
+KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`
 KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
 
 
@@ -72,6 +74,66 @@ class Mahalanobis:
 def threshold_for_known(known_scores: np.ndarray, keep: float = KEEP_KNOWN) -> float:
     """The score above which ``keep`` of the known (validation) images lie: below it, refer."""
     return float(np.quantile(np.asarray(known_scores, float), 1 - keep))
+
+
+def unknown_rule(val_proba: np.ndarray, keep: float = KEEP_KNOWN) -> dict:
+    """What the app stores to flag an input unlike the validation images: the calibrated
+    maximum probability (``msp``) below which ``1 - keep`` of them fall.
+
+    Args:
+        val_proba: (N, C) calibrated validation probabilities.
+    """
+    threshold = threshold_for_known(np.asarray(val_proba).max(1), keep)
+    return {"score": "msp", "threshold": threshold, "keeps_known": keep}
+
+
+def unknown_scores(
+    logits: np.ndarray, features: np.ndarray, mahalanobis: Mahalanobis, temperature: float
+) -> dict[str, np.ndarray]:
+    """Every score of :data:`SCORES` for one set of inputs, (N,) each, higher = more like the
+    trained classes: MSP and energy of the calibrated logits, Mahalanobis of the features."""
+    return {
+        "msp": msp(logits, temperature),
+        "energy": energy(logits, temperature),
+        "mahalanobis": mahalanobis.score(features),
+    }
+
+
+def detection_table(
+    scores: dict[str, dict[str, np.ndarray]],
+    known_groups: Sequence | None,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """Each kind of unknown input against the known test images, for every score.
+
+    Args:
+        scores: :func:`unknown_scores` by input kind; ``known`` (the test images) is the
+            reference, every other kind an unknown one.
+        known_groups: lesion ids of the known images (their bootstrap resamples lesions).
+
+    Returns:
+        One row per unknown kind and score: ``unknown, score`` and :func:`detection_report`.
+    """
+    rows = [
+        {
+            "unknown": kind,
+            "score": score,
+            **detection_report(scores[KNOWN][score], by_score[score], known_groups, n_boot),
+        }
+        for kind, by_score in scores.items()
+        if kind != KNOWN
+        for score in SCORES
+    ]
+    return pd.DataFrame(rows)
+
+
+def unseen_class_rows(
+    table: pd.DataFrame, label: str, exclude: Sequence[str], n: int, seed: int = 0
+) -> pd.DataFrame:
+    """Up to ``n`` rows of class ``label`` whose image id is not in ``exclude`` (the study's own
+    images): near-unknown inputs that cannot be images the model trained or was tested on."""
+    rows = table[(table["label"] == label) & ~table["image_id"].isin(exclude)]
+    return rows.sample(min(n, len(rows)), random_state=seed)
 
 
 def _weighted_auroc(known: np.ndarray, unknown: np.ndarray, wk: np.ndarray, wu: np.ndarray):

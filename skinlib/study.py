@@ -14,12 +14,17 @@ import pandas as pd
 import torch
 
 from skinlib import comparison, eda, paths, plots
-from skinlib.calibration import calibration_report, reliability_tables
+from skinlib.calibration import calibration_report, logits_to_proba, reliability_tables
 from skinlib.config import Config
+from skinlib.conformal import FILE_NAME as CONFORMAL_FILE
+from skinlib.conformal import conformal_grid, save_conformal, stored_conformal
+from skinlib.data import load_table
+from skinlib.data.images import load_image
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
 from skinlib.errors import SkinlibError
 from skinlib.evaluation import ensemble, ensemble_weights, predict_table, split_rows
+from skinlib.external import evaluate_external_sets
 from skinlib.io import write_json
 from skinlib.metrics import (
     best_on_validation,
@@ -27,6 +32,17 @@ from skinlib.metrics import (
     paired_tests,
 )
 from skinlib.models import cam_spec
+from skinlib.ood import (
+    KNOWN,
+    Mahalanobis,
+    blank_skin,
+    detection_table,
+    logits_and_features,
+    unknown_rule,
+    unknown_scores,
+    unseen_class_images,
+    unseen_class_rows,
+)
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.report import display_table, write_table
@@ -37,6 +53,8 @@ from skinlib.runs import (
     thresholds_path,
     write_temperature,
 )
+from skinlib.selective import deferral_table, risk_coverage_by_confidence
+from skinlib.subgroups import subgroup_audit
 from skinlib.thresholds import (
     operating_points_from_predictions,
     positive_roc,
@@ -231,8 +249,6 @@ class Study:
     def external_results(self) -> pd.DataFrame:
         """Every architecture on every external set of the profile (``evaluation.external``),
         after the overlap guard of :func:`skinlib.evaluation.evaluate_external`."""
-        from skinlib.external import evaluate_external_sets
-
         return evaluate_external_sets([self.run_dir(r) for r in self.runs], self.evaluation)
 
     # --- 04 calibration ------------------------------------------------------------------------
@@ -290,8 +306,6 @@ class Study:
     # --- 06 XAI --------------------------------------------------------------------------------
 
     def _images(self, run: str, rows: pd.DataFrame):
-        from skinlib.data.images import load_image
-
         loaded = load_model(self.run_dir(run))
         pil = [load_image(p) for p in rows["path"]]
         return loaded, pil, torch.stack([loaded.transform(im) for im in pil])
@@ -387,119 +401,62 @@ class Study:
         return preds, preds.probabilities(self.fitted_temperature(run))
 
     def conformal_sets(self, run: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions
-        (lesion weights), on test: coverage and mean set size with lesion-bootstrap intervals.
-        The stored method is also calibrated image by image (``image-level``), to show what
-        ignoring repeated lesions changes.
+        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions, on
+        test, and the stored method image by image (:func:`skinlib.conformal.conformal_grid`).
 
         Returns:
             The table (one row per setting and class, ``all`` first) and the test sets by setting.
         """
-        from skinlib.conformal import METHODS, ConformalClassifier, coverage_table
-
-        val, vp = self.calibrated(run, "val")
-        test, tp = self.calibrated(run, "test")
-        settings = [
-            (m, c, mondrian, True)
-            for m in METHODS
-            for c in self.profile.trust.coverages
-            for mondrian in (False, True)
-        ]
-        settings += [
-            (self.profile.trust.set_method, c, False, False) for c in self.profile.trust.coverages
-        ]
-        rows, sets = [], {}
-        for method, coverage, mondrian, grouped in settings:
-            cp = ConformalClassifier(method, coverage, mondrian)
-            cp.fit(vp, val.labels, val.group if grouped else None)
-            key = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
-            key += "" if grouped else " image-level"
-            sets[key] = cp.predict_sets(tp)
-            table = coverage_table(
-                sets[key], test.labels, test.classes, test.group, self.evaluation.n_boot
-            )
-            rows.append(
-                table.reset_index().assign(
-                    method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
-                )
-            )
-        return pd.concat(rows, ignore_index=True), sets
+        trust = self.profile.trust
+        return conformal_grid(
+            self.predictions(run, "val"),
+            self.predictions(run, "test"),
+            self.fitted_temperature(run),
+            trust.coverages,
+            trust.set_method,
+            self.evaluation.n_boot,
+        )
 
     def store_conformal(self, run: str) -> Path:
         """Write the run's ``conformal.json``: the sets at the first coverage of ``trust`` (its
         ``set_method``, marginal, lesion-weighted) and the unknown-input threshold (calibrated
         maximum probability keeping 95% of validation images), for the app."""
-        from skinlib.conformal import (
-            FILE_NAME,
-            ConformalClassifier,
-            StoredConformal,
-            save_conformal,
-        )
-        from skinlib.ood import KEEP_KNOWN, threshold_for_known
-
         trust = self.profile.trust
         val, vp = self.calibrated(run, "val")
-        cp = ConformalClassifier(trust.set_method, trust.coverages[0]).fit(
-            vp, val.labels, val.group
+        stored = stored_conformal(
+            val,
+            self.fitted_temperature(run),
+            trust.set_method,
+            trust.coverages[0],
+            unknown=unknown_rule(vp),
         )
-        stored = StoredConformal(
-            method=trust.set_method,
-            coverage=trust.coverages[0],
-            mondrian=False,
-            quantiles=[float(q) for q in cp.quantiles_],
-            classes=list(val.classes),
-            temperature=self.fitted_temperature(run),
-            grouping="lesion weights (each validation lesion weighs 1)",
-            unknown={
-                "score": "msp",
-                "threshold": threshold_for_known(vp.max(1), KEEP_KNOWN),
-                "keeps_known": KEEP_KNOWN,
-            },
-        )
-        return save_conformal(self.run_dir(run) / FILE_NAME, stored)
+        return save_conformal(self.run_dir(run) / CONFORMAL_FILE, stored)
 
     def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
         """Test risk-coverage curves and AURC per confidence score (calibrated probabilities)."""
-        from skinlib.selective import CONFIDENCES, aurc, confidence, risk_coverage
-
         test, tp = self.calibrated(run, "test")
-        curves, rows = {}, []
-        for kind in CONFIDENCES:
-            conf = confidence(tp, kind)
-            curves[kind] = risk_coverage(test.labels, tp, conf)
-            rows.append({"confidence": kind, "aurc": aurc(test.labels, tp, conf)})
-        return curves, pd.DataFrame(rows)
+        return risk_coverage_by_confidence(test.labels, tp)
 
     def deferral(self, run: str) -> pd.DataFrame:
         """For each confidence score: the threshold chosen on validation for the profile's target
         balanced accuracy of the answered images, and what it gives on test (with intervals)."""
-        from dataclasses import asdict
-
-        from skinlib.selective import CONFIDENCES, deferral_policy
-
         val, vp = self.calibrated(run, "val")
         test, tp = self.calibrated(run, "test")
         target = self.profile.trust.deferral_accuracy
-        results = [
-            deferral_policy(
-                val.labels, vp, test.labels, tp, test.group, target, kind, self.evaluation.n_boot
-            )
-            for kind in CONFIDENCES
-        ]
-        return pd.DataFrame([asdict(r) for r in results])
+        return deferral_table(
+            val.labels, vp, test.labels, tp, test.group, target, self.evaluation.n_boot
+        )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
         """Test balanced accuracy per age band, sex, site, confirmation and source, with lesion
         intervals; the metadata is joined from the study table by image id."""
-        from skinlib.subgroups import audit_attributes, subgroup_table
-
         test, tp = self.calibrated(run, "test")
-        meta = self.table().set_index("image_id").loc[test.image_id]
-        return subgroup_table(
+        return subgroup_audit(
+            self.table(),
+            test.image_id,
             test.labels,
             tp,
             test.group,
-            audit_attributes(meta).reset_index(drop=True),
             n_boot=self.evaluation.n_boot,
             min_lesions=self.profile.trust.min_lesions,
         )
@@ -509,8 +466,6 @@ class Study:
         drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
         out any image id of the study's own table), and blank skin with and without heavy
         artefacts (far)."""
-        from skinlib.ood import blank_skin, unseen_class_images
-
         trust, synth = self.profile.trust, self.config.data.synth
         classes = self.predictions(run, "val").classes
         n, size = trust.unknown_images, synth.size
@@ -533,12 +488,8 @@ class Study:
 
     def _unseen_class_from(self, root: str, label: str, n: int) -> list:
         """Up to ``n`` ISIC 2019 images of ``label`` that are not in the study's own table."""
-        from skinlib.data import load_table
-        from skinlib.data.images import load_image
-
         table = load_table(root, "isic2019", skip_missing=True)
-        rows = table[(table["label"] == label) & ~table["image_id"].isin(self.table()["image_id"])]
-        rows = rows.sample(min(n, len(rows)), random_state=0)
+        rows = unseen_class_rows(table, label, self.table()["image_id"], n)
         return [load_image(p) for p in rows["path"]]
 
     def unknown_detection(self, run: str, unknown: dict[str, list]) -> tuple[pd.DataFrame, dict]:
@@ -549,10 +500,6 @@ class Study:
             The table and, per input kind (``known`` first), its calibrated probabilities (for
             the conformal sets of unknown inputs).
         """
-        from skinlib.data.images import load_image
-        from skinlib.ood import SCORES, Mahalanobis, detection_report, energy, logits_and_features
-        from skinlib.ood import msp as msp_score
-
         loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
         rows_of = {s: split_rows(self.run_dir(run), s) for s in ("train", "test")}
         train = rows_of["train"].sample(min(len(rows_of["train"]), 1000), random_state=0)
@@ -560,30 +507,10 @@ class Study:
         labels = np.array([loaded.classes.index(c) for c in train["label"]])
         maha = Mahalanobis().fit(train_feats, labels)
         test = rows_of["test"]
-        inputs = {"known": [load_image(p) for p in test["path"]], **unknown}
+        inputs = {KNOWN: [load_image(p) for p in test["path"]], **unknown}
         scores, probas = {}, {}
         for kind, images in inputs.items():
             logits, feats = logits_and_features(loaded, images)
-            scores[kind] = {
-                "msp": msp_score(logits, t),
-                "energy": energy(logits, t),
-                "mahalanobis": maha.score(feats),
-            }
-            probas[kind] = Predictions(
-                np.arange(len(logits)),
-                np.arange(len(logits)),
-                np.zeros(len(logits)),
-                logits,
-                loaded.classes,
-            ).probabilities(t)
-        rows = []
-        for kind in unknown:
-            for score in SCORES:
-                rep = detection_report(
-                    scores["known"][score],
-                    scores[kind][score],
-                    test["group"],
-                    self.evaluation.n_boot,
-                )
-                rows.append({"unknown": kind, "score": score, **rep})
-        return pd.DataFrame(rows), probas
+            scores[kind] = unknown_scores(logits, feats, maha, t)
+            probas[kind] = logits_to_proba(logits, t)
+        return detection_table(scores, test["group"], self.evaluation.n_boot), probas
