@@ -102,6 +102,19 @@ def comparison_tables(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return main, full.drop(columns=[c for c in main.columns if c != "model"])
 
 
+def forest_table(rows: list[dict], metric: str = "balanced_accuracy") -> pd.DataFrame:
+    """One metric of :func:`headline_row` rows with its interval, as
+    :func:`skinlib.plots.forest` draws it (``name, value, low, high``)."""
+    return pd.DataFrame(
+        {
+            "name": [r["model"] for r in rows],
+            "value": [r[metric] for r in rows],
+            "low": [r[f"{metric}_low"] for r in rows],
+            "high": [r[f"{metric}_high"] for r in rows],
+        }
+    )
+
+
 def paired_tests_for_reading(reference: str, table: pd.DataFrame) -> pd.DataFrame:
     """:func:`skinlib.metrics.paired_tests` as the thesis shows it: one row per comparison, the
     difference with its interval, p-values as ``<0.001`` rather than ``0.000``."""

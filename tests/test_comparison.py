@@ -9,6 +9,7 @@ import pytest
 from skinlib.comparison import (
     comparison_table,
     comparison_tables,
+    forest_table,
     headline_row,
     paired_tests_for_reading,
 )
@@ -92,3 +93,13 @@ def test_paired_tests_as_the_thesis_shows_them():
     )
     out = paired_tests_for_reading("a", table)
     assert out.iloc[0].tolist() == ["a - b", "0.050 [-0.010, 0.110]", "<0.001", "<0.001", "0.200"]
+
+
+def test_forest_table_takes_one_metric_with_its_interval():
+    rows = [
+        {"model": "a", "accuracy": 0.8, "accuracy_low": 0.7, "accuracy_high": 0.9},
+        {"model": "b", "accuracy": 0.6, "accuracy_low": 0.5, "accuracy_high": 0.75},
+    ]
+    table = forest_table(rows, "accuracy")
+    assert table.values.tolist() == [["a", 0.8, 0.7, 0.9], ["b", 0.6, 0.5, 0.75]]
+    assert list(table.columns) == ["name", "value", "low", "high"]
