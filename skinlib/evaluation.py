@@ -16,12 +16,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader
 
 from skinlib.data import load_table
+from skinlib.data.classes import canonical, map_labels, to_binary
+from skinlib.data.dataset import ImageDataset
 from skinlib.data.overlap import OverlapReport, flag_run_images
+from skinlib.data.splits import load_split
 from skinlib.errors import DataError
-from skinlib.metrics import classification_report
+from skinlib.external import describe_external
+from skinlib.io import write_json
+from skinlib.metrics import bootstrap_ci, classification_report
 from skinlib.predictions import Predictions
+from skinlib.progress import tqdm
+from skinlib.runs import load_model, read_temperature, thresholds_path
+from skinlib.thresholds import load_thresholds, positive_score, positive_truth, sens_spec
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +89,6 @@ def predict_table(
         tta: True for all of :data:`TTA_VIEWS`, or a list of view names; probabilities are
             averaged over the views.
     """
-    from torch.utils.data import DataLoader
-
-    from skinlib.data.dataset import ImageDataset
-    from skinlib.progress import tqdm
-
     views = list(TTA_VIEWS if tta is True else (tta or ["identity"]))
     classes = list(loaded.classes)
     binary = _is_binary(loaded)
@@ -281,8 +285,6 @@ def external_table(
 
 def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: bool):
     """``table`` with labels in the run's vocabulary (rows without a counterpart dropped)."""
-    from skinlib.data.classes import canonical, map_labels, to_binary
-
     if _is_binary(loaded):
         positive = loaded.config.data.positive
         if format == "isic2020":  # already melanoma vs rest
@@ -304,8 +306,6 @@ def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: 
 
 def _run_split(run_dir: Path) -> pd.DataFrame:
     """Every row of the run's split file (train, val and test): what the guard checks against."""
-    from skinlib.data.splits import load_split
-
     path = Path(run_dir) / "split.csv"
     if not path.is_file():
         raise DataError(
@@ -335,11 +335,6 @@ def evaluate_external(
     can say (``external``: class counts, missing classes, melanoma vs rest and a caveat; see
     :func:`skinlib.external.describe_external`).
     """
-    from skinlib.io import write_json
-    from skinlib.metrics import bootstrap_ci, classification_report
-    from skinlib.runs import load_model, read_temperature, thresholds_path
-    from skinlib.thresholds import load_thresholds, positive_score, positive_truth, sens_spec
-
     run_dir, out = Path(run_dir), Path(out_dir)
     loaded = load_model(run_dir)
     found = external_set(loaded, root, format, drop_unmapped, skip_missing=skip_missing)
@@ -382,8 +377,6 @@ def evaluate_external(
             "sensitivity": sens,
             "specificity": spec,
         }
-    from skinlib.external import describe_external
-
     summary["skipped_missing"] = int(found.table.attrs.get("skipped_missing", 0))
     summary["external"] = describe_external(preds, proba, run_dir, format, n_boot, tta)
     write_json(out / "report.json", summary)

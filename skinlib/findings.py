@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from skinlib.report import format_ci
+from skinlib.subgroups import worst_group
 from skinlib.thresholds import at_specificity
 
 
@@ -205,8 +206,6 @@ def worst_subgroup(table: pd.DataFrame) -> str:
     Args:
         table: :func:`skinlib.subgroups.subgroup_table` output.
     """
-    from skinlib.subgroups import worst_group
-
     small = int(table["small"].sum())
     note = (
         f" {small} group(s) had too few lesions to judge and are marked in the table."

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
 from skinlib.calibration import logits_to_proba
+from skinlib.data.synthetic import ImageSpec, _hairs, _smooth_noise, render
 from skinlib.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
@@ -230,10 +231,6 @@ def blank_skin(seed: int, size: int = 96, artefacts: bool = False) -> Image.Imag
 
     SynthDerm draws lesions only; these reuse its skin tones, light and hair drawing.
     """
-    from PIL import ImageDraw
-
-    from skinlib.data.synthetic import _hairs, _smooth_noise
-
     rng = np.random.default_rng([seed, 99])
     tone = rng.uniform(0, 1)
     skin = (1 - tone) * np.array([0.93, 0.76, 0.66]) + tone * np.array([0.42, 0.28, 0.19])
@@ -259,8 +256,6 @@ def blank_skin(seed: int, size: int = 96, artefacts: bool = False) -> Image.Imag
 def unseen_class_images(label: str, n: int, size: int = 96, difficulty: float = 0.5, seed: int = 0):
     """Near-unknown demo images: SynthDerm lesions of a class the run was not trained on (e.g.
     ``scc`` for a HAM10000-layout run), one view per lesion."""
-    from skinlib.data.synthetic import ImageSpec, render
-
     specs = [
         ImageSpec(f"unseen_{label}_{i}", label, (seed, 11, i), (seed, 12, i), size, difficulty)
         for i in range(n)

@@ -16,6 +16,7 @@ from cycler import cycler
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from skinlib.metrics import row_normalised
+from skinlib.xai import overlay
 
 # Figures are drawn at the size they are printed (thesis/main.tex: A4 with 2.5 cm margins, a 16 cm
 # text width), so that their text stays at 8-9 pt beside an 11 pt body; the thesis includes them
@@ -320,8 +321,6 @@ def cam_gallery(
         cams: (h, w) maps in [0, 1] (resized to the image).
         ncols: image-map pairs per row.
     """
-    from skinlib.xai import overlay
-
     n = max(1, len(images))
     nrows = int(np.ceil(n / ncols))
     fig = fig or plt.figure(figsize=(FULL_WIDTH, FULL_WIDTH / (2 * ncols) * nrows * 1.25))

@@ -29,8 +29,11 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from skinlib.calibration import TemperatureScaler
 from skinlib.io import read_json, write_json
+from skinlib.metrics import bootstrap_weights
 from skinlib.predictions import Predictions
+from skinlib.report import format_ci
 
 CRITERIA = ("specificity", "sensitivity", "youden")
 DEFAULT_TARGETS = (
@@ -135,8 +138,6 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
 
 def _bootstrap_sens_spec(truth, score, threshold, groups, n_boot, alpha, seed):
     """Grouped percentile intervals of sensitivity and specificity at a fixed threshold."""
-    from skinlib.metrics import bootstrap_weights
-
     pred = score >= threshold
     sens, spec = [], []
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -269,8 +270,6 @@ def operating_points_from_predictions(
         ci: ``bootstrap`` resamples the test lesions (``test.group``); ``wilson`` treats images
             as independent.
     """
-    from skinlib.calibration import TemperatureScaler
-
     if temperature is None:
         temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
     options = {"ci": ci, "n_boot": n_boot, "test_groups": None if test is None else test.group}
@@ -371,7 +370,6 @@ def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
     Args:
         points: :func:`operating_points_table` rows with a ``model`` column.
     """
-    from skinlib.report import format_ci
 
     def interval(what: str) -> list[str]:
         return [

@@ -16,6 +16,8 @@ import pandas as pd
 import torch
 from PIL import Image
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import (
     BinaryClassifierOutputTarget,
@@ -196,9 +198,6 @@ def faithfulness_scores(
     Returns:
         (N,) scores.
     """
-    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
-    from pytorch_grad_cam.metrics.road import ROADCombined
-
     if metric not in ("road", "cam_mult"):
         raise ValueError(f"metric must be 'road' or 'cam_mult', got {metric!r}")
     images = images.to(_device(model))
