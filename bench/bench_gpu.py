@@ -96,8 +96,8 @@ def bench_config(args: argparse.Namespace, arch: str, size: int):
 def build_trainer(cfg):
     """The engine's Trainer: model, AMP, optimiser and the cached training loader of ``cfg``."""
     from skinlib.data.synthetic import ensure_synthderm
+    from skinlib.data.tables import prepare_table
     from skinlib.training.engine import Trainer
-    from skinlib.training.tables import prepare_table
 
     if not cfg.data.root:  # generate once on every core (prepare_table would use two)
         ensure_synthderm(cfg.data.synth, workers=os.cpu_count() or 2)

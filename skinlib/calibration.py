@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_expit, log_softmax, softmax
+from scipy.special import log_expit, log_softmax, softmax
 from sklearn.base import BaseEstimator
 from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.utils.validation import check_is_fitted
@@ -26,10 +26,20 @@ N_BINS = 15  # equal-width bins for ECE/MCE (Guo et al. 2017 and netcal use 10-1
 
 
 def logits_to_proba(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N, C) softmax, or (N, 1) / (N,) sigmoid returned as (N, 2) ``[1 - p, p]``."""
+    """``softmax(logits / temperature)``: the one place logits become probabilities (predictions
+    files, calibration, unknown-input scores), so every step reads the same numbers.
+
+    Args:
+        logits: (N, C); a binary run's (N, 1) or (N,) single logit gives the sigmoid as (N, 2)
+            ``[1 - p, p]``.
+
+    >>> logits_to_proba(np.array([[0.0, 0.0], [np.log(3), 0.0]])).tolist()
+    [[0.5, 0.5], [0.75, 0.25]]
+    """
     z = np.asarray(logits, dtype=float) / temperature
     if z.ndim == 1 or z.shape[1] == 1:
-        p = expit(z.reshape(-1))
+        with np.errstate(over="ignore"):  # exp(-z) = inf for z < -709 gives p = 0, as it should
+            p = 1.0 / (1.0 + np.exp(-z.reshape(-1)))
         return np.stack([1 - p, p], axis=1)
     return softmax(z, axis=1)
 
@@ -90,6 +100,22 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> pd.Da
             "accuracy": acc,
         }
     )
+
+
+def reliability_tables(
+    y: np.ndarray, logits: np.ndarray, temperature: float | None = None, n_bins: int = N_BINS
+) -> dict[str, pd.DataFrame]:
+    """Reliability ``before`` temperature scaling and, where a temperature was fitted, ``after``
+    (no ``after`` for a run not yet calibrated, rather than a silent T = 1).
+
+    Args:
+        y: (N,) class indices.
+        logits: (N, C) raw logits ((N, 1) binary).
+    """
+    tables = {"before": reliability(y, logits_to_proba(logits), n_bins)}
+    if temperature is not None:
+        tables["after"] = reliability(y, logits_to_proba(logits, temperature), n_bins)
+    return tables
 
 
 def _ece(conf: np.ndarray, hit: np.ndarray, n_bins: int) -> float:

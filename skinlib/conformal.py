@@ -34,6 +34,7 @@ import pandas as pd
 
 from skinlib.io import read_json, write_json
 from skinlib.metrics import bootstrap_weights
+from skinlib.predictions import Predictions
 
 METHODS = ("lac", "aps", "raps")
 
@@ -194,6 +195,58 @@ def coverage_table(
     return pd.DataFrame(rows).set_index("class")
 
 
+def setting_name(method: str, coverage: float, mondrian: bool, grouped: bool = True) -> str:
+    """How the tables and findings name a setting: ``"aps Mondrian 90%"``, ``"lac 90%
+    image-level"``.
+
+    >>> setting_name("aps", 0.9, mondrian=True), setting_name("lac", 0.95, False, grouped=False)
+    ('aps Mondrian 90%', 'lac 95% image-level')
+    """
+    name = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
+    return name + ("" if grouped else " image-level")
+
+
+def conformal_grid(
+    val: Predictions,
+    test: Predictions,
+    temperature: float,
+    coverages: Sequence[float],
+    image_level_method: str = "lac",
+    n_boot: int = 1000,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions (lesion
+    weights), then on test: coverage and mean set size with lesion-bootstrap intervals.
+    ``image_level_method`` is also calibrated image by image, to show what ignoring repeated
+    lesions changes.
+
+    Args:
+        val, test: the run's predictions; probabilities at ``temperature`` (the run's own).
+
+    Returns:
+        The table (one row per setting and class, ``all`` first; columns of
+        :func:`coverage_table` plus ``method, mondrian, target, setting, grouped``) and the test
+        sets (N, C) by setting name (:func:`setting_name`).
+    """
+    vp, tp = val.probabilities(temperature), test.probabilities(temperature)
+    settings = [
+        (m, c, mondrian, True) for m in METHODS for c in coverages for mondrian in (False, True)
+    ]
+    settings += [(image_level_method, c, False, False) for c in coverages]
+    rows, sets = [], {}
+    for method, coverage, mondrian, grouped in settings:
+        cp = ConformalClassifier(method, coverage, mondrian)
+        cp.fit(vp, val.labels, val.group if grouped else None)
+        key = setting_name(method, coverage, mondrian, grouped)
+        sets[key] = cp.predict_sets(tp)
+        table = coverage_table(sets[key], test.labels, test.classes, test.group, n_boot)
+        rows.append(
+            table.reset_index().assign(
+                method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
+            )
+        )
+    return pd.concat(rows, ignore_index=True), sets
+
+
 def set_size_counts(sets: np.ndarray) -> pd.Series:
     """How many images got a set of each size (0 = no class fits at this coverage)."""
     sizes = sets.sum(1)
@@ -241,6 +294,36 @@ class StoredConformal:
         cp = ConformalClassifier(self.method, self.coverage, self.mondrian, self.lam, self.k_reg)
         cp.quantiles_ = np.asarray(self.quantiles, dtype=float)
         return cp
+
+
+def stored_conformal(
+    val: Predictions,
+    temperature: float,
+    method: str,
+    coverage: float,
+    unknown: dict | None = None,
+) -> StoredConformal:
+    """The sets a run stores for the app: ``method`` at ``coverage``, marginal, calibrated on the
+    validation probabilities at ``temperature`` with each lesion weighing 1 (the guarantee is for
+    a new lesion, which is what a patient brings).
+
+    Args:
+        unknown: the unknown-input rule to store beside the sets
+            (:func:`skinlib.ood.unknown_rule`).
+    """
+    cp = ConformalClassifier(method, coverage).fit(
+        val.probabilities(temperature), val.labels, val.group
+    )
+    return StoredConformal(
+        method=method,
+        coverage=coverage,
+        mondrian=False,
+        quantiles=[float(q) for q in cp.quantiles_],
+        classes=list(val.classes),
+        temperature=temperature,
+        grouping="lesion weights (each validation lesion weighs 1)",
+        unknown=dict(unknown or {}),
+    )
 
 
 def save_conformal(path: str | Path, stored: StoredConformal) -> Path:

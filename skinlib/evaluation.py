@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 
 from skinlib.data import load_table
@@ -78,23 +77,6 @@ def _labels_for(table: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, images: torch.Tensor, binary: bool, views: Sequence[str] = ("identity",)
-) -> np.ndarray:
-    """Logits (N, C) of a batch (N, 3, H, W) on the model's device: the model's own for one view;
-    for several (test-time augmentation), those of the probabilities averaged over the views.
-
-    Args:
-        binary: the model has one output (sigmoid) rather than one per class (softmax).
-        views: names from :data:`TTA_VIEWS` (:func:`tta_views`).
-    """
-    if len(views) == 1:  # keep the raw logits (what training wrote)
-        return model(_view(images, views[0])).float().cpu().numpy()
-    proba = sum(_proba(model(_view(images, v)), binary) for v in views) / len(views)
-    return probabilities_to_logits(proba.float().cpu().numpy(), binary)
-
-
-@torch.no_grad()
 def predict_table(
     loaded,
     table: pd.DataFrame,
@@ -120,7 +102,7 @@ def predict_table(
     device = next(loaded.model.parameters()).device
     chunks = []
     for images, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        chunks.append(predict_logits(loaded.model, images.to(device), binary, views))
+        chunks.append(tta_logits(loaded.model, images.to(device), views, binary))
     width = 1 if binary else len(classes)
     logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
     return Predictions(
@@ -132,11 +114,37 @@ def predict_table(
     )
 
 
+@torch.no_grad()
+def tta_logits(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    views: Sequence[str] = TTA_VIEWS,
+    binary: bool = False,
+) -> np.ndarray:
+    """Test-time augmentation of one batch: the model's probabilities averaged over ``views``,
+    returned as logits (:func:`probabilities_to_logits`), so they fit a predictions file.
+
+    Args:
+        images: (N, 3, H, W) preprocessed, on the model's device.
+        views: names from :data:`TTA_VIEWS`; a single view returns the raw logits unchanged.
+
+    Returns:
+        (N, C) logits; (N, 1) for a binary model.
+    """
+    views = list(views)
+    if len(views) == 1:  # keep the raw logits (what training wrote)
+        return model(_view(images, views[0])).float().cpu().numpy()
+    proba = sum(_proba(model(_view(images, v)), binary) for v in views) / len(views)
+    return probabilities_to_logits(proba.float().cpu().numpy(), binary)
+
+
 def _is_binary(loaded) -> bool:
     return getattr(loaded.config.data, "task", "multiclass") == "binary"
 
 
 def _proba(logits: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Probabilities of a batch on its device (float32): TTA averages views there before one copy
+    to the CPU; files and later steps use :func:`skinlib.calibration.logits_to_proba`."""
     if binary:
         p = torch.sigmoid(logits.float().reshape(-1))
         return torch.stack([1 - p, p], dim=1)
@@ -144,20 +152,40 @@ def _proba(logits: torch.Tensor, binary: bool) -> torch.Tensor:
 
 
 def average_probabilities(
-    probas: Sequence[np.ndarray], weights: Sequence[float] | None = None
+    probabilities: Sequence[np.ndarray], weights: Sequence[float] | None = None
 ) -> np.ndarray:
-    """How an ensemble combines its members: the (weighted) mean of their probabilities (N, C)
-    of the same images. The study's ensemble and the app's both average here."""
-    w = np.ones(len(probas)) if weights is None else np.asarray(weights, dtype=float)
-    if len(w) != len(probas) or np.any(w < 0) or w.sum() <= 0:
+    """The (weighted) mean of several models' (N, C) probabilities of the same images: how every
+    ensemble combines its members.
+
+    >>> average_probabilities([np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])], [3, 1]).tolist()
+    [[0.75, 0.25]]
+    """
+    w = np.ones(len(probabilities)) if weights is None else np.asarray(weights, dtype=float)
+    if len(w) != len(probabilities) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("weights must be non-negative, one per member, not all zero")
-    return sum(wi * p for wi, p in zip(w, probas, strict=True)) / w.sum()
+    return sum(wi * p for wi, p in zip(w, probabilities, strict=True)) / w.sum()
+
+
+def ensemble_weights(val_predictions: Sequence[Predictions]) -> list[float]:
+    """Each member's validation balanced accuracy: its weight in the ensemble (chosen on
+    validation, so the test set plays no part in how the members are combined)."""
+    return [
+        classification_report(p.labels, p.probabilities(), p.classes).summary["balanced_accuracy"]
+        for p in val_predictions
+    ]
 
 
 def ensemble(
-    predictions: Sequence[Predictions], weights: Sequence[float] | None = None
+    predictions: Sequence[Predictions],
+    weights: Sequence[float] | None = None,
+    temperatures: Sequence[float] | None = None,
 ) -> Predictions:
-    """Average the probabilities of several runs on the same images (optionally weighted)."""
+    """Average the probabilities of several runs on the same images (optionally weighted).
+
+    Args:
+        temperatures: one per member: average the calibrated probabilities (each member's
+            ``softmax(logits / T)``); default the raw ones.
+    """
     if not predictions:
         raise ValueError("ensemble needs at least one predictions set")
     first = predictions[0]
@@ -170,7 +198,9 @@ def ensemble(
             raise DataError(
                 "ensemble members were predicted on different images (or another order)"
             )
-    proba = average_probabilities([p.probabilities() for p in predictions], weights)
+    temperatures = [1.0] * len(predictions) if temperatures is None else temperatures
+    members = zip(predictions, temperatures, strict=True)
+    proba = average_probabilities([p.probabilities(t) for p, t in members], weights)
     return Predictions(
         image_id=first.image_id,
         group=first.group,

@@ -76,11 +76,11 @@ def training_jobs(
 
 def train_job(job: TrainingJob, resume: bool = True, progress: bool = False) -> Path:
     """Train one job in this process, exactly as :meth:`skinlib.study.Study.train` would."""
-    from skinlib.training import prepare_table, train
+    from skinlib.training import train  # torch: only the process that trains imports it
 
     profile = load_study_profile(job.profile, list(job.overrides))
-    table = prepare_table(profile.config, progress=progress)  # the table Study.table() builds
-    return train(job.config(profile), table, resume=resume, progress=progress)
+    # the table of the job's own config (its recipe or strategy may change the data settings)
+    return train(job.config(profile), resume=resume, progress=progress)
 
 
 class TrainCall:
@@ -219,7 +219,7 @@ def run_jobs(
 
 def _prepare_data(job: TrainingJob) -> None:
     """Generate SynthDerm (when the profile uses it) here, once, before jobs that would race."""
-    from skinlib.training.tables import data_root
+    from skinlib.data.tables import data_root  # lazy like the module's others: `status` stays light
 
     data_root(load_study_profile(job.profile, list(job.overrides)).config, progress=False)
 

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from skinlib.report import format_ci
+from skinlib.subgroups import worst_group
+from skinlib.thresholds import at_specificity
 
 
 def _ci(row, metric: str) -> str:
@@ -77,11 +79,8 @@ def operating_points(points: pd.DataFrame, positive: str, target: float) -> str:
         points: :func:`skinlib.thresholds.operating_points_table` rows with a ``model`` column.
         positive: the positive set as the table names it (e.g. ``mel`` or ``akiec+bcc+mel``).
     """
-    chosen = points[
-        (points["positive"] == positive)
-        & (points["criterion"] == "specificity")
-        & ((points["target"] - target).abs() < 1e-9)
-    ].sort_values("test_sensitivity", ascending=False, kind="stable")
+    chosen = at_specificity(points[points["positive"] == positive], target)
+    chosen = chosen.sort_values("test_sensitivity", ascending=False, kind="stable")
     parts = [
         f"{r['model']} {format_ci(r['test_sensitivity'], r['test_sensitivity_low'], r['test_sensitivity_high'])}"
         f" at specificity {r['test_specificity']:.2f}"
@@ -207,8 +206,6 @@ def worst_subgroup(table: pd.DataFrame) -> str:
     Args:
         table: :func:`skinlib.subgroups.subgroup_table` output.
     """
-    from skinlib.subgroups import worst_group
-
     small = int(table["small"].sum())
     note = (
         f" {small} group(s) had too few lesions to judge and are marked in the table."

@@ -17,20 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 
 from skinlib.app_inputs import read_upload
+from skinlib.calibration import logits_to_proba
 from skinlib.conformal import StoredConformal, describe_set
 from skinlib.data.classes import CLASS_NAMES
-from skinlib.data.transforms import eval_geometry
+from skinlib.data.transforms import centre_square
 from skinlib.errors import DataError
 from skinlib.evaluation import (
     average_probabilities,
-    predict_logits,
     probabilities_to_logits,
+    tta_logits,
     tta_views,
 )
-from skinlib.predictions import probabilities
 from skinlib.runs import LoadedRun, RunFolder
 from skinlib.thresholds import OperatingPoint, positive_score
 from skinlib.xai import compute_cams, overlay
@@ -207,17 +206,17 @@ class Predictor:
     def _logits(self, loaded: LoadedRun, image: Image.Image) -> np.ndarray:
         """(1, C) logits of one image, by the evaluation's own TTA rule when ``tta``."""
         x = loaded.transform(image).unsqueeze(0).to(self.device)
-        return predict_logits(loaded.model, x, self.binary, tta_views(self.tta))
+        return tta_logits(loaded.model, x, tta_views(self.tta), self.binary)
 
     def probabilities(self, image: Image.Image) -> np.ndarray:
         """Calibrated probabilities (C,) of an RGB image (ensembles: their weighted mean)."""
         members = zip(self.members, self.temperatures, strict=True)
-        calibrated = [probabilities(self._logits(m, image), t or 1.0)[0] for m, t in members]
+        calibrated = [logits_to_proba(self._logits(m, image), t or 1.0)[0] for m, t in members]
         proba = average_probabilities(calibrated, self.weights)
         if self.ensemble_temperature is None:
             return proba
         logits = probabilities_to_logits(proba[None], self.binary)
-        return probabilities(logits, self.ensemble_temperature)[0]
+        return logits_to_proba(logits, self.ensemble_temperature)[0]
 
     def trust(self, proba: np.ndarray) -> tuple[str | None, list[str]]:
         """The conformal set at the stored coverage, in words, and the reasons to refer."""
@@ -243,7 +242,7 @@ class Predictor:
         loaded = self.members[0]
         x = loaded.transform(image).unsqueeze(0).to(self.device)
         cam = compute_cams(loaded.model, x, targets=[target])[0]
-        seen = eval_geometry(side, InterpolationMode.BICUBIC)(image)
+        seen = centre_square(image, side)
         return overlay(np.asarray(seen), cam)
 
     def predict(self, image: Image.Image, notes: Sequence[str] = ()) -> PredictionResult:

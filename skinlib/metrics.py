@@ -87,6 +87,17 @@ class Report:
     confusion_normalized: pd.DataFrame  # rows sum to 1 (recall on the diagonal; 0 for empty rows)
 
 
+def row_normalised(confusion: pd.DataFrame) -> pd.DataFrame:
+    """A confusion matrix (rows = truth) with rows that sum to 1: recall on the diagonal; a class
+    absent from the truth gets a row of 0.
+
+    >>> row_normalised(pd.DataFrame([[3, 1], [0, 0]])).values.tolist()
+    [[0.75, 0.25], [0.0, 0.0]]
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return confusion.div(confusion.sum(axis=1), axis=0).fillna(0.0)
+
+
 def classification_report(
     y_true: Sequence[int], proba: np.ndarray, classes: Sequence[str]
 ) -> Report:
@@ -125,8 +136,7 @@ def classification_report(
         index=pd.Index(list(classes), name="class"),
     )
     confusion = pd.DataFrame(cm, index=list(classes), columns=list(classes))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normalized = confusion.div(confusion.sum(axis=1), axis=0).fillna(0.0)
+    normalized = row_normalised(confusion)
     with warnings.catch_warnings():  # classes predicted but absent from y_true: left out, as said
         warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
         balanced = float(balanced_accuracy_score(y, pred))

@@ -21,20 +21,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
-from PIL import Image
-from scipy.special import logsumexp, softmax
+from PIL import Image, ImageDraw
+from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score
 
+from skinlib.calibration import logits_to_proba
+from skinlib.data.synthetic import ImageSpec, _hairs, _smooth_noise, render
 from skinlib.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
+KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`
 KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
 
 
 def msp(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N,) maximum softmax probability."""
-    return softmax(np.asarray(logits, float) / temperature, axis=1).max(1)
+    """(N,) maximum softmax probability (a binary run's single logit: max(p, 1 - p))."""
+    return logits_to_proba(logits, temperature).max(1)
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -71,6 +75,66 @@ class Mahalanobis:
 def threshold_for_known(known_scores: np.ndarray, keep: float = KEEP_KNOWN) -> float:
     """The score above which ``keep`` of the known (validation) images lie: below it, refer."""
     return float(np.quantile(np.asarray(known_scores, float), 1 - keep))
+
+
+def unknown_rule(val_proba: np.ndarray, keep: float = KEEP_KNOWN) -> dict:
+    """What the app stores to flag an input unlike the validation images: the calibrated
+    maximum probability (``msp``) below which ``1 - keep`` of them fall.
+
+    Args:
+        val_proba: (N, C) calibrated validation probabilities.
+    """
+    threshold = threshold_for_known(np.asarray(val_proba).max(1), keep)
+    return {"score": "msp", "threshold": threshold, "keeps_known": keep}
+
+
+def unknown_scores(
+    logits: np.ndarray, features: np.ndarray, mahalanobis: Mahalanobis, temperature: float
+) -> dict[str, np.ndarray]:
+    """Every score of :data:`SCORES` for one set of inputs, (N,) each, higher = more like the
+    trained classes: MSP and energy of the calibrated logits, Mahalanobis of the features."""
+    return {
+        "msp": msp(logits, temperature),
+        "energy": energy(logits, temperature),
+        "mahalanobis": mahalanobis.score(features),
+    }
+
+
+def detection_table(
+    scores: dict[str, dict[str, np.ndarray]],
+    known_groups: Sequence | None,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """Each kind of unknown input against the known test images, for every score.
+
+    Args:
+        scores: :func:`unknown_scores` by input kind; ``known`` (the test images) is the
+            reference, every other kind an unknown one.
+        known_groups: lesion ids of the known images (their bootstrap resamples lesions).
+
+    Returns:
+        One row per unknown kind and score: ``unknown, score`` and :func:`detection_report`.
+    """
+    rows = [
+        {
+            "unknown": kind,
+            "score": score,
+            **detection_report(scores[KNOWN][score], by_score[score], known_groups, n_boot),
+        }
+        for kind, by_score in scores.items()
+        if kind != KNOWN
+        for score in SCORES
+    ]
+    return pd.DataFrame(rows)
+
+
+def unseen_class_rows(
+    table: pd.DataFrame, label: str, exclude: Sequence[str], n: int, seed: int = 0
+) -> pd.DataFrame:
+    """Up to ``n`` rows of class ``label`` whose image id is not in ``exclude`` (the study's own
+    images): near-unknown inputs that cannot be images the model trained or was tested on."""
+    rows = table[(table["label"] == label) & ~table["image_id"].isin(exclude)]
+    return rows.sample(min(n, len(rows)), random_state=seed)
 
 
 def _weighted_auroc(known: np.ndarray, unknown: np.ndarray, wk: np.ndarray, wu: np.ndarray):
@@ -167,10 +231,6 @@ def blank_skin(seed: int, size: int = 96, artefacts: bool = False) -> Image.Imag
 
     SynthDerm draws lesions only; these reuse its skin tones, light and hair drawing.
     """
-    from PIL import ImageDraw
-
-    from skinlib.data.synthetic import _hairs, _smooth_noise
-
     rng = np.random.default_rng([seed, 99])
     tone = rng.uniform(0, 1)
     skin = (1 - tone) * np.array([0.93, 0.76, 0.66]) + tone * np.array([0.42, 0.28, 0.19])
@@ -196,8 +256,6 @@ def blank_skin(seed: int, size: int = 96, artefacts: bool = False) -> Image.Imag
 def unseen_class_images(label: str, n: int, size: int = 96, difficulty: float = 0.5, seed: int = 0):
     """Near-unknown demo images: SynthDerm lesions of a class the run was not trained on (e.g.
     ``scc`` for a HAM10000-layout run), one view per lesion."""
-    from skinlib.data.synthetic import ImageSpec, render
-
     specs = [
         ImageSpec(f"unseen_{label}_{i}", label, (seed, 11, i), (seed, 12, i), size, difficulty)
         for i in range(n)

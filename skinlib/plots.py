@@ -15,6 +15,9 @@ import seaborn as sns
 from cycler import cycler
 from matplotlib.ticker import LogLocator, NullFormatter
 
+from skinlib.metrics import row_normalised
+from skinlib.xai import overlay
+
 # Figures are drawn at the size they are printed (thesis/main.tex: A4 with 2.5 cm margins, a 16 cm
 # text width), so that their text stays at 8-9 pt beside an 11 pt body; the thesis includes them
 # at their natural size (never scaled up or down to the text width).
@@ -104,8 +107,7 @@ def confusion_matrix(cm: pd.DataFrame, ax=None, normalized: bool = True):
         cm: counts (``Report.confusion``), classes as index and columns.
     """
     fig, ax = _axes(ax, (COLUMN_WIDTH, COLUMN_WIDTH * 0.9))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        data = cm.div(cm.sum(axis=1), axis=0).fillna(0) if normalized else cm
+    data = row_normalised(cm) if normalized else cm
     sns.heatmap(
         data,
         annot=True,
@@ -319,8 +321,6 @@ def cam_gallery(
         cams: (h, w) maps in [0, 1] (resized to the image).
         ncols: image-map pairs per row.
     """
-    from skinlib.xai import overlay
-
     n = max(1, len(images))
     nrows = int(np.ceil(n / ncols))
     fig = fig or plt.figure(figsize=(FULL_WIDTH, FULL_WIDTH / (2 * ncols) * nrows * 1.25))

@@ -15,25 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinlib.calibration import logits_to_proba
 from skinlib.io import atomic_write
 
 LOGIT_PREFIX = "logit_"
-
-
-def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Class probabilities of logits at a temperature: the rule every predictions file is read by.
-
-    Args:
-        logits: (N, C); (N, 1) for a binary task, answered as (N, 2) ``[1 - p, p]``.
-        temperature: divides the logits (1: the model's own probabilities).
-    """
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    if z.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-        return np.stack([1 - p, p], axis=1)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -70,8 +55,8 @@ class Predictions:
         return self.logits.shape[1] == 1
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
-        """Class probabilities (N, C); for a binary task (N, 2) as [1 - p, p]."""
-        return probabilities(self.logits, temperature)
+        """Class probabilities (N, C) at ``temperature``; for a binary task (N, 2) as [1 - p, p]."""
+        return logits_to_proba(self.logits, temperature)
 
     def subset(self, index) -> Predictions:
         """The rows at ``index`` (an integer array or boolean mask), in that order."""

@@ -10,7 +10,7 @@ is a confidence threshold chosen on validation and reported on test.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -147,3 +147,40 @@ def deferral_policy(
         float(bal_hi),
         float(_kept_balanced_accuracy(y, p, np.ones(len(y), bool), ones)[0]),
     )
+
+
+def risk_coverage_by_confidence(
+    labels: np.ndarray, proba: np.ndarray
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The risk-coverage curve and its area (AURC) for every confidence score of
+    :data:`CONFIDENCES`, so the scores can be compared on the same images.
+
+    Returns:
+        Curves by confidence name (:func:`risk_coverage`) and a table ``confidence, aurc``.
+    """
+    curves, rows = {}, []
+    for kind in CONFIDENCES:
+        conf = confidence(proba, kind)
+        curves[kind] = risk_coverage(labels, proba, conf)
+        rows.append({"confidence": kind, "aurc": aurc(labels, proba, conf)})
+    return curves, pd.DataFrame(rows)
+
+
+def deferral_table(
+    val_labels: np.ndarray,
+    val_proba: np.ndarray,
+    test_labels: np.ndarray,
+    test_proba: np.ndarray,
+    test_groups: Sequence | None,
+    target: float,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """:func:`deferral_policy` for every confidence score: one row each, with the fields of
+    :class:`DeferralResult` (threshold chosen on validation, results on test)."""
+    results = [
+        deferral_policy(
+            val_labels, val_proba, test_labels, test_proba, test_groups, target, kind, n_boot
+        )
+        for kind in CONFIDENCES
+    ]
+    return pd.DataFrame([asdict(r) for r in results])

@@ -13,34 +13,60 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skinlib import eda, paths, plots
-from skinlib.calibration import calibration_report, ece, reliability
+from skinlib import comparison, eda, paths, plots
+from skinlib.calibration import calibration_report, logits_to_proba, reliability_tables
 from skinlib.config import Config
+from skinlib.conformal import conformal_grid, stored_conformal
+from skinlib.data import load_table
+from skinlib.data.images import load_image
+from skinlib.data.tables import data_source, prepare_table, table_settings
+from skinlib.data.transforms import centre_square
 from skinlib.errors import SkinlibError
-from skinlib.evaluation import ensemble, predict_table
+from skinlib.evaluation import ensemble, ensemble_weights, predict_table
+from skinlib.external import evaluate_external_sets
 from skinlib.metrics import (
     best_on_validation,
-    bootstrap_ci,
     classification_report,
     paired_tests,
 )
+from skinlib.models import cam_spec
+from skinlib.ood import (
+    KNOWN,
+    Mahalanobis,
+    blank_skin,
+    detection_table,
+    logits_and_features,
+    unknown_rule,
+    unknown_scores,
+    unseen_class_images,
+    unseen_class_rows,
+)
 from skinlib.predictions import Predictions
 from skinlib.profile import imbalance_settings, load_study_profile
-from skinlib.report import display_table, format_ci, format_p, write_table
+from skinlib.report import display_table, write_table
 from skinlib.runs import ENSEMBLE_RUN, RunFolder, load_model
+from skinlib.selective import deferral_table, risk_coverage_by_confidence
+from skinlib.subgroups import subgroup_audit
 from skinlib.thresholds import (
-    OperatingPoint,
     operating_points_from_predictions,
-    positive_score,
-    positive_truth,
+    positive_roc,
+    stored_point,
     targets_for,
 )
-from skinlib.training import prepare_table, train
+from skinlib.training import train
+from skinlib.xai import (
+    compute_cams,
+    gallery_selection,
+    gallery_titles,
+    mask_as_seen,
+    overlay,
+    score_cams,
+    summarise_cam_scores,
+)
 
 log = logging.getLogger(__name__)
 ENSEMBLE = ENSEMBLE_RUN
-# the comparison table's body columns (the others go to ``comparison_details``)
-COMPARISON_COLUMNS = ("model", "bal. acc.", "accuracy", "AUC (raw)", "ECE (calibrated)")
+GALLERY_SIDE = 160  # pixels: each overlay in the gallery figure
 
 
 class Study:
@@ -63,7 +89,7 @@ class Study:
         self.dir = paths.study_dir(self.name)
         self.figures_dir = paths.study_figures_dir(self.name)
         self.tables_dir = paths.generated_tables_dir(self.name)
-        self._table: pd.DataFrame | None = None
+        self._tables: dict[str, pd.DataFrame] = {}  # by table_settings: one per distinct table
         plots.set_style()
 
     def __repr__(self) -> str:
@@ -74,15 +100,19 @@ class Study:
 
     # --- data and runs -------------------------------------------------------------------------
 
-    def table(self) -> pd.DataFrame:
-        """The labelled images with their (grouped, stratified) split."""
-        if self._table is None:
-            self._table = prepare_table(self.config)
-        return self._table
+    def table(self, cfg: Config | None = None) -> pd.DataFrame:
+        """The labelled images with their (grouped, stratified) split: the study's, or that of a
+        run's config where its data settings differ (prepared once per distinct setting)."""
+        cfg = cfg or self.config
+        key = table_settings(cfg)
+        if key not in self._tables:
+            self._tables[key] = prepare_table(cfg)
+        return self._tables[key]
 
     def train(self, cfg: Config) -> Path:
-        """Train a run, or reuse the complete run with this exact config (resumes a partial one)."""
-        return train(cfg, self.table(), resume=not self.retrain)
+        """Train a run on its own config's table, or reuse the complete run with this exact config
+        (resumes a partial one)."""
+        return train(cfg, self.table(cfg), resume=not self.retrain)
 
     def train_architecture(self, arch: str) -> Path:
         return self.train(self.profile.run_config(arch))
@@ -145,10 +175,7 @@ class Study:
 
     def data_source(self) -> str:
         """What the data are, in words: a folder in a format, or SynthDerm (synthetic)."""
-        data = self.config.data
-        if data.root:
-            return f"{data.root} ({data.format})"
-        return f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
+        return data_source(self.config)
 
     def class_counts(self) -> pd.DataFrame:
         return eda.class_counts(self.table())
@@ -166,14 +193,9 @@ class Study:
     # --- evaluation of runs --------------------------------------------------------------------
 
     def metrics_with_ci(self, preds: Predictions) -> pd.DataFrame:
-        """Headline metrics with grouped-bootstrap intervals, from the uncalibrated probabilities.
-
-        Temperature scaling keeps each image's argmax (accuracy, balanced accuracy and F1) but can
-        move a multi-class AUC a little; the study reports AUC from the raw softmax everywhere (03,
-        07) so that one model has one AUC before and after 04.
-        """
-        proba = preds.probabilities()
-        return bootstrap_ci(preds.labels, proba, preds.group, n_boot=self.evaluation.n_boot)
+        """Headline metrics with grouped-bootstrap intervals (:func:`comparison.metrics_with_ci`:
+        from the uncalibrated probabilities, so a model has one AUC before and after 04)."""
+        return comparison.metrics_with_ci(preds, self.evaluation.n_boot)
 
     def report(self, run: str, split: str = "test"):
         p = self.predictions(run, split)
@@ -181,55 +203,18 @@ class Study:
 
     def headline(self, run: str, split: str = "test", tta: bool = False) -> dict:
         """One row of the comparison table: metrics with CIs, ECE, size and speed."""
-        preds = self.predictions(run, split, tta)
-        t = self.temperature(run, tta)
-        ci = self.metrics_with_ci(preds).set_index("metric")
-        row = {"model": run + (" + TTA" if tta else "")}
-        for m in ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc"):
-            row[m] = ci.loc[m, "value"]
-            row[f"{m}_low"], row[f"{m}_high"] = ci.loc[m, "low"], ci.loc[m, "high"]
-        row["ece_raw"] = ece(preds.labels, preds.probabilities())
-        # NaN where no temperature was fitted: the table then says "not calibrated"
-        row["ece_calibrated"] = np.nan if t is None else ece(preds.labels, preds.probabilities(t))
-        row["temperature"] = np.nan if t is None else t
         folder = RunFolder(self.run_dir(run))
-        if folder.meta_file.is_file():
-            meta = folder.meta()
-            row.update(
-                params_m=meta["n_params"] / 1e6,
-                train_min=meta["train_seconds"] / 60,
-                train_img_s=meta["train_images_per_s"],
-                eval_img_s=meta["eval_images_per_s"],
-            )
-        return row
+        return comparison.headline_row(
+            run + (" + TTA" if tta else ""),
+            self.predictions(run, split, tta),
+            self.temperature(run, tta),
+            self.evaluation.n_boot,
+            folder.meta() if folder.meta_file.is_file() else None,
+        )
 
     def comparison_table(self, rows: list[dict]) -> pd.DataFrame:
         """Pretty table (values with CIs) from :meth:`headline` rows."""
-        df = pd.DataFrame(rows)
-        out = pd.DataFrame({"model": df["model"]})
-        for m, name in (
-            ("balanced_accuracy", "bal. acc."),
-            ("accuracy", "accuracy"),
-            ("macro_f1", "macro F1"),
-            ("macro_auc", "AUC (raw)"),
-        ):
-            out[name] = [  # two decimals: intervals about 0.1 wide do not support a third
-                format_ci(v, lo, hi, 2)
-                for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"], strict=True)
-            ]
-        out["ECE (raw)"] = df["ece_raw"].round(3)
-        out["ECE (calibrated)"] = [
-            "not calibrated" if pd.isna(v) else f"{v:.3f}" for v in df["ece_calibrated"]
-        ]
-        for col, name, digits in (("params_m", "params (M)", 1), ("train_min", "train (min)", 1)):
-            if col in df:
-                out[name] = df[col].round(digits)
-        if "train_img_s" in df:  # one column for both speeds: the table fits the page
-            out["img/s train / eval"] = [
-                "--" if pd.isna(t) else f"{t:.0f} / {e:.0f}"
-                for t, e in zip(df["train_img_s"], df["eval_img_s"], strict=True)
-            ]
-        return out
+        return comparison.comparison_table(rows)
 
     def reference_model(self, runs: list[str] | None = None) -> str:
         """The paired tests' reference: the best validation balanced accuracy (never test)."""
@@ -237,11 +222,9 @@ class Study:
         return best_on_validation({r: self.predictions(r, "val") for r in runs})
 
     def comparison_tables(self, rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The comparison split in two tables that each fit a thesis page: the headline metrics
-        (``comparison``) and the rest (``comparison_details``: F1, raw ECE, size, time, speed)."""
-        full = self.comparison_table(rows)
-        main = full[[c for c in COMPARISON_COLUMNS if c in full]]
-        return main, full.drop(columns=[c for c in main.columns if c != "model"])
+        """The comparison in two tables that each fit a thesis page (``comparison`` and
+        ``comparison_details``)."""
+        return comparison.comparison_tables(rows)
 
     def paired_tests(self, reference: str, others: list[str]) -> pd.DataFrame:
         """Each model against the reference on the same test images (grouped paired bootstrap of
@@ -252,26 +235,11 @@ class Study:
             {run: self.predictions(run) for run in others},
             n_boot=self.evaluation.n_boot,
         )
-        return pd.DataFrame(
-            {
-                "comparison": [f"{reference} - {m}" for m in table["model"]],
-                "difference": [
-                    format_ci(d, lo, hi)
-                    for d, lo, hi in zip(
-                        table["difference"], table["low"], table["high"], strict=True
-                    )
-                ],
-                "p (bootstrap)": table["p_bootstrap"].map(format_p),
-                "p (Holm)": table["p_holm"].map(format_p),
-                "p (McNemar, images)": table["p_mcnemar_images"].map(format_p),
-            }
-        )
+        return comparison.paired_tests_for_reading(reference, table)
 
     def external_results(self) -> pd.DataFrame:
         """Every architecture on every external set of the profile (``evaluation.external``),
         after the overlap guard of :func:`skinlib.evaluation.evaluate_external`."""
-        from skinlib.external import evaluate_external_sets
-
         return evaluate_external_sets([self.run_dir(r) for r in self.runs], self.evaluation)
 
     # --- 04 calibration ------------------------------------------------------------------------
@@ -289,11 +257,8 @@ class Study:
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
         """Reliability before and, where a temperature was fitted, after scaling."""
-        p, t = self.predictions(run, split), self.temperature(run)
-        tables = {"before": reliability(p.labels, p.probabilities())}
-        if t is not None:
-            tables["after"] = reliability(p.labels, p.probabilities(t))
-        return tables
+        p = self.predictions(run, split)
+        return reliability_tables(p.labels, p.logits, self.temperature(run))
 
     # --- 05 thresholds -------------------------------------------------------------------------
 
@@ -318,94 +283,56 @@ class Study:
             n_boot=self.evaluation.n_boot,
         )
         if positive == list(self.evaluation.positive):
-            first = {**table.iloc[0].to_dict(), "positive": positive}
-            RunFolder(self.run_dir(run)).write_operating_points([OperatingPoint(**first)], tta)
+            folder = RunFolder(self.run_dir(run))
+            folder.write_operating_points([stored_point(table, positive)], tta)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def roc(self, run: str, positive=None):
         """ROC of the positive set on test, on the probabilities the stored threshold uses."""
-        from sklearn.metrics import roc_auc_score, roc_curve
-
-        positive = list(positive or self.evaluation.positive)
         p = self.predictions(run, "test")
         proba, _ = self.calibrated_probabilities(run, "test")
-        truth = positive_truth(p.labels, p.classes, positive)
-        score = positive_score(proba, p.classes, positive)
-        fpr, tpr, _ = roc_curve(truth, score)
-        return fpr, tpr, roc_auc_score(truth, score)
+        return positive_roc(p.labels, proba, p.classes, list(positive or self.evaluation.positive))
 
     # --- 06 XAI --------------------------------------------------------------------------------
 
     def _images(self, run: str, rows: pd.DataFrame):
-        from skinlib.data.images import load_image
-
         loaded = load_model(self.run_dir(run))
         pil = [load_image(p) for p in rows["path"]]
         return loaded, pil, torch.stack([loaded.transform(im) for im in pil])
 
     def cam_scores(self, run: str) -> tuple[pd.DataFrame, list, np.ndarray]:
         """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
-        from PIL import Image
-
-        from skinlib.models import cam_spec
-        from skinlib.xai import compute_cams, faithfulness_scores, mask_scores
-
         rows = RunFolder(self.run_dir(run)).split_rows("test").head(self.evaluation.xai_images)
         loaded, pil, x = self._images(run, rows)
         spec = cam_spec(loaded.model, x.shape[-1])
         cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
+        masks = None
         if "mask_path" in rows and rows["mask_path"].notna().all():
             size = RunFolder(self.run_dir(run)).meta()["image_size"]
-            masks = [self._crop_like(Image.open(m), size) for m in rows["mask_path"]]
-            scores = mask_scores(cams, masks)
-        else:
-            scores = pd.DataFrame({"road": faithfulness_scores(loaded.model, x, cams)})
+            masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
+        scores = score_cams(loaded.model, x, cams, masks)
         return scores.assign(model=run, layer=spec.layer, grid=spec.grid), pil, cams
 
     def cam_summary(self) -> pd.DataFrame:
         """Mean map scores per architecture, with the layer explained and its grid (cells a side)."""
-        scores = pd.concat([self.cam_scores(run)[0] for run in self.runs])
-        summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
-        return summary.reset_index(["layer", "grid"])
-
-    @staticmethod
-    def _crop_like(mask_image, size: int) -> np.ndarray:
-        """The mask through the same resize and centre crop as the image."""
-        from torchvision.transforms import v2 as T
-
-        crop = T.Compose(
-            [T.Resize(size, interpolation=T.InterpolationMode.NEAREST), T.CenterCrop(size)]
-        )
-        return np.asarray(crop(mask_image)) > 0
+        return summarise_cam_scores(pd.concat([self.cam_scores(run)[0] for run in self.runs]))
 
     def gallery(self, run: str, cls: str | None = None):
         """Grad-CAM overlays of true positives, false negatives and false positives of a class."""
-        from skinlib.xai import compute_cams, gallery_indices, overlay
-
         cls = cls or self.evaluation.positive[0]
         preds = self.predictions(run, "test")
         if cls not in preds.classes:
             cls = preds.classes[-1]
         rows = RunFolder(self.run_dir(run)).split_rows("test")
-        proba, _ = self.calibrated_probabilities(run, "test")
-        picks = gallery_indices(
-            preds.labels, proba, preds.classes.index(cls), self.evaluation.gallery_per_kind
-        )
-        images, titles = [], []
-        for kind, idx in picks.items():
-            if not idx:
-                continue
-            loaded, pil, x = self._images(run, rows.iloc[idx])
+        per_kind = self.evaluation.gallery_per_kind
+        chosen = gallery_selection(preds, cls, per_kind, self.temperature(run) or 1.0)
+        images = []
+        for _, picked in chosen.groupby("kind", sort=False):
+            loaded, pil, x = self._images(run, rows.iloc[picked["row"].tolist()])
             cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
-            for i, im, cam in zip(idx, pil, cams, strict=True):
-                small = np.asarray(im.resize((160, 160)))
-                images.append(overlay(small, cam))
-                titles.append(
-                    f"{kind}\n{preds.classes[preds.labels[i]]}, p({cls})={proba[i, preds.classes.index(cls)]:.2f}"
-                )
-        return plots.image_gallery(
-            images, titles, ncols=max(3, self.evaluation.gallery_per_kind * 2)
-        )
+            for im, cam in zip(pil, cams, strict=True):
+                images.append(overlay(np.asarray(centre_square(im, GALLERY_SIDE)), cam))
+        return plots.image_gallery(images, gallery_titles(chosen, cls), ncols=max(3, per_kind * 2))
 
     # --- 07 comparison: TTA and ensemble ---------------------------------------------------------
 
@@ -413,9 +340,7 @@ class Study:
         """Average the runs' calibrated probabilities (weighted by validation balanced accuracy);
         written as a run folder of its own (``ensemble``) so every step and the app can use it."""
         runs = runs or self.runs
-        weights = None
-        if weighted:
-            weights = [self.report(r, "val").summary["balanced_accuracy"] for r in runs]
+        weights = ensemble_weights([self.predictions(r, "val") for r in runs]) if weighted else None
         out = RunFolder(self.run_dir(ENSEMBLE))
         out.path.mkdir(parents=True, exist_ok=True)
         uncalibrated = [r for r in runs if self.temperature(r) is None]
@@ -424,16 +349,10 @@ class Study:
                 f"the ensemble averages calibrated probabilities, but {uncalibrated} have no "
                 "temperature yet: run 04_calibration first"
             )
+        temperatures = [self.temperature(r) for r in runs]
         for split in ("val", "test"):
-            members = []
-            for r in runs:
-                p = self.predictions(r, split)
-                members.append(
-                    Predictions(
-                        p.image_id, p.group, p.labels, p.logits / self.temperature(r), p.classes
-                    )
-                )
-            out.write_predictions(ensemble(members, weights), split)
+            members = [self.predictions(r, split) for r in runs]
+            out.write_predictions(ensemble(members, weights, temperatures), split)
         out.split_file.write_bytes(RunFolder(self.run_dir(runs[0])).split_file.read_bytes())
         out.write_ensemble(runs, weights, "mean of calibrated probabilities")
         self.calibrate(ENSEMBLE)
@@ -464,114 +383,62 @@ class Study:
         return preds, preds.probabilities(self.fitted_temperature(run))
 
     def conformal_sets(self, run: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions
-        (lesion weights), on test: coverage and mean set size with lesion-bootstrap intervals.
-        The stored method is also calibrated image by image (``image-level``), to show what
-        ignoring repeated lesions changes.
+        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions, on
+        test, and the stored method image by image (:func:`skinlib.conformal.conformal_grid`).
 
         Returns:
             The table (one row per setting and class, ``all`` first) and the test sets by setting.
         """
-        from skinlib.conformal import METHODS, ConformalClassifier, coverage_table
-
-        val, vp = self.calibrated(run, "val")
-        test, tp = self.calibrated(run, "test")
-        settings = [
-            (m, c, mondrian, True)
-            for m in METHODS
-            for c in self.profile.trust.coverages
-            for mondrian in (False, True)
-        ]
-        settings += [
-            (self.profile.trust.set_method, c, False, False) for c in self.profile.trust.coverages
-        ]
-        rows, sets = [], {}
-        for method, coverage, mondrian, grouped in settings:
-            cp = ConformalClassifier(method, coverage, mondrian)
-            cp.fit(vp, val.labels, val.group if grouped else None)
-            key = f"{method}{' Mondrian' if mondrian else ''} {coverage:.0%}"
-            key += "" if grouped else " image-level"
-            sets[key] = cp.predict_sets(tp)
-            table = coverage_table(
-                sets[key], test.labels, test.classes, test.group, self.evaluation.n_boot
-            )
-            rows.append(
-                table.reset_index().assign(
-                    method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
-                )
-            )
-        return pd.concat(rows, ignore_index=True), sets
+        trust = self.profile.trust
+        return conformal_grid(
+            self.predictions(run, "val"),
+            self.predictions(run, "test"),
+            self.fitted_temperature(run),
+            trust.coverages,
+            trust.set_method,
+            self.evaluation.n_boot,
+        )
 
     def store_conformal(self, run: str) -> Path:
         """Write the run's ``conformal.json``: the sets at the first coverage of ``trust`` (its
         ``set_method``, marginal, lesion-weighted) and the unknown-input threshold (calibrated
         maximum probability keeping 95% of validation images), for the app."""
-        from skinlib.conformal import ConformalClassifier, StoredConformal
-        from skinlib.ood import KEEP_KNOWN, threshold_for_known
-
         trust = self.profile.trust
         val, vp = self.calibrated(run, "val")
-        cp = ConformalClassifier(trust.set_method, trust.coverages[0]).fit(
-            vp, val.labels, val.group
-        )
-        stored = StoredConformal(
-            method=trust.set_method,
-            coverage=trust.coverages[0],
-            mondrian=False,
-            quantiles=[float(q) for q in cp.quantiles_],
-            classes=list(val.classes),
-            temperature=self.fitted_temperature(run),
-            grouping="lesion weights (each validation lesion weighs 1)",
-            unknown={
-                "score": "msp",
-                "threshold": threshold_for_known(vp.max(1), KEEP_KNOWN),
-                "keeps_known": KEEP_KNOWN,
-            },
+        stored = stored_conformal(
+            val,
+            self.fitted_temperature(run),
+            trust.set_method,
+            trust.coverages[0],
+            unknown=unknown_rule(vp),
         )
         return RunFolder(self.run_dir(run)).write_conformal(stored)
 
     def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
         """Test risk-coverage curves and AURC per confidence score (calibrated probabilities)."""
-        from skinlib.selective import CONFIDENCES, aurc, confidence, risk_coverage
-
         test, tp = self.calibrated(run, "test")
-        curves, rows = {}, []
-        for kind in CONFIDENCES:
-            conf = confidence(tp, kind)
-            curves[kind] = risk_coverage(test.labels, tp, conf)
-            rows.append({"confidence": kind, "aurc": aurc(test.labels, tp, conf)})
-        return curves, pd.DataFrame(rows)
+        return risk_coverage_by_confidence(test.labels, tp)
 
     def deferral(self, run: str) -> pd.DataFrame:
         """For each confidence score: the threshold chosen on validation for the profile's target
         balanced accuracy of the answered images, and what it gives on test (with intervals)."""
-        from dataclasses import asdict
-
-        from skinlib.selective import CONFIDENCES, deferral_policy
-
         val, vp = self.calibrated(run, "val")
         test, tp = self.calibrated(run, "test")
         target = self.profile.trust.deferral_accuracy
-        results = [
-            deferral_policy(
-                val.labels, vp, test.labels, tp, test.group, target, kind, self.evaluation.n_boot
-            )
-            for kind in CONFIDENCES
-        ]
-        return pd.DataFrame([asdict(r) for r in results])
+        return deferral_table(
+            val.labels, vp, test.labels, tp, test.group, target, self.evaluation.n_boot
+        )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
         """Test balanced accuracy per age band, sex, site, confirmation and source, with lesion
         intervals; the metadata is joined from the study table by image id."""
-        from skinlib.subgroups import audit_attributes, subgroup_table
-
         test, tp = self.calibrated(run, "test")
-        meta = self.table().set_index("image_id").loc[test.image_id]
-        return subgroup_table(
+        return subgroup_audit(
+            self.table(),
+            test.image_id,
             test.labels,
             tp,
             test.group,
-            audit_attributes(meta).reset_index(drop=True),
             n_boot=self.evaluation.n_boot,
             min_lesions=self.profile.trust.min_lesions,
         )
@@ -581,8 +448,6 @@ class Study:
         drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
         out any image id of the study's own table), and blank skin with and without heavy
         artefacts (far)."""
-        from skinlib.ood import blank_skin, unseen_class_images
-
         trust, synth = self.profile.trust, self.config.data.synth
         classes = self.predictions(run, "val").classes
         n, size = trust.unknown_images, synth.size
@@ -605,12 +470,8 @@ class Study:
 
     def _unseen_class_from(self, root: str, label: str, n: int) -> list:
         """Up to ``n`` ISIC 2019 images of ``label`` that are not in the study's own table."""
-        from skinlib.data import load_table
-        from skinlib.data.images import load_image
-
         table = load_table(root, "isic2019", skip_missing=True)
-        rows = table[(table["label"] == label) & ~table["image_id"].isin(self.table()["image_id"])]
-        rows = rows.sample(min(n, len(rows)), random_state=0)
+        rows = unseen_class_rows(table, label, self.table()["image_id"], n)
         return [load_image(p) for p in rows["path"]]
 
     def unknown_detection(self, run: str, unknown: dict[str, list]) -> tuple[pd.DataFrame, dict]:
@@ -621,10 +482,6 @@ class Study:
             The table and, per input kind (``known`` first), its calibrated probabilities (for
             the conformal sets of unknown inputs).
         """
-        from skinlib.data.images import load_image
-        from skinlib.ood import SCORES, Mahalanobis, detection_report, energy, logits_and_features
-        from skinlib.ood import msp as msp_score
-
         loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
         rows_of = {s: RunFolder(self.run_dir(run)).split_rows(s) for s in ("train", "test")}
         train = rows_of["train"].sample(min(len(rows_of["train"]), 1000), random_state=0)
@@ -632,30 +489,10 @@ class Study:
         labels = np.array([loaded.classes.index(c) for c in train["label"]])
         maha = Mahalanobis().fit(train_feats, labels)
         test = rows_of["test"]
-        inputs = {"known": [load_image(p) for p in test["path"]], **unknown}
+        inputs = {KNOWN: [load_image(p) for p in test["path"]], **unknown}
         scores, probas = {}, {}
         for kind, images in inputs.items():
             logits, feats = logits_and_features(loaded, images)
-            scores[kind] = {
-                "msp": msp_score(logits, t),
-                "energy": energy(logits, t),
-                "mahalanobis": maha.score(feats),
-            }
-            probas[kind] = Predictions(
-                np.arange(len(logits)),
-                np.arange(len(logits)),
-                np.zeros(len(logits)),
-                logits,
-                loaded.classes,
-            ).probabilities(t)
-        rows = []
-        for kind in unknown:
-            for score in SCORES:
-                rep = detection_report(
-                    scores["known"][score],
-                    scores[kind][score],
-                    test["group"],
-                    self.evaluation.n_boot,
-                )
-                rows.append({"unknown": kind, "score": score, **rep})
-        return pd.DataFrame(rows), probas
+            scores[kind] = unknown_scores(logits, feats, maha, t)
+            probas[kind] = logits_to_proba(logits, t)
+        return detection_table(scores, test["group"], self.evaluation.n_boot), probas

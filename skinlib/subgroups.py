@@ -121,6 +121,27 @@ def subgroup_table(
     return out.sort_values(["attribute", "value"], kind="stable").reset_index(drop=True)
 
 
+def subgroup_audit(
+    table: pd.DataFrame,
+    image_id: Sequence[str],
+    labels: np.ndarray,
+    proba: np.ndarray,
+    groups: Sequence,
+    n_boot: int = 1000,
+    min_lesions: int = MIN_LESIONS,
+) -> pd.DataFrame:
+    """:func:`subgroup_table` of predicted images whose metadata (age, sex, site, ...) is read
+    from the common-schema ``table`` by image id (predictions files carry no metadata).
+
+    Args:
+        table: the study's table (``image_id`` and the columns :func:`audit_attributes` reads).
+        image_id, labels, proba, groups: (N,) the predicted images, (N, C) their probabilities.
+    """
+    meta = table.set_index("image_id").loc[np.asarray(image_id)]
+    attributes = audit_attributes(meta).reset_index(drop=True)
+    return subgroup_table(labels, proba, groups, attributes, n_boot=n_boot, min_lesions=min_lesions)
+
+
 def worst_group(table: pd.DataFrame) -> pd.Series | None:
     """The lowest of the per-attribute worst groups (not small), or None where all are small."""
     worst = table[table["worst"]]

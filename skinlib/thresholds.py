@@ -29,8 +29,11 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from skinlib.calibration import TemperatureScaler
 from skinlib.io import read_json, write_json
+from skinlib.metrics import bootstrap_weights
 from skinlib.predictions import Predictions
+from skinlib.report import format_ci
 
 CRITERIA = ("specificity", "sensitivity", "youden")
 DEFAULT_TARGETS = (
@@ -135,8 +138,6 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
 
 def _bootstrap_sens_spec(truth, score, threshold, groups, n_boot, alpha, seed):
     """Grouped percentile intervals of sensitivity and specificity at a fixed threshold."""
-    from skinlib.metrics import bootstrap_weights
-
     pred = score >= threshold
     sens, spec = [], []
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -269,8 +270,6 @@ def operating_points_from_predictions(
         ci: ``bootstrap`` resamples the test lesions (``test.group``); ``wilson`` treats images
             as independent.
     """
-    from skinlib.calibration import TemperatureScaler
-
     if temperature is None:
         temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
     options = {"ci": ci, "n_boot": n_boot, "test_groups": None if test is None else test.group}
@@ -287,18 +286,37 @@ def operating_points_from_predictions(
     )
 
 
+def roc(truth: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC curve and area of a score against bool truth: ``(fpr, tpr, auc)``, the input of
+    :func:`skinlib.plots.roc_curves`.
+
+    >>> fpr, tpr, auc = roc(np.array([False, False, True, True]), np.array([0.1, 0.6, 0.4, 0.9]))
+    >>> auc
+    0.75
+    """
+    fpr, tpr, _ = roc_curve(truth, score)
+    return fpr, tpr, float(roc_auc_score(truth, score))
+
+
+def positive_roc(
+    labels: np.ndarray, proba: np.ndarray, classes: Sequence[str], positive: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """ROC of the positive set against the rest, on the score the operating points threshold
+    (:func:`positive_score`), so the stored point lies on this curve."""
+    return roc(positive_truth(labels, classes, positive), positive_score(proba, classes, positive))
+
+
 def roc_curves(
     labels: np.ndarray, proba: np.ndarray, classes: Sequence[str]
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """One-vs-rest ROC curve per class ``{class: (fpr, tpr, auc)}`` (classes absent from
-    ``labels`` are left out); the input of :func:`skinlib.plots.roc_curves`."""
+    ``labels`` are left out)."""
     labels, proba = np.asarray(labels, int), np.asarray(proba, float)
     out = {}
     for c, name in enumerate(classes):
         hit = labels == c
         if 0 < hit.sum() < len(hit):
-            fpr, tpr, _ = roc_curve(hit, proba[:, c])
-            out[name] = (fpr, tpr, float(roc_auc_score(hit, proba[:, c])))
+            out[name] = roc(hit, proba[:, c])
     return out
 
 
@@ -352,7 +370,6 @@ def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
     Args:
         points: :func:`operating_points_table` rows with a ``model`` column.
     """
-    from skinlib.report import format_ci
 
     def interval(what: str) -> list[str]:
         return [
@@ -376,10 +393,23 @@ def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def at_specificity(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
+    """The rows of :func:`operating_points_table` chosen for ``specificity`` on validation (the
+    profile's target: the point the text discusses and the run stores), in table order."""
+    chosen = (points["criterion"] == "specificity") & (
+        (points["target"] - specificity).abs() < 1e-9
+    )
+    return points[chosen]
+
+
+def stored_point(table: pd.DataFrame, positive: Sequence[str]) -> OperatingPoint:
+    """The point a run stores (``thresholds.json``): the first row of its
+    :func:`operating_points_table`, chosen for the profile's specificity (:func:`targets_for`
+    puts it first)."""
+    return OperatingPoint(**{**table.iloc[0].to_dict(), "positive": list(positive)})
+
+
 def primary_points(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
     """The point the text discusses: per model and positive set, the threshold chosen for the
     profile's target specificity (the full grid belongs in an appendix)."""
-    chosen = points[
-        (points["criterion"] == "specificity") & ((points["target"] - specificity).abs() < 1e-9)
-    ]
-    return _for_reading(chosen).drop(columns="criterion (val)")
+    return _for_reading(at_specificity(points, specificity)).drop(columns="criterion (val)")

@@ -16,13 +16,17 @@ import pandas as pd
 import torch
 from PIL import Image
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
+from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import (
     BinaryClassifierOutputTarget,
     ClassifierOutputTarget,
 )
 from torch import nn
+from torchvision.transforms import InterpolationMode
 
+from skinlib.data.transforms import centre_square
 from skinlib.models import CamSpec, cam_spec
 from skinlib.predictions import Predictions
 
@@ -165,6 +169,13 @@ def load_mask(path: str, shape: tuple[int, int] | None = None) -> np.ndarray:
     return mask if shape is None else _resize(mask, shape, Image.Resampling.NEAREST) > 0.5
 
 
+def mask_as_seen(path: str, size: int) -> np.ndarray:
+    """A lesion mask PNG as bool (size, size) through the evaluation geometry (nearest
+    neighbour): the lesion pixels of the image the model saw and the map covers."""
+    with Image.open(path) as img:
+        return np.asarray(centre_square(img.convert("L"), size, InterpolationMode.NEAREST)) > 0
+
+
 def faithfulness_scores(
     model: nn.Module,
     images: torch.Tensor,
@@ -187,9 +198,6 @@ def faithfulness_scores(
     Returns:
         (N,) scores.
     """
-    from pytorch_grad_cam.metrics.cam_mult_image import CamMultImageConfidenceChange
-    from pytorch_grad_cam.metrics.road import ROADCombined
-
     if metric not in ("road", "cam_mult"):
         raise ValueError(f"metric must be 'road' or 'cam_mult', got {metric!r}")
     images = images.to(_device(model))
@@ -201,6 +209,30 @@ def faithfulness_scores(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return np.asarray(score(images, np.asarray(cams), wanted, model), float).reshape(-1)
+
+
+def score_cams(
+    model: nn.Module,
+    images: torch.Tensor,
+    cams: np.ndarray,
+    masks: Sequence[np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """Each map's scores: against its lesion mask (:func:`mask_scores`) where every image has
+    one, else its ROAD faithfulness (column ``road``), since a map with neither is unchecked."""
+    if masks is not None:
+        return mask_scores(cams, masks)
+    return pd.DataFrame({"road": faithfulness_scores(model, images, cams)})
+
+
+def summarise_cam_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean score per model (the index), with the layer explained and its grid (cells a side)
+    kept as columns.
+
+    Args:
+        scores: :func:`score_cams` rows with ``model``, ``layer`` and ``grid`` columns.
+    """
+    summary = scores.groupby(["model", "layer", "grid"]).mean(numeric_only=True)
+    return summary.reset_index(["layer", "grid"])
 
 
 def gallery_indices(
@@ -251,3 +283,13 @@ def gallery_selection(
         for i in idx
     ]
     return pd.DataFrame(rows, columns=["kind", "row", "image_id", "label", "probability"])
+
+
+def gallery_titles(selection: pd.DataFrame, cls: str) -> list[str]:
+    """One title per :func:`gallery_selection` row: the kind, the true class and p(``cls``).
+
+    >>> row = {"kind": "false negative", "label": "mel", "probability": 0.123}
+    >>> gallery_titles(pd.DataFrame([row]), "mel")
+    ['false negative\\nmel, p(mel)=0.12']
+    """
+    return [f"{r.kind}\n{r.label}, p({cls})={r.probability:.2f}" for r in selection.itertuples()]

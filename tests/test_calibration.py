@@ -18,7 +18,10 @@ from skinlib.calibration import (
     mce,
     nll,
     reliability,
+    reliability_tables,
 )
+from skinlib.ood import msp
+from skinlib.predictions import Predictions
 
 
 def simulated(n=3000, c=4, seed=0, scale=1.0):
@@ -34,6 +37,36 @@ def simulated(n=3000, c=4, seed=0, scale=1.0):
 # four images, three classes: top confidences 0.9 (right), 0.9 (wrong), 0.65, 0.65 (both right)
 HAND_PROBA = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.65, 0.2, 0.15], [0.2, 0.65, 0.15]])
 HAND_Y = np.array([0, 1, 0, 1])
+
+
+def test_one_softmax_for_predictions_calibration_and_unknown_scores():
+    """softmax([log 3, 0]) = [3/4, 1/4]; one binary logit log 3 gives p = 3/4 as [1/4, 3/4]."""
+    multi = np.array([[0.0, 0.0], [np.log(3), 0.0]])
+    np.testing.assert_allclose(logits_to_proba(multi), [[0.5, 0.5], [0.75, 0.25]])
+    np.testing.assert_allclose(
+        logits_to_proba(2 * multi, temperature=2), [[0.5, 0.5], [0.75, 0.25]]
+    )
+    binary = np.array([[0.0], [np.log(3)]])
+    np.testing.assert_allclose(logits_to_proba(binary), [[0.5, 0.5], [0.25, 0.75]])
+    for logits, classes in ((multi, ["a", "b"]), (binary, ["other", "mel"])):
+        preds = Predictions(["x", "y"], ["x", "y"], [0, 1], logits, classes)
+        assert np.array_equal(preds.probabilities(1.7), logits_to_proba(logits, 1.7))
+    # a binary run's maximum probability is max(p, 1 - p), not the softmax of one column (1)
+    np.testing.assert_allclose(msp(binary), [0.5, 0.75])
+
+
+def test_reliability_before_and_after_a_fitted_temperature_only():
+    """Three classes, logits [log 6, 0, 0]: confidence 6/8 = 3/4 (bin 11 of 15) for four images,
+    three right. At T = log 6 / log 2 the logits become [log 2, 0, 0]: confidence 2/4 (bin 7),
+    and the argmax, so the accuracy, stays."""
+    logits, y = np.tile([np.log(6), 0.0, 0.0], (4, 1)), np.array([0, 0, 0, 1])
+    assert list(reliability_tables(y, logits)) == ["before"]  # not calibrated: nothing to show
+    tables = reliability_tables(y, logits, temperature=np.log(6) / np.log(2))
+    before, after = (t.set_index("bin") for t in (tables["before"], tables["after"]))
+    assert before.loc[11, "count"] == 4 and before["count"].sum() == 4
+    assert before.loc[11, ["confidence", "accuracy"]].tolist() == pytest.approx([0.75, 0.75])
+    assert after.loc[7, "count"] == 4
+    assert after.loc[7, ["confidence", "accuracy"]].tolist() == pytest.approx([0.5, 0.75])
 
 
 def test_errors_worked_by_hand():

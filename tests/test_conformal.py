@@ -9,6 +9,7 @@ from skinlib.conformal import (
     ConformalClassifier,
     StoredConformal,
     class_scores,
+    conformal_grid,
     conformal_quantile,
     coverage_table,
     describe_set,
@@ -16,7 +17,9 @@ from skinlib.conformal import (
     load_conformal,
     save_conformal,
     set_size_counts,
+    stored_conformal,
 )
+from skinlib.predictions import Predictions
 
 
 def _exchangeable(rng, n, c=4):
@@ -156,3 +159,50 @@ def test_describe_and_store_roundtrip(tmp_path):
     sets = back.predictor().predict_sets(np.array([[0.8, 0.2]]))
     assert sets.tolist() == [[True, True]]  # inf: class b always in its set
     assert load_conformal(tmp_path / "missing.json") is None
+
+
+# nine validation images of three classes, each its own lesion, true-class probability 0.9, 0.8,
+# ..., 0.1: LAC scores 0.1 ... 0.9; at 80% the threshold is the ceil(10 x 0.8) = 8th score, 0.8,
+# so a class enters the set when its probability is at least 0.2
+VAL_P = np.arange(9, 0, -1) / 10
+VAL_Y = np.arange(9) % 3
+CLASSES3 = ["bcc", "mel", "nv"]
+
+
+def _val_predictions():
+    proba = np.tile(((1 - VAL_P) / 2)[:, None], (1, 3))
+    proba[np.arange(9), VAL_Y] = VAL_P
+    return Predictions(
+        [f"v{i}" for i in range(9)], [f"L{i}" for i in range(9)], VAL_Y, np.log(proba), CLASSES3
+    )
+
+
+def test_conformal_grid_known_sets_and_coverage():
+    # test image 0 (bcc): {bcc, mel}, covered; image 1 (bcc): {nv}, missed
+    test_proba = np.array([[0.7, 0.25, 0.05], [0.1, 0.15, 0.75]])
+    test = Predictions(["t0", "t1"], ["T0", "T1"], [0, 0], np.log(test_proba), CLASSES3)
+    table, sets = conformal_grid(_val_predictions(), test, 1.0, [0.8], "lac", n_boot=10)
+    assert list(sets) == [
+        "lac 80%",
+        "lac Mondrian 80%",
+        "aps 80%",
+        "aps Mondrian 80%",
+        "raps 80%",
+        "raps Mondrian 80%",
+        "lac 80% image-level",
+    ]
+    np.testing.assert_array_equal(sets["lac 80%"], [[True, True, False], [False, False, True]])
+    overall = table[(table["setting"] == "lac 80%") & (table["class"] == "all")].iloc[0]
+    assert (overall["coverage"], overall["mean_size"]) == (0.5, 1.5)
+    assert (overall["method"], overall["target"], overall["mondrian"]) == ("lac", 0.8, False)
+    # one image per lesion: the lesion-weighted and the image-level sets coincide
+    np.testing.assert_array_equal(sets["lac 80% image-level"], sets["lac 80%"])
+    assert not table[table["setting"] == "lac 80% image-level"]["grouped"].any()
+
+
+def test_stored_conformal_is_the_lesion_weighted_marginal_set():
+    stored = stored_conformal(_val_predictions(), 1.0, "lac", 0.8, unknown={"threshold": 0.4})
+    np.testing.assert_allclose(stored.quantiles, [0.8] * 3)
+    assert (stored.method, stored.coverage, stored.mondrian) == ("lac", 0.8, False)
+    assert stored.classes == CLASSES3 and stored.temperature == 1.0
+    assert stored.unknown == {"threshold": 0.4} and "lesion" in stored.grouping

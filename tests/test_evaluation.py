@@ -9,13 +9,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from test_app import build_tiny_run
 
+from skinlib.calibration import logits_to_proba
 from skinlib.cli import main
 from skinlib.data.synthetic import generate
 from skinlib.errors import DataError
-from skinlib.evaluation import average_probabilities, ensemble, predict_table
+from skinlib.evaluation import (
+    average_probabilities,
+    ensemble,
+    ensemble_weights,
+    predict_table,
+    tta_logits,
+)
 from skinlib.predictions import Predictions
 from skinlib.runs import RunFolder, load_model
 
@@ -78,6 +86,46 @@ def test_average_probabilities_is_the_weighted_mean():
     for bad in ([1], [1, -1], [0, 0]):
         with pytest.raises(ValueError, match="non-negative, one per member"):
             average_probabilities([p, q], bad)
+
+
+class TopLeft(torch.nn.Module):
+    """Logits ``[x[0, 0], 0]``: the top-left pixel of channel 0 decides, so each view's answer
+    is known (identity a, hflip b, vflip c, rot90 b, rot180 d, rot270 c for [[a, b], [c, d]])."""
+
+    def forward(self, x):
+        return torch.stack([x[:, 0, 0, 0], torch.zeros(len(x))], dim=1)
+
+
+def test_tta_averages_the_probabilities_of_known_views():
+    image = torch.zeros(1, 3, 2, 2)
+    image[0, 0, 0, 0] = np.log(3)  # identity: softmax [3/4, 1/4]; the five others see 0: [1/2, 1/2]
+    np.testing.assert_allclose(tta_logits(TopLeft(), image, ["identity"]), [[np.log(3), 0]])
+    two = tta_logits(TopLeft(), image, ["identity", "hflip"])
+    np.testing.assert_allclose(logits_to_proba(two), [[0.625, 0.375]], rtol=1e-6)
+    every = tta_logits(TopLeft(), image)
+    p = (0.75 + 5 * 0.5) / 6
+    np.testing.assert_allclose(logits_to_proba(every), [[p, 1 - p]], rtol=1e-6)
+
+
+def test_ensemble_of_calibrated_members_known_answer():
+    """Member a at T = 2 gives [3/4, 1/4], member b [1/2, 1/2]; weights 3 and 1: [11/16, 5/16]."""
+    a = Predictions(["x"], ["x"], [0], [[2 * np.log(3), 0.0]], ["nv", "mel"])
+    b = Predictions(["x"], ["x"], [0], [[0.0, 0.0]], ["nv", "mel"])
+    mean = ensemble([a, b], [3, 1], temperatures=[2.0, 1.0])
+    np.testing.assert_allclose(mean.probabilities(), [[11 / 16, 5 / 16]])
+    np.testing.assert_allclose(
+        average_probabilities([a.probabilities(2), b.probabilities()]), [[0.625, 0.375]]
+    )
+    with pytest.raises(ValueError, match="non-negative"):
+        average_probabilities([a.probabilities()], [-1.0])
+
+
+def test_ensemble_weights_are_validation_balanced_accuracy():
+    """Labels [0, 0, 1, 1], predictions [0, 1, 1, 1]: recalls 1/2 and 1, balanced accuracy 3/4."""
+    logits = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    val = Predictions(list("abcd"), list("abcd"), [0, 0, 1, 1], logits, ["nv", "mel"])
+    perfect = Predictions(list("abcd"), list("abcd"), [0, 1, 1, 1], logits, ["nv", "mel"])
+    assert ensemble_weights([val, perfect]) == [0.75, 1.0]
 
 
 def test_external_validation_maps_classes(run, tmp_path):

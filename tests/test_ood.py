@@ -1,17 +1,24 @@
 """Unknown-input scores and their detection report."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from skinlib.ood import (
+    KNOWN,
+    SCORES,
     Mahalanobis,
     blank_skin,
     detection_report,
+    detection_table,
     energy,
     msp,
     threshold_for_known,
+    unknown_rule,
+    unknown_scores,
     unseen_class_images,
+    unseen_class_rows,
 )
 
 
@@ -106,3 +113,39 @@ def test_features_and_logits_come_from_one_forward_pass(arch):
         expected = model(torch.stack([transform(im) for im in images])).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert feats.ndim == 2 and feats.shape[0] == 3 and feats.shape[1] > 3
+
+
+def test_every_score_of_known_logits_and_the_detection_table():
+    """Logits [log 3, 0]: MSP 3/4, energy log(3 + 1); features at a class mean: Mahalanobis 0."""
+    feats = np.array([[0.0, 0.0], [0.0, 0.0], [4.0, 4.0], [4.0, 4.0]])
+    maha = Mahalanobis().fit(
+        feats + [[0.1, -0.1], [-0.1, 0.1], [0.1, -0.1], [-0.1, 0.1]], [0, 0, 1, 1]
+    )
+    scores = unknown_scores(np.array([[np.log(3), 0.0]]), np.array([[0.0, 0.0]]), maha, 1.0)
+    assert list(scores) == list(SCORES)
+    assert scores["msp"][0] == pytest.approx(0.75)
+    assert scores["energy"][0] == pytest.approx(np.log(4))
+    assert scores["mahalanobis"][0] == pytest.approx(0.0)
+    known = {s: np.linspace(1, 2, 30) for s in SCORES}
+    table = detection_table(
+        {KNOWN: known, "blank skin": {s: np.linspace(-1, 0, 10) for s in SCORES}},
+        np.arange(30),
+        n_boot=20,
+    )
+    assert table[["unknown", "score"]].values.tolist() == [["blank skin", s] for s in SCORES]
+    assert (table["auroc"] == 1.0).all() and (table["fpr"] == 0.0).all()
+
+
+def test_unknown_rule_keeps_95_percent_of_validation_images():
+    top = 0.5 + np.arange(101) / 200  # 0.5 ... 1.0; its 5th percentile is 0.525
+    rule = unknown_rule(np.c_[top, 1 - top])
+    assert rule == {"score": "msp", "threshold": pytest.approx(0.525), "keeps_known": 0.95}
+
+
+def test_unseen_class_rows_leave_out_the_study_images():
+    table = pd.DataFrame(
+        {"image_id": ["a", "b", "c", "d", "e"], "label": ["scc", "scc", "mel", "scc", "scc"]}
+    )
+    rows = unseen_class_rows(table, "scc", exclude=["b"], n=10)
+    assert sorted(rows["image_id"]) == ["a", "d", "e"]
+    assert len(unseen_class_rows(table, "scc", exclude=["b"], n=2)) == 2

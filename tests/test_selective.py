@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 
 from skinlib.selective import (
+    CONFIDENCES,
     aurc,
     confidence,
     coverage_for_target,
     deferral_policy,
+    deferral_table,
     risk_coverage,
+    risk_coverage_by_confidence,
 )
 
 
@@ -68,3 +71,30 @@ def test_coverage_for_target_and_the_policy_on_test():
     assert res.balanced_accuracy == 1.0  # every kept test image is right
     assert res.coverage_low <= res.coverage <= res.coverage_high
     assert res.balanced_accuracy_all < 1.0
+
+
+# four images, the wrong one (image 3) the least confident by every score
+Y4 = np.array([0, 0, 1, 1])
+P4 = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+
+
+def test_risk_coverage_for_every_confidence_known_answer():
+    curves, table = risk_coverage_by_confidence(Y4, P4)
+    assert list(curves) == list(CONFIDENCES) == table["confidence"].tolist()
+    # the error is deferred first by every score: risk 0 until it is answered, AURC (1/4) / 4
+    np.testing.assert_allclose(table["aurc"], [0.0625] * 3)
+    curve = curves["max_probability"]
+    np.testing.assert_allclose(curve["coverage"], [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(curve["risk"], [0, 0, 0, 0.25])
+
+
+def test_deferral_for_every_confidence_known_answer():
+    """Balanced accuracy 1 is reached by deferring image 3 alone: coverage 3/4 on validation
+    and on the same images as test, balanced accuracy 1 answered and 3/4 over all."""
+    table = deferral_table(Y4, P4, Y4, P4, np.arange(4), target=1.0, n_boot=20)
+    assert table["confidence"].tolist() == list(CONFIDENCES)
+    np.testing.assert_allclose(table["val_coverage"], 0.75)
+    np.testing.assert_allclose(table["coverage"], 0.75)
+    np.testing.assert_allclose(table["balanced_accuracy"], 1.0)
+    np.testing.assert_allclose(table["balanced_accuracy_all"], 0.75)
+    assert table.loc[0, "threshold"] == pytest.approx(0.7)

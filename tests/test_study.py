@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import skinlib.study as study_module
+from skinlib.config import Config, apply_overrides
+from skinlib.data.tables import table_settings
 from skinlib.metrics import align_pair, holm, paired_tests
 from skinlib.predictions import Predictions
 from skinlib.study import Study
@@ -142,3 +146,30 @@ def test_paired_bootstrap_resamples_lesions():
         "a", Predictions(a.image_id, a.image_id, a.labels, a.logits, CLASSES), {"b": b}, n_boot=300
     ).iloc[0]
     assert grouped["high"] - grouped["low"] > per_image["high"] - per_image["low"]
+
+
+def test_each_run_trains_on_the_table_of_its_own_data_settings(study, monkeypatch):
+    """A recipe that changes data.task, data.fold or data.split_seed gets its own table (once)."""
+    prepared, trained = [], []
+
+    def fake_prepare(cfg):
+        prepared.append(cfg.data.split_seed)
+        return pd.DataFrame({"split_seed": [cfg.data.split_seed]})
+
+    monkeypatch.setattr(study_module, "prepare_table", fake_prepare)
+    monkeypatch.setattr(study_module, "train", lambda cfg, table, resume: trained.append(table))
+    base = study.profile.run_config("resnet18")
+    other = apply_overrides(base, ["data.split_seed=7"])
+    fed = apply_overrides(base, ["data.image_size=32", "data.num_workers=0"])
+    for cfg in (base, other, fed, other):
+        study.train(cfg)
+    assert [t["split_seed"].item() for t in trained] == [0, 7, 0, 7]
+    assert prepared == [0, 7]  # one table per distinct data setting; feeding changes share it
+    assert study.table() is trained[0]  # the study's own table is the base config's
+
+
+def test_table_settings_tell_tables_apart():
+    base = Config()
+    assert table_settings(base) == table_settings(apply_overrides(base, ["data.image_size=64"]))
+    for change in ("data.task=binary", "data.fold=1", "data.split_seed=3"):
+        assert table_settings(apply_overrides(base, [change])) != table_settings(base)

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib.subgroups import age_band, audit_attributes, subgroup_table, worst_group
+from skinlib.subgroups import (
+    age_band,
+    audit_attributes,
+    subgroup_audit,
+    subgroup_table,
+    worst_group,
+)
 
 
 def test_age_bands_and_unknown():
@@ -67,3 +73,22 @@ def test_attributes_of_the_real_ham10000_metadata():
     assert (a["age band"] == "unknown").sum() == 57  # the 57 empty ages
     assert (a["sex"] == "unknown").sum() == 57
     assert "unknown" in set(a["site"]) and a["site"].nunique() == 15
+
+
+def test_audit_joins_the_metadata_by_image_id_not_by_position():
+    """Men (t0, t1) are answered right, women (t2, t3) wrong; the predictions list the images in
+    the reverse order of the table, so a join by position would swap the two."""
+    table = pd.DataFrame(
+        {
+            "image_id": ["t0", "t1", "t2", "t3", "t4"],
+            "age": [20, 50, 20, 50, 80],
+            "sex": ["male", "male", "female", "female", "male"],
+            "site": ["back"] * 5,
+        }
+    )
+    ids, labels = ["t3", "t2", "t1", "t0"], np.array([1, 0, 1, 0])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.8, 0.2]])  # t3, t2 wrong
+    audit = subgroup_audit(table, ids, labels, proba, ids, n_boot=10, min_lesions=1)
+    sex = audit[audit["attribute"] == "sex"].set_index("group")["value"]
+    assert sex.to_dict() == {"female": 0.0, "male": 1.0}
+    assert audit.attrs["overall"] == 0.5

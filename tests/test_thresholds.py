@@ -5,22 +5,27 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from skinlib.calibration import TemperatureScaler
 from skinlib.predictions import Predictions
 from skinlib.thresholds import (
     OperatingPoint,
+    at_specificity,
     choose_threshold,
     load_thresholds,
     operating_point,
     operating_points_from_predictions,
     operating_points_table,
+    positive_roc,
     positive_score,
     positive_truth,
     roc_curves,
     save_thresholds,
     sens_spec,
+    stored_point,
+    targets_for,
     wilson,
 )
 
@@ -177,3 +182,41 @@ def test_roc_curves_per_class_leave_out_absent_classes():
     assert list(curves) == ["a", "b", "c"]
     fpr, tpr, auc = curves["b"]
     assert fpr[0] == 0 and tpr[-1] == 1 and 0.5 < auc <= 1
+
+
+def test_roc_of_a_positive_set_known_answer():
+    """Classes [nv, bcc, mel], positive set {bcc, mel}: score = p(bcc) + p(mel).
+
+    Scores: negatives 0.2, 0.5; positives 0.4, 0.9. Of the 4 positive-negative pairs 3 are
+    ranked right (0.4 < 0.5 is the miss): AUC 3/4.
+    """
+    proba = np.array([[0.8, 0.1, 0.1], [0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 0, 1, 2])
+    fpr, tpr, auc = positive_roc(labels, proba, ["nv", "bcc", "mel"], ["bcc", "mel"])
+    assert auc == pytest.approx(0.75)
+    # thresholds inf, 0.9 (P), 0.5 (N), 0.4 (P), 0.2 (N)
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 0.5, 1, 1])
+    # one ROC for a positive set and a class: the set {mel} is the class mel's curve
+    one = positive_roc(labels, proba, ["nv", "bcc", "mel"], ["mel"])
+    per_class = roc_curves(labels, proba, ["nv", "bcc", "mel"])["mel"]
+    for a, b in zip(one, per_class, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_stored_point_is_the_one_chosen_for_the_profile_specificity():
+    rows = [
+        {"criterion": "specificity", "target": 0.9, "model": "a"},
+        {"criterion": "specificity", "target": 0.95, "model": "a"},
+        {"criterion": "youden", "target": np.nan, "model": "a"},
+        {"criterion": "specificity", "target": 0.9000000000001, "model": "b"},
+    ]
+    chosen = at_specificity(pd.DataFrame(rows), 0.9)
+    assert chosen.index.tolist() == [0, 3]
+    val = Predictions(np.arange(13), np.arange(13), HAND_TRUTH, np.c_[NEG + POS], ["other", "mel"])
+    table = operating_points_from_predictions(
+        val, positive=["mel"], targets=targets_for(0.9), temperature=1.0
+    )
+    point = stored_point(table, ["mel"])
+    assert (point.criterion, point.target, point.positive) == ("specificity", 0.9, ["mel"])
+    assert point.threshold == table.loc[0, "threshold"]

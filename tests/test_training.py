@@ -15,12 +15,13 @@ from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
 from skinlib.data.images import load_image
+from skinlib.data.tables import prepare_table
 from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.io import read_json
 from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
 from skinlib.runs import load_model
-from skinlib.training import engine, prepare_table, train
+from skinlib.training import engine, train
 from skinlib.training.schedule import build_scheduler
 
 FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]

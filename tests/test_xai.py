@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from skinlib.config import ModelConfig
+from skinlib.data.transforms import centre_square
 from skinlib.models import CamSpec, create_model
 from skinlib.predictions import Predictions
 from skinlib.xai import (
@@ -15,9 +17,13 @@ from skinlib.xai import (
     faithfulness_scores,
     gallery_indices,
     gallery_selection,
+    gallery_titles,
     load_mask,
+    mask_as_seen,
     mask_scores,
     overlay,
+    score_cams,
+    summarise_cam_scores,
 )
 
 SIZE = 32
@@ -84,6 +90,24 @@ def test_mask_is_resized_to_the_map(tmp_path):
     assert mask_scores(cam[None], [mask])["energy_inside"].item() == pytest.approx(1.0)
     loaded = load_mask(str(tmp_path / "m.png"), (10, 10))
     assert loaded.shape == (10, 10) and loaded[:5].all() and not loaded[5:].any()
+
+
+def test_a_mask_lies_on_the_image_the_model_saw(tmp_path):
+    """8 x 4 (wide) mask, lesion in columns 2-3: the centre 4 x 4 square keeps columns 2-5, so the
+    lesion is the square's first two columns (a plain resize would squash it to columns 1)."""
+    from PIL import Image
+
+    mask = np.zeros((4, 8), np.uint8)
+    mask[:, 2:4] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    seen = mask_as_seen(str(tmp_path / "m.png"), 4)
+    expected = np.zeros((4, 4), bool)
+    expected[:, :2] = True
+    np.testing.assert_array_equal(seen, expected)
+    # the image drawn under a map: the same square; a 7 x 3 image at side 3 keeps columns 2-4
+    pixels = np.arange(21, dtype=np.uint8).reshape(3, 7)
+    square = np.asarray(centre_square(Image.fromarray(pixels), 3))
+    np.testing.assert_array_equal(square, pixels[:, 2:5])
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam"])
@@ -180,6 +204,46 @@ def test_gallery_picks_the_right_kinds():
     assert table["probability"].tolist() == pytest.approx([0.8, 0.4, 0.7])
     with pytest.raises(ValueError, match="not among"):
         gallery_selection(preds, "bcc")
+
+
+def test_maps_are_scored_against_masks_where_there_are_masks_else_by_road():
+    model = Brightness()
+    images, masks = toy_batch()
+    cams = np.stack([m.astype(np.float32) for m in masks])  # maps exactly on the lesions
+    with_masks = score_cams(model, images, cams, masks)
+    assert with_masks["pointing"].tolist() == [1.0, 1.0]
+    assert with_masks["energy_inside"].tolist() == [1.0, 1.0]
+    without = score_cams(model, images, cams)
+    assert list(without.columns) == ["road"] and len(without) == 2
+
+
+def test_cam_summary_is_the_mean_per_model_with_its_layer():
+    scores = pd.DataFrame(
+        {
+            "pointing": [1.0, 0.0, 1.0, 1.0, np.nan],
+            "energy_inside": [0.5, 0.25, 0.75, 0.25, 0.5],
+            "model": ["a", "a", "b", "b", "b"],
+            "layer": ["layer4", "layer4", "stages.3", "stages.3", "stages.3"],
+            "grid": [2, 2, 4, 4, 4],
+        }
+    )
+    summary = summarise_cam_scores(scores)
+    assert summary.index.tolist() == ["a", "b"]
+    assert summary["layer"].tolist() == ["layer4", "stages.3"] and summary["grid"].tolist() == [
+        2,
+        4,
+    ]
+    assert summary["pointing"].tolist() == [0.5, 1.0]  # a map that points nowhere is left out
+    assert summary["energy_inside"].tolist() == pytest.approx([0.375, 0.5])
+
+
+def test_gallery_titles_name_kind_truth_and_probability():
+    labels = np.array([0, 1])
+    preds = Predictions(
+        ["i0", "i1"], ["a", "b"], labels, np.log([[0.3, 0.7], [0.6, 0.4]]), ["nv", "mel"]
+    )
+    titles = gallery_titles(gallery_selection(preds, "mel", k=1), "mel")
+    assert titles == ["false negative\nmel, p(mel)=0.40", "false positive\nnv, p(mel)=0.70"]
 
 
 def test_overlay_shape_type_and_no_side_effect():

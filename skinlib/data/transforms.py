@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
@@ -27,18 +28,24 @@ def _interpolation(name: str) -> InterpolationMode:
     )
 
 
-def eval_geometry(
-    size: int, interpolation: InterpolationMode = InterpolationMode.BILINEAR
-) -> T.Compose:
-    """What evaluation keeps of an image: the shorter side resized to ``size`` pixels, then the
-    central ``size`` x ``size`` square. The evaluation transform and the app's heat-map backdrop
-    use it; a lesion mask cropped by it (nearest neighbour) lines up with what the model saw.
+def eval_geometry(size: int, interpolation: InterpolationMode = InterpolationMode.BILINEAR) -> list:
+    """The evaluation geometry: shorter side resized to ``size``, then the central ``size`` square.
 
-    Works on PIL images and on tensors (..., H, W).
+    The one definition of what the model sees of an image at evaluation: the evaluation transform,
+    the lesion masks its maps are scored against and the images the maps are drawn over all use it.
     """
-    return T.Compose(
-        [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop(size)]
-    )
+    return [T.Resize(size, interpolation=interpolation, antialias=True), T.CenterCrop(size)]
+
+
+def centre_square(
+    image: Image.Image, size: int, interpolation: InterpolationMode = InterpolationMode.BICUBIC
+) -> Image.Image:
+    """The part of a PIL image the model sees (:func:`eval_geometry`), ``size`` pixels a side.
+
+    >>> centre_square(Image.new("L", (40, 20)), 10).size
+    (10, 10)
+    """
+    return T.Compose(eval_geometry(size, interpolation))(image)
 
 
 def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", size: int = 224):
@@ -59,8 +66,7 @@ def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", 
         T.Normalize(mean=model_data_cfg["mean"], std=model_data_cfg["std"]),
     ]
     if not train or augment == "none":
-        # The whole (square, cached) image: lesion masks are cropped the same way.
-        return T.Compose([*head, *eval_geometry(size, interp).transforms, *tail])
+        return T.Compose([*head, *eval_geometry(size, interp), *tail])
     ops = [
         T.RandomResizedCrop(
             size, scale=(0.6, 1.0), ratio=(0.8, 1.25), interpolation=interp, antialias=True

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from skinlib.config import Config
 from skinlib.data.dataset import ImageDataset, collate_readable
 from skinlib.data.splits import file_hash, split_fractions
+from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.imbalance import build_loss, build_sampler
@@ -40,7 +41,6 @@ from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
 from skinlib.training.selection import SelectionController, selected_loss
-from skinlib.training.tables import prepare_table, table_classes
 
 log = logging.getLogger(__name__)
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
 from skinlib.config import Config
-from skinlib.data import load_table
+from skinlib.data.adapters import load_table
 from skinlib.data.classes import class_list, to_binary
 from skinlib.data.splits import apply_split, fold_to_split, make_folds, make_split
+from skinlib.data.synthetic import ensure_synthderm
 from skinlib.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -20,9 +23,34 @@ def data_root(cfg: Config, progress: bool = True) -> Path:
     """The dataset folder: ``data.root``, or SynthDerm generated into the cache when empty."""
     if cfg.data.root:
         return Path(cfg.data.root).expanduser()
-    from skinlib.data.synthetic import ensure_synthderm
-
     return ensure_synthderm(cfg.data.synth, progress=progress)
+
+
+def data_source(cfg: Config) -> str:
+    """What the data are, in words: a folder in a format, or SynthDerm (synthetic)."""
+    data = cfg.data
+    if data.root:
+        return f"{data.root} ({data.format})"
+    return f"SynthDerm in the {data.synth.classes.upper()} layout (synthetic)"
+
+
+# how the images are fed, not which images nor how they are split: no table of their own
+FEED_SETTINGS = ("image_size", "cache", "num_workers")
+
+
+def table_settings(cfg: Config) -> str:
+    """The ``data`` settings the table depends on, as a key: configs with equal keys share one
+    table, so a study prepares it once, and a recipe or strategy that changes ``data.task``,
+    ``data.fold``, ``data.split_seed`` (or any other of them) gets a table of its own.
+
+    >>> from skinlib.config import Config
+    >>> table_settings(Config()) == table_settings(Config())
+    True
+    """
+    settings = dataclasses.asdict(cfg.data)
+    for name in FEED_SETTINGS:
+        settings.pop(name)
+    return json.dumps(settings, sort_keys=True)
 
 
 def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
