@@ -23,8 +23,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from skinlib import paths
+from skinlib.data.adapters import FORMATS
 from skinlib.errors import ConfigError, SkinlibError
+from skinlib.metrics import bootstrap_ci
+from skinlib.report import format_ci
+from skinlib.thresholds import positive_score, positive_truth
 
+# skinlib.runs and skinlib.evaluation are imported inside the functions that use them:
+# evaluation imports this module (describe_external), and a profile naming external sets parses
+# them here without loading torch, so ``skinlib status`` stays fast.
 if TYPE_CHECKING:
     from skinlib.runs import EvaluationFolder
 
@@ -65,8 +73,6 @@ class ExternalSet:
     skip_missing: bool = False  # skip listed images whose file is missing (Dataverse ISIC 2018)
 
     def path(self) -> Path:
-        from skinlib import paths
-
         root = Path(self.root).expanduser()
         return root if root.is_absolute() else paths.PROJECT_ROOT / root
 
@@ -78,8 +84,6 @@ def parse_external_sets(entries: Iterable[dict | ExternalSet] | None) -> list[Ex
         ConfigError: an entry that is not a mapping, lacks a key, has an unknown key or format,
             or repeats a name.
     """
-    from skinlib.data.adapters import FORMATS
-
     known = {f.name for f in fields(ExternalSet)}
     out: list[ExternalSet] = []
     for i, entry in enumerate(entries or []):
@@ -151,9 +155,6 @@ def positive_vs_rest(
     points (:func:`skinlib.thresholds.positive_score`). Values are NaN when the set lacks
     positives or negatives.
     """
-    from skinlib.metrics import bootstrap_ci
-    from skinlib.thresholds import positive_score, positive_truth
-
     truth = positive_truth(labels, classes, positive).astype(int)
     score = positive_score(proba, classes, positive)
     out: dict = {"positive": list(positive), "positives": int(truth.sum()), "images": len(truth)}
@@ -387,7 +388,6 @@ def evaluate_external_sets(
 
 def external_for_reading(results: pd.DataFrame) -> pd.DataFrame:
     """:func:`evaluate_external_sets` rows as a thesis table: intervals in their cells."""
-    from skinlib.report import format_ci
 
     def ci(name: str, digits: int = 3) -> list[str]:
         return [

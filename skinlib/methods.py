@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from skinlib import paths
+from skinlib import claim, paths
+from skinlib.calibration import N_BINS
 from skinlib.config import Config
 from skinlib.data.splits import SPLITS
+from skinlib.data.transforms import build_batch_augment, build_transforms
+from skinlib.evaluation import TTA_VIEWS
 from skinlib.io import write_text
 from skinlib.markup import inline_latex, latex_escape
+from skinlib.models import resolve_arch
 from skinlib.profile import NEUTRAL_IMBALANCE, load_study_profile
 from skinlib.records import (
     RunRecord,
@@ -92,8 +96,6 @@ def describe_augmentation(preset: str, size: int = 224) -> str:
     >>> describe_augmentation("none")
     'no augmentation'
     """
-    from skinlib.data.transforms import build_batch_augment, build_transforms
-
     stats = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
     if preset == "none":
         return "no augmentation"
@@ -333,8 +335,6 @@ def preprocessing_section(study: StudyRecord) -> Section:
 
 
 def models_section(study: StudyRecord) -> Section:
-    from skinlib.models import resolve_arch
-
     lines = []
     for run in study.architectures:
         m = run.config.model
@@ -566,9 +566,6 @@ def differences_section(study: StudyRecord) -> Section:
 
 
 def evaluation_section(study: StudyRecord) -> Section:
-    from skinlib.calibration import N_BINS
-    from skinlib.evaluation import TTA_VIEWS
-
     runs = study.architectures
     ev = study.profile.evaluation
     unit = group_unit(runs[0])
@@ -804,8 +801,6 @@ def write_methods(profile: str | Path, overrides: Sequence[str] = ()) -> dict[st
 
     Called by the pipeline after the study's steps; it reads only what the runs recorded.
     """
-    from skinlib import claim
-
     study_profile = load_study_profile(profile, list(overrides))
     study = read_study(study_profile)
     sections = methods_sections(study)

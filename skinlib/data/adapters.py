@@ -31,6 +31,7 @@ from skinlib.data.classes import (
     PH2_DIAGNOSES,
     canonical,
 )
+from skinlib.data.ph2 import read_labels
 from skinlib.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -421,8 +422,6 @@ def read_ph2(root: Path, problems: list[Problem], require_images: bool = True) -
     patient in PH2's description, so each image is its own group. Lesion masks (``IMDxxx_lesion``)
     become ``mask_path``.
     """
-    from skinlib.data.ph2 import read_labels
-
     labels = ph2_label_file(root)
     df = read_labels(labels)
     if df.empty:

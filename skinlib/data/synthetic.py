@@ -55,6 +55,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from skinlib import paths
 from skinlib.data.classes import HAM10000_CLASSES, ISIC2019_CLASSES, ISIC2019_COLUMNS
+from skinlib.progress import tqdm
 
 HAM10000_SHARES = {
     "nv": 0.67,
@@ -452,8 +453,6 @@ def generate(
     layout: str = "ham10000",
 ) -> Path:
     """Write a SynthDerm dataset in the HAM10000 (or ISIC 2019) layout; returns ``out_dir``."""
-    from skinlib.progress import tqdm
-
     out = Path(out_dir)
     table = plan(n, seed, size, classes, difficulty, balanced)
     if layout == "ham10000":

@@ -18,6 +18,7 @@ from skinlib.data.overlap import (
     lesion_groups,
     perceptual_hash,
 )
+from skinlib.data.splits import load_split
 from skinlib.errors import DataError
 from skinlib.progress import tqdm
 
@@ -249,8 +250,6 @@ def validate_dataset(
 
 def _split_of(path: str | Path) -> pd.Series:
     """Image id -> split (or fold) from a split file, checked by :func:`load_split`."""
-    from skinlib.data.splits import load_split
-
     df = load_split(path)
     column = "split" if "split" in df else "fold"
     return df.set_index("image_id")[column].astype(str)

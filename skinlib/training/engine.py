@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from skinlib.config import Config
+from skinlib.data.cache import build_cache
 from skinlib.data.dataset import ImageDataset, collate_readable
 from skinlib.data.splits import file_hash, split_fractions
 from skinlib.data.tables import prepare_table, table_classes
@@ -33,6 +34,7 @@ from skinlib.models import (
     set_backbone_trainable,
 )
 from skinlib.predictions import Predictions
+from skinlib.progress import tqdm
 from skinlib.runs import RunFolder
 from skinlib.training import distributed as dist
 from skinlib.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -116,8 +118,6 @@ class Trainer:
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
             return table
-        from skinlib.data.cache import build_cache
-
         crop = float(self.data_cfg.get("crop_pct", 0.875))
         size = int(math.ceil(self.size / crop))
         if dist.is_main():
@@ -289,8 +289,6 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training sampler; the epoch's training columns of metrics.csv."""
-        from skinlib.progress import tqdm
-
         self._begin_epoch(epoch)
         self.net.train()
         steps = self._steps_per_epoch()
