@@ -265,7 +265,9 @@ def test_batch_colour_jitter_matches_torchvision_step_by_step():
     for step, (factor, reference) in cases.items():
         jitter = BatchColorJitter(0, 0, 0, 0, mean, std)
         setattr(jitter, step, (factor, factor))
-        out = jitter(normalised) * jitter.std + jitter.mean
+        out = jitter(normalised) * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(
+            1, 3, 1, 1
+        )
         expected = torch.stack([reference(x) for x in raw])
         torch.testing.assert_close(out, expected, atol=1e-4, rtol=0)
     grey = torch.full((1, 3, 1, 1), 0.5)
@@ -278,6 +280,8 @@ def test_batch_colour_jitter_matches_torchvision_step_by_step():
     assert np.degrees(np.arctan2(q, i)) == pytest.approx(-30, abs=0.01)  # HSV's direction
     identity = BatchColorJitter(0, 0, 0, 0, mean, std)
     torch.testing.assert_close(identity(normalised), normalised, atol=1e-5, rtol=0)
+    layout = identity(normalised.contiguous(memory_format=torch.channels_last))
+    assert layout.is_contiguous(memory_format=torch.channels_last)
     same = normalised[:1].repeat(8, 1, 1, 1)
     jittered = build_batch_augment({"mean": mean, "std": std}, "basic")(same)
     assert len({round(float(x.mean()), 5) for x in jittered}) == 8  # a draw per image
