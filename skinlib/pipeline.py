@@ -29,7 +29,6 @@ from skinlib import paths
 from skinlib.errors import SkinlibError
 from skinlib.executors import JobBook, resubmit_command, run_jobs, training_jobs
 from skinlib.io import read_json, write_json
-from skinlib.methods import write_methods
 from skinlib.profile import (
     ClusterSettings,
     StudyProfile,
@@ -309,6 +308,10 @@ def _write_methods(profile: Path, overrides: list[str], study: str, outcome: dic
     done = paths.generated_tables_dir(study) / "methods.tex"
     if "ran" not in outcome.values() and done.is_file():
         return
+    # Imported here: the methods pull in torch, and a pipeline whose steps are all done answers
+    # in about a second without it.
+    from skinlib.methods import write_methods
+
     written = write_methods(profile, overrides)
     log.info("methods and CLAIM checklist -> %s", written["methods.tex"].parent)
 
