@@ -391,9 +391,10 @@ def training_section(study: StudyRecord) -> Section:
         if any(r.config.train.warmup_epochs for r in runs)
         else " without warm-up"
     )
-    schedule = (
-        f"The learning rate followed {t(_schedule_words)}{warmup}, for "
-        f"{t(lambda c: c.epochs)} epochs."
+    epochs = t(lambda c: c.epochs)
+    same_epochs = len({r.config.train.epochs for r in runs}) == 1
+    schedule = f"The learning rate followed {t(_schedule_words)}{warmup}" + (
+        f", for {epochs} epochs." if same_epochs else f"; epochs: {epochs}."
     )
     stopping = _stopping_sentence(runs)
     ran = (

@@ -133,6 +133,13 @@ def test_changing_the_epochs_changes_the_sentence(study_dirs, tmp_path):
     assert "for 7 epochs" in text and "Epochs run: 7" in text and "for 3 epochs" not in text
 
 
+def test_epochs_that_differ_by_run_are_named_per_run(study_dirs):
+    recipes = {"vit_tiny": {"train.lr": 0.001, "train.epochs": 4}}
+    text = _methods_text(study_dirs({**PROFILE, "recipes": recipes}))
+    assert "epochs: 3 for `resnet18`; 4 for `vit_tiny`." in text
+    assert "for 3 epochs" not in text
+
+
 def test_runs_that_disagree_on_the_seed_are_named_not_averaged(study_dirs, tmp_path):
     text = _methods_text(study_dirs(seeds={"resnet18": 0, "vit_tiny": 1}))
     assert "The runs disagree on the training seed: 0 (`resnet18`); 1 (`vit_tiny`)" in text
