@@ -391,11 +391,8 @@ def training_section(study: StudyRecord) -> Section:
         if any(r.config.train.warmup_epochs for r in runs)
         else " without warm-up"
     )
-    epochs = t(lambda c: c.epochs)
-    same_epochs = len({r.config.train.epochs for r in runs}) == 1
-    schedule = f"The learning rate followed {t(_schedule_words)}{warmup}" + (
-        f", for {epochs} epochs." if same_epochs else f"; epochs: {epochs}."
-    )
+    epochs = per_run(runs, lambda r: r.config.train.epochs, unit=" epochs")
+    schedule = f"The learning rate followed {t(_schedule_words)}{warmup}, for {epochs}."
     stopping = _stopping_sentence(runs)
     ran = (
         f"Epochs run: {per_run(runs, lambda r: recorded(r, 'epochs_run'))}; the kept checkpoint "

@@ -136,8 +136,8 @@ def test_changing_the_epochs_changes_the_sentence(study_dirs, tmp_path):
 def test_epochs_that_differ_by_run_are_named_per_run(study_dirs):
     recipes = {"vit_tiny": {"train.lr": 0.001, "train.epochs": 4}}
     text = _methods_text(study_dirs({**PROFILE, "recipes": recipes}))
-    assert "epochs: 3 for `resnet18`; 4 for `vit_tiny`." in text
-    assert "for 3 epochs" not in text
+    assert "for 3 epochs for `resnet18`; 4 epochs for `vit_tiny`." in text
+    assert "for 3 epochs." not in text
 
 
 def test_runs_that_disagree_on_the_seed_are_named_not_averaged(study_dirs, tmp_path):
