@@ -32,7 +32,7 @@ demo: $(STAMP) ## run the whole study on the embedded SynthDerm dataset (PROFILE
 	$(SKINLIB) pipeline --profile $(PROFILE)
 
 test: $(STAMP) ## run the test suite
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -m "not slow"
