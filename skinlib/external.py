@@ -298,6 +298,7 @@ def _row(run: Path, spec: ExternalSet, report: dict, metrics: pd.DataFrame) -> d
         "images": report["images"],
         "classes_present": len(ext.get("present_classes", [])),
         "missing_classes": " ".join(ext.get("missing_classes", [])),
+        "calibrated": bool(report.get("calibrated")),  # metrics.csv is from these probabilities
     }
     for _, m in metrics[metrics["metric"].isin(["balanced_accuracy", "macro_auc"])].iterrows():
         row |= {
@@ -353,7 +354,8 @@ def evaluate_external_sets(
             checkpoint instead of predicting again.
 
     Returns:
-        Columns ``run, set, format, images, classes_present, missing_classes``, balanced
+        Columns ``run, set, format, images, classes_present, missing_classes``, ``calibrated``
+        (the run's temperature was applied before the metrics), balanced
         accuracy and macro AUC with ``_low``/``_high``, ``positive_auc``, ``positive_sensitivity``,
         ``positive_specificity`` (at ``threshold``) with intervals, and the ``caveat`` sentence.
     """
@@ -386,6 +388,20 @@ def evaluate_external_sets(
     return pd.DataFrame(rows)
 
 
+def auc_label(results: pd.DataFrame) -> str:
+    """The AUC column's name as its rows were computed: ``evaluate_external`` scores the
+    probabilities after the run's temperature where one was fitted, so the AUC is raw only for
+    runs without one (rows without the ``calibrated`` flag are not known to be raw)."""
+    calibrated = (
+        results["calibrated"] if "calibrated" in results else pd.Series([True] * len(results))
+    )
+    if calibrated.all():
+        return "AUC (calibrated)"
+    if not calibrated.any():
+        return "AUC (raw)"
+    return "AUC (calibrated where a temperature was fitted)"
+
+
 def external_for_reading(results: pd.DataFrame) -> pd.DataFrame:
     """:func:`evaluate_external_sets` rows as a thesis table: intervals in their cells."""
 
@@ -401,7 +417,7 @@ def external_for_reading(results: pd.DataFrame) -> pd.DataFrame:
             "external set": results["set"],
             "images": results["images"],
             "bal. acc.": ci("balanced_accuracy"),
-            "AUC (raw)": ci("macro_auc"),
+            auc_label(results): ci("macro_auc"),
             "mel AUC": ci("positive_auc"),
             "mel sensitivity": ci("positive_sensitivity", 2),
         }

@@ -1,5 +1,10 @@
 """The thesis's methods, written from what the runs recorded: profile, ``config.yaml``,
-``meta.json``, ``split.csv``, ``calibration.json``, ``thresholds.json``.
+``meta.json``, ``split.csv``, ``calibration.json``, ``thresholds.json``, and the files the later
+steps leave (``predictions_test_tta.csv``, ``ensemble.json``, the notebooks' tables).
+
+A sentence about a step (TTA, maps, conformal sets, deferral, paired tests) appears only where
+that step's file exists: the profile says what a step would do, not that it ran (``pipeline
+--only`` skips steps).
 
 Every sentence is built from recorded values (:mod:`skinlib.records` reads them). A setting the
 runs share is stated once; a setting they do not share is stated per run, and where it should have
@@ -564,46 +569,113 @@ def differences_section(study: StudyRecord) -> Section:
 
 
 def evaluation_section(study: StudyRecord) -> Section:
+    """What the evaluation steps did, each sentence only where the step's table or file exists."""
     runs = study.architectures
-    ev = study.profile.evaluation
     unit = group_unit(runs[0])
-    sentences = [_calibration_sentence(runs), _thresholds_sentence(runs)]
-    sentences.append(
+    sentences = [
+        _calibration_sentence(runs),
+        _thresholds_sentence(runs),
+        _calibration_metrics_sentence(study),
+        _interval_sentence(study, unit),
+        _paired_sentence(study, unit),
+        _tta_sentence(runs),
+        _ensemble_sentence(study),
+        _xai_sentence(study),
+        _trust_sentence(study, unit),
+    ]
+    return Section("Evaluation", "sec:methods-evaluation", [_sentences(*sentences)])
+
+
+def _calibration_metrics_sentence(study: StudyRecord) -> str:
+    if not (study.wrote("calibration") or study.wrote("comparison")):
+        return ""
+    return (
         f"Calibration is measured by the expected calibration error over {N_BINS} equal-width "
         f"confidence bins{_cite('naeini2015ece')}, negative log-likelihood and Brier score."
     )
-    sentences.append(
-        f"Every metric on the test set has a 95% percentile bootstrap interval"
-        f"{_cite('efron1979bootstrap', 'efron1993introduction')} from {fmt(ev.n_boot)} "
-        f"resamples of {unit}s (all images of a resampled {unit} enter together, as images of "
-        f"one {unit} are not independent)."
+
+
+def _interval_sentence(study: StudyRecord, unit: str) -> str:
+    """Which test metrics carry a grouped-bootstrap interval and which are point estimates:
+    the headline metrics (07's comparison), 08's sets, deferral and subgroups; not calibration,
+    AURC or the map scores."""
+    if not study.wrote("comparison"):
+        return ""
+    trust = [
+        words
+        for table, words in (
+            ("trust_conformal", "the conformal coverage and mean set size"),
+            ("trust_deferral", "the deferral results"),
+            ("trust_subgroups", "the balanced accuracy per subgroup"),
+            ("trust_unknown", "the unknown-input detection"),
+        )
+        if study.wrote(table)
+    ]
+    point = ["the calibration metrics (ECE, MCE, negative log-likelihood, Brier score)"]
+    point += ["the area under the risk-coverage curve"] if study.wrote("trust_aurc") else []
+    point += ["the Grad-CAM scores"] if study.wrote("xai_scores") else []
+    also = f"; so do {_and(trust)}" if trust else ""
+    return (
+        "On the test set, balanced accuracy, accuracy, macro F1 and macro AUC carry 95% "
+        f"percentile bootstrap intervals{_cite('efron1979bootstrap', 'efron1993introduction')} "
+        f"from {fmt(study.profile.evaluation.n_boot)} resamples of {unit}s (all images of a "
+        f"resampled {unit} enter together, as images of one {unit} are not independent){also}; "
+        f"{_and(point)} {'is a point estimate' if len(point) == 1 else 'are point estimates'} "
+        "without an interval."
     )
-    sentences.append(
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _paired_sentence(study: StudyRecord, unit: str) -> str:
+    if not study.wrote("paired_tests"):
+        return ""
+    return (
         "Each model is compared on the same test images with the reference model, the one with "
         "the best validation balanced accuracy, by a paired bootstrap of the difference in "
-        f"balanced accuracy ({fmt(ev.n_boot)} resamples of {unit}s), with p-values adjusted for "
-        "the number of comparisons by Holm's method; McNemar's test"
+        f"balanced accuracy ({fmt(study.profile.evaluation.n_boot)} resamples of {unit}s), with "
+        "p-values adjusted for the number of comparisons by Holm's method; McNemar's test"
         f"{_cite('mcnemar1947')} on which images each model classifies correctly is reported as "
         "a secondary check that treats images as independent."
     )
-    if ev.tta:
-        views = ", ".join(TTA_VIEWS)
-        sentences.append(
-            f"Test-time augmentation averages the predicted probabilities over the views {views}."
+
+
+def _tta_sentence(runs: Sequence[RunRecord]) -> str:
+    """Only for the runs whose TTA predictions 07 wrote (``predictions_test_tta.csv``)."""
+    with_tta = [r.name for r in runs if r.tta]
+    if not with_tta:
+        return ""
+    who = "" if len(with_tta) == len(runs) else f" (for {name_list(with_tta)})"
+    return (
+        f"Test-time augmentation{who} averages the predicted probabilities over the views "
+        f"{', '.join(TTA_VIEWS)}."
+    )
+
+
+def _ensemble_sentence(study: StudyRecord) -> str:
+    if not study.ensemble:
+        return ""
+    return (
+        f"The ensemble takes the {study.ensemble.get('combine', 'mean')} of "
+        f"{len(study.ensemble.get('members', []))} runs"
+        + (
+            ", weighted by their validation balanced accuracy"
+            if study.ensemble.get("weights")
+            else ""
         )
-    if study.ensemble:
-        sentences.append(
-            f"The ensemble takes the {study.ensemble.get('combine', 'mean')} of "
-            f"{len(study.ensemble.get('members', []))} runs"
-            + (
-                ", weighted by their validation balanced accuracy"
-                if study.ensemble.get("weights")
-                else ""
-            )
-            + "."
-        )
+        + "."
+    )
+
+
+def _xai_sentence(study: StudyRecord) -> str:
+    """06's maps, only once it wrote ``xai_scores``."""
+    if not study.wrote("xai_scores"):
+        return ""
+    ev, run = study.profile.evaluation, study.architectures[0]
     name, key = XAI_PAPERS.get(ev.xai_method, (ev.xai_method, ""))
-    has_masks = "mask_path" in runs[0].split and runs[0].split["mask_path"].notna().any()
+    has_masks = "mask_path" in run.split and run.split["mask_path"].notna().any()
     score = (
         "against the lesion masks by the pointing game"
         + _cite("zhang2018pointing")
@@ -611,13 +683,11 @@ def evaluation_section(study: StudyRecord) -> Section:
         if has_masks
         else "by ROAD" + _cite("rong2022road")
     )
-    sentences.append(
+    return (
         f"Explanations are {name}{_cite(key)} maps from pytorch-grad-cam"
         f"{_cite('gildenblat2021gradcam')} on {fmt(ev.xai_images)} test images per "
         f"architecture, scored {score}."
     )
-    sentences.append(_trust_sentence(study.profile.trust, unit))
-    return Section("Evaluation", "sec:methods-evaluation", [_sentences(*sentences)])
 
 
 # the papers of the conformal scores 08 offers (skinlib.conformal)
@@ -628,18 +698,29 @@ CONFORMAL_PAPERS = {
 }
 
 
-def _trust_sentence(trust, unit: str) -> str:
-    """What 08 computes, from the profile's ``trust`` section."""
-    coverages = " and ".join(f"{c:.0%}" for c in trust.coverages)
-    method = trust.set_method.upper()
-    return (
-        f"Prediction sets were built by split conformal prediction{_cite('vovk2005algorithmic')} "
-        f"with the {method} score{_cite(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per "
-        f"class, Mondrian sets, calibrated on the validation split with each {unit} weighted "
-        f"once (images of one {unit} are not exchangeable), for {coverages} coverage; the "
-        "threshold for deferring an image to a dermatologist was chosen on validation for a "
-        f"balanced accuracy of {trust.deferral_accuracy:.2f} on the images answered."
-    )
+def _trust_sentence(study: StudyRecord, unit: str) -> str:
+    """What 08 computed: its conformal and deferral tables, not the profile, say it ran."""
+    trust = study.profile.trust
+    parts = []
+    if study.wrote("trust_conformal"):
+        coverages = " and ".join(f"{c:.0%}" for c in trust.coverages)
+        method = trust.set_method.upper()
+        parts.append(
+            f"Prediction sets were built by split conformal prediction"
+            f"{_cite('vovk2005algorithmic')} with the {method} score"
+            f"{_cite(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per class, Mondrian sets, "
+            f"calibrated on the validation split with each {unit} weighted once (images of one "
+            f"{unit} are not exchangeable), for {coverages} coverage"
+        )
+    if study.wrote("trust_deferral"):
+        parts.append(
+            "the threshold for deferring an image to a dermatologist was chosen on validation "
+            f"for a balanced accuracy of {trust.deferral_accuracy:.2f} on the images answered"
+        )
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
 
 
 def _calibration_sentence(runs: Sequence[RunRecord]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from skinlib import paths
 from skinlib.config import Config
 from skinlib.profile import StudyProfile
 from skinlib.runs import ENSEMBLE_RUN, RunFolder
@@ -31,6 +32,9 @@ class RunRecord:
     split: pd.DataFrame  # split.csv (image_id, group, label, split, ...)
     calibration: dict | None = None  # calibration.json, written by 04
     thresholds: list | None = None  # thresholds.json's operating points, written by 05
+    tta: bool = (
+        False  # predictions_test_tta.csv exists: 07 evaluated it with test-time augmentation
+    )
 
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
@@ -45,6 +49,7 @@ def read_run(run_dir: str | Path) -> RunRecord | None:
         split=folder.split_table(),
         calibration=folder.calibration(),
         thresholds=folder.operating_points(),
+        tta=folder.predictions_file("test", tta=True).is_file(),
     )
 
 
@@ -57,6 +62,13 @@ class StudyRecord:
     strategies: dict[str, RunRecord] = field(default_factory=dict)  # imbalance arm -> run
     missing: list[str] = field(default_factory=list)  # runs the profile names but none complete
     ensemble: dict | None = None  # ensemble.json of the ensemble run (07)
+    tables: frozenset[str] = (
+        frozenset()
+    )  # names of the tables the notebooks wrote (xai_scores, ...)
+
+    def wrote(self, table: str) -> bool:
+        """A notebook wrote ``thesis/generated/<study>/<table>.csv``: its step ran."""
+        return table in self.tables
 
 
 def read_study(profile: StudyProfile) -> StudyRecord:
@@ -81,7 +93,15 @@ def read_study(profile: StudyProfile) -> StudyRecord:
         strategies,
         missing,
         ensemble=RunFolder.of(profile.study, ENSEMBLE_RUN).ensemble(),
+        tables=written_tables(profile.study),
     )
+
+
+def written_tables(study: str) -> frozenset[str]:
+    """The tables a study's notebooks wrote (``<name>.csv`` beside the thesis tables): what a
+    sentence about a step rests on, since a step skipped by ``pipeline --only`` writes none."""
+    folder = paths.generated_tables_dir(study)
+    return frozenset(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else frozenset()
 
 
 # --- values the runs share, or not -------------------------------------------------------------

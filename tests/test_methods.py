@@ -349,6 +349,97 @@ def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
     for split_file in (tmp_path / "experiments" / "mini").glob("*/split.csv"):
         split = pd.read_csv(split_file)
         split.assign(group=split["image_id"]).to_csv(split_file, index=False)
+    write_tables("mini", "comparison")
     text = _methods_text(file)
     assert "grouped by image" in text and "the split is at the image level" in text
     assert "resamples of images" in text
+
+
+def write_tables(study: str, *names: str) -> None:
+    """The ``<name>.csv`` and ``.tex`` a notebook's ``save_table`` leaves: proof its step ran."""
+    out = paths.generated_tables_dir(study)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (out / f"{name}.csv").write_text("a\n1\n")
+        (out / f"{name}.tex").write_text("% a table\n")
+
+
+def test_the_interval_sentence_names_the_metrics_without_intervals(study_dirs):
+    file = study_dirs()
+    write_tables("mini", "comparison", "calibration", "trust_aurc", "xai_scores")
+    text = _methods_text(file)
+    assert "Every metric on the test set has" not in text
+    assert (
+        "On the test set, balanced accuracy, accuracy, macro F1 and macro AUC carry 95% "
+        "percentile bootstrap intervals"
+    ) in text
+    assert (
+        "the calibration metrics (ECE, MCE, negative log-likelihood, Brier score), the area "
+        "under the risk-coverage curve and the Grad-CAM scores are point estimates without an "
+        "interval."
+    ) in text
+
+
+def test_tta_xai_and_trust_sentences_need_the_files_their_steps_write(study_dirs):
+    file = study_dirs({**PROFILE, "evaluation": {**PROFILE["evaluation"], "tta": True}})
+    text = _methods_text(file)  # the profile asks for them, but no step ran (pipeline --only)
+    for sentence in ("Test-time augmentation", "Explanations are", "Prediction sets were built"):
+        assert sentence not in text, sentence
+    assert "deferring an image" not in text and "paired bootstrap" not in text
+    write_tables("mini", "xai_scores", "trust_conformal", "trust_deferral", "paired_tests")
+    tta = paths.run_dir("mini", "resnet18") / "predictions_test_tta.csv"
+    tta.write_text("image_id\n")
+    text = _methods_text(file)
+    assert "Test-time augmentation (for `resnet18`) averages the predicted probabilities" in text
+    assert "Explanations are Grad-CAM" in text and "paired bootstrap" in text
+    assert "Prediction sets were built by split conformal prediction" in text
+    assert "; the threshold for deferring an image to a dermatologist" in text
+
+
+def _claim_row(number: int) -> str:
+    tex = (paths.generated_tables_dir("mini") / "claim.tex").read_text()
+    return next(line for line in tex.splitlines() if line.startswith(f"{number} &"))
+
+
+def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
+    file = study_dirs()
+    write_tables("mini", "comparison")  # 07 ran, 08 did not
+    methods.write_methods(file)
+    assert "no subgroup analysis" in _claim_row(37)
+    assert "Not reported" in _claim_row(30)  # no imbalance, subgroup or unknown table yet
+    write_tables("mini", "trust_subgroups", "trust_unknown")
+    figures = paths.study_figures_dir("mini")
+    figures.mkdir(parents=True)
+    for name in ("comparison_curves", "train_resnet18_loss"):
+        (figures / f"{name}.pdf").write_text("%PDF")
+    methods.write_methods(file)
+    row = _claim_row(37)
+    assert "tab:trust_subgroups" in row and "no subgroup analysis" not in row
+    row = _claim_row(30)
+    assert "tab:trust_subgroups" in row and "tab:trust_unknown" in row
+    assert "imbalance strategy" not in row and "test-time augmentation" not in row
+    row = _claim_row(32)
+    assert "fig:train_resnet18_loss" in row and "training against validation loss" in row
+    assert "validation balanced accuracy per epoch" in row
+
+
+def test_the_external_auc_column_says_which_probabilities_it_scored():
+    from skinlib.external import external_for_reading
+
+    def rows(calibrated: list[bool]) -> pd.DataFrame:
+        values = {
+            f"{m}{s}": 0.7
+            for m in ("balanced_accuracy", "macro_auc", "positive_auc", "positive_sensitivity")
+            for s in ("", "_low", "_high")
+        }
+        return pd.DataFrame(
+            [
+                {"run": "r", "set": "ph2", "images": 10, "calibrated": c, **values}
+                for c in calibrated
+            ]
+        )
+
+    assert "AUC (calibrated)" in external_for_reading(rows([True, True])).columns
+    assert "AUC (raw)" in external_for_reading(rows([False])).columns
+    mixed = external_for_reading(rows([True, False])).columns
+    assert "AUC (raw)" not in mixed and "AUC (calibrated)" not in mixed
