@@ -179,24 +179,39 @@ def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = N
     return text + "."
 
 
+def _silenced(row: pd.Series) -> str:
+    """The clause naming classes the policy never answers on test, or its least answered one."""
+    if row.get("unanswered"):
+        return f"; it answers no test image of {row['unanswered']}, which all go to a doctor"
+    if "least_answered" in row:
+        return (
+            f"; least answered class {row['least_answered']} "
+            f"({row['least_answered_coverage']:.0%} of its images)"
+        )
+    return ""
+
+
 def deferral(table: pd.DataFrame) -> str:
-    """The deferral trade-off on test for the confidence score that answers most images.
+    """The deferral trade-off on test for the confidence score that answers most validation
+    images (chosen on validation, like the threshold: choosing on test would flatter it), and
+    the classes it never answers.
 
     Args:
         table: :meth:`skinlib.study.Study.deferral` rows.
     """
-    best = table.sort_values("coverage", ascending=False, kind="stable").iloc[0]
+    best = table.sort_values("val_coverage", ascending=False, kind="stable").iloc[0]
     if not best["val_coverage"]:
         return (
             f"No confidence threshold reaches balanced accuracy {best['target']:.2f} on "
             f"validation: the model would have to defer every image."
         )
     return (
-        f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, threshold "
-        f"chosen on validation for balanced accuracy {best['target']:.2f}), the model answers "
+        f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, the score "
+        f"answering most validation images; threshold chosen on validation for balanced accuracy "
+        f"{best['target']:.2f} over every class), the model answers "
         f"{format_ci(best['coverage'], best['coverage_low'], best['coverage_high'], 2)} of test "
         f"images with balanced accuracy {_ci(best, 'balanced_accuracy')}, against "
-        f"{best['balanced_accuracy_all']:.3f} when it answers all."
+        f"{best['balanced_accuracy_all']:.3f} when it answers all" + _silenced(best) + "."
     )
 
 

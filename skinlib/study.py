@@ -421,12 +421,20 @@ class Study:
 
     def deferral(self, run: str) -> pd.DataFrame:
         """For each confidence score: the threshold chosen on validation for the profile's target
-        balanced accuracy of the answered images, and what it gives on test (with intervals)."""
+        balanced accuracy of the answers (every class), and what it gives on test (with intervals
+        and the least answered class, named so a silenced class shows)."""
         val, vp = self.calibrated(run, "val")
         test, tp = self.calibrated(run, "test")
         target = self.profile.trust.deferral_accuracy
         return deferral_table(
-            val.labels, vp, test.labels, tp, test.group, target, self.evaluation.n_boot
+            val.labels,
+            vp,
+            test.labels,
+            tp,
+            test.group,
+            target,
+            self.evaluation.n_boot,
+            classes=test.classes,
         )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
