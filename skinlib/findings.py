@@ -215,8 +215,16 @@ def deferral(table: pd.DataFrame) -> str:
     )
 
 
+CAVEAT = (
+    " Subgroups differ in case mix, in how and where their images were taken and in how their "
+    "diagnoses were confirmed: a difference is an association to look into, not its cause."
+)
+
+
 def worst_subgroup(table: pd.DataFrame) -> str:
-    """The worst subgroup (not small) with its interval and gap, and how many groups are small.
+    """The subgroup (not small) furthest below the rest of the test set on the classes both
+    contain, its difference with interval and Holm-adjusted p, how many groups are small, and
+    the caveat that holds on any data (small or confounded groups).
 
     Args:
         table: :func:`skinlib.subgroups.subgroup_table` output.
@@ -228,21 +236,17 @@ def worst_subgroup(table: pd.DataFrame) -> str:
         else ""
     )
     worst = worst_group(table)
-    metric = table.attrs.get("metric", "balanced_accuracy").replace("_", " ")
     if worst is None:
-        return "Every subgroup had too few lesions to name a worst one." + note
-    overall = table.attrs.get("overall", worst["value"] - worst["gap"])
-    within = worst["low"] <= overall <= worst["high"]
+        return "Every subgroup had too few lesions to name a worst one." + note + CAVEAT
+    tested = int(table["p_holm"].notna().sum())
+    verdict = "a difference" if worst["p_holm"] < 0.05 else "no clear difference"
     return (
-        f"Worst subgroup: {worst['attribute']} = {worst['group']}, {metric} "
-        f"{format_ci(worst['value'], worst['low'], worst['high'])}, {worst['gap']:+.3f} from the "
-        f"whole test set ({overall:.3f})"
-        + (
-            "; its interval includes the overall value."
-            if within
-            else "; its interval excludes the overall value."
-        )
-        + note
+        f"Furthest below the rest of the test set: {worst['attribute']} = {worst['group']}, "
+        f"balanced accuracy on the {worst['classes']} classes both contain "
+        f"{format_ci(worst['value'], worst['low'], worst['high'])} against {worst['rest']:.3f}, "
+        f"difference {format_ci(worst['difference'], worst['difference_low'], worst['difference_high'])}"
+        f" (lesion bootstrap), Holm-adjusted p = {worst['p_holm']:.3f} over {tested} groups: "
+        f"{verdict} at the 5% level." + note + CAVEAT
     )
 
 

@@ -438,8 +438,9 @@ class Study:
         )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
-        """Test balanced accuracy per age band, sex, site, confirmation and source, with lesion
-        intervals; the metadata is joined from the study table by image id."""
+        """Each age band, sex, site, confirmation and source against the rest of test on the
+        classes both contain (difference, lesion interval, Holm p) and per-class recall by group;
+        the metadata is joined from the study table by image id."""
         test, tp = self.calibrated(run, "test")
         return subgroup_audit(
             self.table(),
@@ -449,6 +450,7 @@ class Study:
             test.group,
             n_boot=self.evaluation.n_boot,
             min_lesions=self.profile.trust.min_lesions,
+            classes=test.classes,
         )
 
     def unknown_images(self, run: str) -> dict[str, list]:
