@@ -439,7 +439,8 @@ class Study:
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
         """Each age band, sex, site, confirmation and source against the rest of test on the
-        classes both contain (difference, lesion interval, Holm p) and per-class recall by group;
+        classes both contain (difference, lesion interval, Holm p), per-class recall and AUC by
+        group and the stored operating point's sensitivity by group;
         the metadata is joined from the study table by image id."""
         test, tp = self.calibrated(run, "test")
         return subgroup_audit(
@@ -451,7 +452,13 @@ class Study:
             n_boot=self.evaluation.n_boot,
             min_lesions=self.profile.trust.min_lesions,
             classes=test.classes,
+            point=self._stored_point(run),
         )
+
+    def _stored_point(self, run: str):
+        """The run's first stored operating point (05), or None before 05 ran."""
+        points = RunFolder(self.run_dir(run)).operating_points()
+        return points[0] if points else None
 
     def unknown_images(self, run: str) -> dict[str, list]:
         """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;

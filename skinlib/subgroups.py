@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from skinlib.metrics import bootstrap_weights, holm, weighted_metrics
+from skinlib.metrics import auc_per_class, bootstrap_weights, holm, weighted_metrics
+from skinlib.thresholds import OperatingPoint, positive_score, positive_truth, sens_spec
 
 AGE_BANDS = (0, 30, 45, 60, 75, 200)  # years; bands [0, 30), [30, 45), ..., [75, ...)
 MIN_LESIONS = 20  # fewer lesions than this: the group is marked small
@@ -138,6 +139,36 @@ def recall_by_group(
     return frame.by_group
 
 
+def auc_by_group(
+    proba: np.ndarray, labels: np.ndarray, values: np.ndarray, classes
+) -> pd.DataFrame:
+    """One-vs-rest AUC of every class (columns) in every group (rows); NaN where a group lacks
+    the class or has only it. Ranking within a group does not depend on its case mix."""
+    rows = {
+        name: auc_per_class(labels[values == name], proba[values == name])
+        for name in pd.unique(values)
+    }
+    return pd.DataFrame(rows, index=[str(c) for c in classes]).T
+
+
+def point_by_group(
+    labels: np.ndarray, proba: np.ndarray, values: np.ndarray, classes, point: OperatingPoint
+) -> pd.DataFrame:
+    """Sensitivity and specificity of the positive set (e.g. melanoma) at the run's stored
+    threshold in every group, with the number of positives: the clinical claim per group."""
+    truth = positive_truth(labels, classes, point.positive)
+    score = positive_score(proba, classes, point.positive)
+    rows = []
+    for name in pd.unique(values):
+        keep = values == name
+        sens, spec = sens_spec(truth[keep], score[keep], point.threshold)
+        rows.append(
+            {"group": str(name), "positives": int(truth[keep].sum()), "sensitivity": sens}
+            | {"specificity": spec}
+        )
+    return pd.DataFrame(rows).set_index("group")
+
+
 def subgroup_table(
     labels: np.ndarray,
     proba: np.ndarray,
@@ -147,6 +178,7 @@ def subgroup_table(
     min_lesions: int = MIN_LESIONS,
     seed: int = 0,
     classes: Sequence[str] | None = None,
+    point: OperatingPoint | None = None,
 ) -> pd.DataFrame:
     """Each subgroup against the rest of the test set, on the classes both contain.
 
@@ -155,20 +187,26 @@ def subgroup_table(
         attributes: (N rows, aligned with ``labels``) one column per attribute.
         min_lesions: groups with fewer lesions are marked ``small`` (not tested, not worst).
         classes: class names for the per-class recall table (default: the indices).
+        point: the run's stored operating point, for the positive set's sensitivity per group.
 
     Returns:
         One row per (attribute, group): ``images, lesions, classes`` (shared with the rest),
         ``value, low, high`` (the group's balanced accuracy on them), ``rest``, ``difference``
         with ``_low``/``_high``, ``p``, ``p_holm`` (over the groups not small), ``small``,
         ``worst`` (the most negative difference among this attribute's groups not small).
-        ``attrs``: ``overall``, ``metric``, ``per_class_recall`` (attribute, group) x class.
+        ``attrs``: ``overall``, ``metric``, ``per_class_recall`` and ``per_class_auc``
+        ((attribute, group) x class) and, given ``point``, ``operating_point`` ((attribute,
+        group) x ``positives, sensitivity, specificity``).
     """
     y, p, g = np.asarray(labels, int), np.asarray(proba, float), np.asarray(groups)
     names = classes if classes is not None else [str(c) for c in range(p.shape[1])]
-    rows, recalls = [], {}
+    rows, recalls, aucs, points = [], {}, {}, {}
     for attribute in attributes.columns:
         values = attributes[attribute].astype(str).to_numpy()
         recalls[attribute] = recall_by_group(y, p.argmax(1), values, names)
+        aucs[attribute] = auc_by_group(p, y, values, names)
+        if point is not None:
+            points[attribute] = point_by_group(y, p, values, names, point)
         for name in pd.unique(values):
             keep = values == name
             lesions = len(pd.unique(g[keep]))
@@ -182,6 +220,9 @@ def subgroup_table(
     out.attrs["overall"] = float(_balanced(y, p, np.ones(len(y), bool), np.ones((1, len(y))))[0])
     out.attrs["metric"] = "balanced_accuracy"
     out.attrs["per_class_recall"] = pd.concat(recalls, names=["attribute", "group"])
+    out.attrs["per_class_auc"] = pd.concat(aucs, names=["attribute", "group"])
+    if points:
+        out.attrs["operating_point"] = pd.concat(points, names=["attribute", "group"])
     return out.sort_values(["attribute", "difference"], kind="stable").reset_index(drop=True)
 
 
@@ -212,6 +253,7 @@ def subgroup_audit(
     n_boot: int = 1000,
     min_lesions: int = MIN_LESIONS,
     classes: Sequence[str] | None = None,
+    point: OperatingPoint | None = None,
 ) -> pd.DataFrame:
     """:func:`subgroup_table` of predicted images whose metadata (age, sex, site, ...) is read
     from the common-schema ``table`` by image id (predictions files carry no metadata).
@@ -223,7 +265,14 @@ def subgroup_audit(
     meta = table.set_index("image_id").loc[np.asarray(image_id)]
     attributes = audit_attributes(meta).reset_index(drop=True)
     return subgroup_table(
-        labels, proba, groups, attributes, n_boot=n_boot, min_lesions=min_lesions, classes=classes
+        labels,
+        proba,
+        groups,
+        attributes,
+        n_boot=n_boot,
+        min_lesions=min_lesions,
+        classes=classes,
+        point=point,
     )
 
 

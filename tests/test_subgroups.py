@@ -116,3 +116,22 @@ def test_groups_differing_only_in_case_mix_do_not_differ():
     text = findings.worst_subgroup(table)
     assert "no clear difference at the 5% level" in text
     assert "an association to look into, not its cause" in text  # on any data, real or synthetic
+
+
+def test_melanoma_sensitivity_at_the_stored_threshold_and_auc_per_group():
+    """Known answer: 4 images per site; at threshold 0.5 the face finds 1 of its 2 melanomas,
+    the back both; AUC per class ranks within each group."""
+    from skinlib.thresholds import OperatingPoint
+
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    mel = np.array([0.9, 0.4, 0.3, 0.1, 0.8, 0.6, 0.2, 0.7])
+    proba = np.stack([1 - mel, mel], 1)
+    site = pd.DataFrame({"site": ["face"] * 4 + ["back"] * 4})
+    point = OperatingPoint(["mel"], "specificity", 0.95, 0.5, 1.0, 1.0, 1.0)
+    table = subgroup_table(
+        y, proba, np.arange(8), site, n_boot=10, min_lesions=1, classes=["nv", "mel"], point=point
+    )
+    at = table.attrs["operating_point"].loc["site"]
+    assert at.loc["face"].tolist() == [2, 0.5, 1.0] and at.loc["back"].tolist() == [2, 1.0, 0.5]
+    auc = table.attrs["per_class_auc"].loc["site", "mel"]
+    assert auc.to_dict() == {"face": 1.0, "back": 0.75}
