@@ -215,6 +215,11 @@ def deferral(table: pd.DataFrame) -> str:
     )
 
 
+def _p(p: float) -> str:
+    """A bootstrap p-value: one that no resample reached reads as below 0.001, not as 0."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 CAVEAT = (
     " Subgroups differ in case mix, in how and where their images were taken and in how their "
     "diagnoses were confirmed: a difference is an association to look into, not its cause."
@@ -245,7 +250,7 @@ def worst_subgroup(table: pd.DataFrame) -> str:
         f"balanced accuracy on the {worst['classes']} classes both contain "
         f"{format_ci(worst['value'], worst['low'], worst['high'])} against {worst['rest']:.3f}, "
         f"difference {format_ci(worst['difference'], worst['difference_low'], worst['difference_high'])}"
-        f" (lesion bootstrap), Holm-adjusted p = {worst['p_holm']:.3f} over {tested} groups: "
+        f" (lesion bootstrap), Holm-adjusted {_p(worst['p_holm'])} over {tested} groups: "
         f"{verdict} at the 5% level." + note + CAVEAT
     )
 
