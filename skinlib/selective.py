@@ -203,6 +203,15 @@ def risk_coverage_by_confidence(
     return curves, pd.DataFrame(rows)
 
 
+def _answered_shares(labels, proba, result: DeferralResult, classes) -> dict[str, float]:
+    """``{"answered <class>": share}`` of the test images the policy answers, per class."""
+    p = np.asarray(proba, float)
+    names = classes if classes is not None else [str(c) for c in range(p.shape[1])]
+    keep = confidence(p, result.confidence) >= result.threshold
+    share = answered_by_class(labels, keep, p.shape[1])
+    return {f"answered {name}": float(v) for name, v in zip(names, share, strict=True)}
+
+
 def deferral_table(
     val_labels: np.ndarray,
     val_proba: np.ndarray,
@@ -214,7 +223,8 @@ def deferral_table(
     classes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """:func:`deferral_policy` for every confidence score: one row each, with the fields of
-    :class:`DeferralResult` (threshold chosen on validation, results on test)."""
+    :class:`DeferralResult` (threshold chosen on validation, results on test) and the test
+    share answered of every class (``answered <class>``, NaN for a class absent)."""
     results = [
         deferral_policy(
             val_labels,
@@ -229,4 +239,5 @@ def deferral_table(
         )
         for kind in CONFIDENCES
     ]
-    return pd.DataFrame([asdict(r) for r in results])
+    shares = pd.DataFrame([_answered_shares(test_labels, test_proba, r, classes) for r in results])
+    return pd.concat([pd.DataFrame([asdict(r) for r in results]), shares], axis=1)

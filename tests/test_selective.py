@@ -102,6 +102,7 @@ def test_deferral_for_every_confidence_known_answer():
     np.testing.assert_allclose(table["balanced_accuracy"], 1.0)
     np.testing.assert_allclose(table["balanced_accuracy_all"], 0.75)
     assert table.loc[0, "threshold"] == pytest.approx(0.7)
+    np.testing.assert_allclose(table[["answered 0", "answered 1"]], [[1.0, 0.5]] * 3)
 
 
 def _one_hard_class(n=50):
