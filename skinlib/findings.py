@@ -179,29 +179,57 @@ def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = N
     return text + "."
 
 
+def _silenced(row: pd.Series) -> str:
+    """The clause naming classes the policy never answers on test, or its least answered one."""
+    if row.get("unanswered"):
+        return f"; it answers no test image of {row['unanswered']}, which all go to a doctor"
+    if "least_answered" in row:
+        return (
+            f"; least answered class {row['least_answered']} "
+            f"({row['least_answered_coverage']:.0%} of its images)"
+        )
+    return ""
+
+
 def deferral(table: pd.DataFrame) -> str:
-    """The deferral trade-off on test for the confidence score that answers most images.
+    """The deferral trade-off on test for the confidence score that answers most validation
+    images (chosen on validation, like the threshold: choosing on test would flatter it), and
+    the classes it never answers.
 
     Args:
         table: :meth:`skinlib.study.Study.deferral` rows.
     """
-    best = table.sort_values("coverage", ascending=False, kind="stable").iloc[0]
+    best = table.sort_values("val_coverage", ascending=False, kind="stable").iloc[0]
     if not best["val_coverage"]:
         return (
             f"No confidence threshold reaches balanced accuracy {best['target']:.2f} on "
             f"validation: the model would have to defer every image."
         )
     return (
-        f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, threshold "
-        f"chosen on validation for balanced accuracy {best['target']:.2f}), the model answers "
+        f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, the score "
+        f"answering most validation images; threshold chosen on validation for balanced accuracy "
+        f"{best['target']:.2f} over every class), the model answers "
         f"{format_ci(best['coverage'], best['coverage_low'], best['coverage_high'], 2)} of test "
         f"images with balanced accuracy {_ci(best, 'balanced_accuracy')}, against "
-        f"{best['balanced_accuracy_all']:.3f} when it answers all."
+        f"{best['balanced_accuracy_all']:.3f} when it answers all" + _silenced(best) + "."
     )
 
 
+def _p(p: float) -> str:
+    """A bootstrap p-value: one that no resample reached reads as below 0.001, not as 0."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+CAVEAT = (
+    " Subgroups differ in case mix, in how and where their images were taken and in how their "
+    "diagnoses were confirmed: a difference is an association to look into, not its cause."
+)
+
+
 def worst_subgroup(table: pd.DataFrame) -> str:
-    """The worst subgroup (not small) with its interval and gap, and how many groups are small.
+    """The subgroup (not small) furthest below the rest of the test set on the classes both
+    contain, its difference with interval and Holm-adjusted p, how many groups are small, and
+    the caveat that holds on any data (small or confounded groups).
 
     Args:
         table: :func:`skinlib.subgroups.subgroup_table` output.
@@ -213,21 +241,17 @@ def worst_subgroup(table: pd.DataFrame) -> str:
         else ""
     )
     worst = worst_group(table)
-    metric = table.attrs.get("metric", "balanced_accuracy").replace("_", " ")
     if worst is None:
-        return "Every subgroup had too few lesions to name a worst one." + note
-    overall = table.attrs.get("overall", worst["value"] - worst["gap"])
-    within = worst["low"] <= overall <= worst["high"]
+        return "Every subgroup had too few lesions to name a worst one." + note + CAVEAT
+    tested = int(table["p_holm"].notna().sum())
+    verdict = "a difference" if worst["p_holm"] < 0.05 else "no clear difference"
     return (
-        f"Worst subgroup: {worst['attribute']} = {worst['group']}, {metric} "
-        f"{format_ci(worst['value'], worst['low'], worst['high'])}, {worst['gap']:+.3f} from the "
-        f"whole test set ({overall:.3f})"
-        + (
-            "; its interval includes the overall value."
-            if within
-            else "; its interval excludes the overall value."
-        )
-        + note
+        f"Furthest below the rest of the test set: {worst['attribute']} = {worst['group']}, "
+        f"balanced accuracy on the {worst['classes']} classes both contain "
+        f"{format_ci(worst['value'], worst['low'], worst['high'])} against {worst['rest']:.3f}, "
+        f"difference {format_ci(worst['difference'], worst['difference_low'], worst['difference_high'])}"
+        f" (lesion bootstrap), Holm-adjusted {_p(worst['p_holm'])} over {tested} groups: "
+        f"{verdict} at the 5% level." + note + CAVEAT
     )
 
 

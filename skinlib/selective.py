@@ -4,7 +4,10 @@ A confidence score ranks the images; keeping the most confident share (the *cove
 measuring the error of the kept ones gives the risk-coverage curve (Geifman and El-Yaniv 2017).
 Its area (AURC) summarises a score: lower is better; a perfect ranking (every error after every
 correct answer) gives the smallest area that the model's error rate allows. The deferral policy
-is a confidence threshold chosen on validation and reported on test.
+is a confidence threshold chosen on validation and reported on test; its balanced accuracy
+averages the answered images' accuracy over every class of the full set (a class the policy
+never answers counts 0), and the answered share of each class is reported, so a policy cannot
+reach its target by silencing a class.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from skinlib.metrics import bootstrap_weights, weighted_metrics
+from skinlib.metrics import bootstrap_weights
 
 CONFIDENCES = ("max_probability", "margin", "entropy")
 
@@ -70,24 +73,42 @@ def aurc(labels: np.ndarray, proba: np.ndarray, conf: np.ndarray) -> float:
     return float((curve["risk"] * counts).sum() / len(labels))
 
 
-def _kept_balanced_accuracy(y, p, keep, weights) -> np.ndarray:
-    """Balanced accuracy of the kept images, for each weight row (B,)."""
-    if not keep.any():
-        return np.full(len(weights), np.nan)
-    return weighted_metrics(y[keep], p[keep], weights[:, keep], ["balanced_accuracy"])[
-        "balanced_accuracy"
-    ]
+def _answered_balanced_accuracy(y, p, keep, weights) -> np.ndarray:
+    """Accuracy of the answered images of each class, averaged over every class of the full set
+    (a class with no answered image counts 0), for each weight row (B,).
+
+    Averaging over the classes still answered would let a policy defer a whole class and still
+    meet its target. (Counting every deferred image as not correct instead would make the score
+    fall with every deferral, so no threshold could ever help.)
+    """
+    onehot = np.eye(p.shape[1])[y]
+    right = (p.argmax(1) == y) & keep
+    support, answered = weights @ onehot, (weights * keep) @ onehot
+    correct = (weights * right) @ onehot
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(answered > 0, correct / answered, 0.0)
+        return np.where(support > 0, recall, 0).sum(1) / (support > 0).sum(1)
+
+
+def answered_by_class(labels: np.ndarray, keep: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) share of each class's images the model answers (NaN for a class absent), so a
+    policy that silences a class shows it."""
+    y, k = np.asarray(labels, int), np.asarray(keep, bool)
+    total = np.bincount(y, minlength=n_classes).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(y[k], minlength=n_classes) / np.where(total > 0, total, np.nan)
 
 
 def coverage_for_target(
     labels: np.ndarray, proba: np.ndarray, conf: np.ndarray, target: float
 ) -> tuple[float, float]:
-    """The largest coverage whose kept images reach ``target`` balanced accuracy, and the
-    confidence threshold that keeps them (``(0, inf)`` where no coverage does)."""
+    """The largest coverage whose answers reach ``target`` balanced accuracy (over every class
+    of the full set, a class with no answer counting 0), and the confidence threshold that keeps them
+    (``(0, inf)`` where no coverage does)."""
     y, p, c = np.asarray(labels, int), np.asarray(proba, float), np.asarray(conf, float)
     for t in np.unique(c):  # ascending: the first that works keeps the most images
         keep = c >= t
-        if _kept_balanced_accuracy(y, p, keep, np.ones((1, len(y))))[0] >= target:
+        if _answered_balanced_accuracy(y, p, keep, np.ones((1, len(y))))[0] >= target:
             return float(keep.mean()), float(t)
     return 0.0, float("inf")
 
@@ -97,16 +118,28 @@ class DeferralResult:
     """A deferral policy (threshold chosen on validation) as it does on test."""
 
     confidence: str
-    target: float  # balanced accuracy asked of the kept validation images
+    target: float  # balanced accuracy (every class; unanswered class = 0) asked on validation
     threshold: float
     val_coverage: float
     coverage: float  # test share answered by the model
     coverage_low: float
     coverage_high: float
-    balanced_accuracy: float  # on the test images kept
+    balanced_accuracy: float  # test answers, every class (a class never answered counts 0)
     balanced_accuracy_low: float
     balanced_accuracy_high: float
     balanced_accuracy_all: float  # on every test image (no deferral)
+    least_answered: str  # the test class with the smallest answered share
+    least_answered_coverage: float
+    unanswered: str  # test classes of which no image is answered, comma-separated ("" if none)
+
+
+def _class_summary(y, keep, classes: Sequence[str]) -> tuple[str, float, str]:
+    """The least answered class, its answered share, and the classes never answered."""
+    share = answered_by_class(y, keep, len(classes))
+    present = np.isfinite(share)
+    least = int(np.nanargmin(np.where(present, share, np.inf)))
+    silenced = [str(classes[c]) for c in np.flatnonzero(present & (share == 0))]
+    return str(classes[least]), float(share[least]), ", ".join(silenced)
 
 
 def deferral_policy(
@@ -119,9 +152,11 @@ def deferral_policy(
     kind: str = "max_probability",
     n_boot: int = 1000,
     seed: int = 0,
+    classes: Sequence[str] | None = None,
 ) -> DeferralResult:
     """Choose the confidence threshold on validation for ``target`` balanced accuracy of the
-    answered images; report test coverage and balanced accuracy with lesion-bootstrap intervals."""
+    answers (every class; one never answered counts 0); report test coverage, balanced accuracy with
+    lesion-bootstrap intervals, and the answered share of the least answered class."""
     val_cov, t = coverage_for_target(val_labels, val_proba, confidence(val_proba, kind), target)
     y, p = np.asarray(test_labels, int), np.asarray(test_proba, float)
     keep = confidence(p, kind) >= t
@@ -129,11 +164,12 @@ def deferral_policy(
     cov, bal = [], []
     for w in bootstrap_weights(test_groups, len(y), n_boot, seed):
         cov.append((w @ keep) / w.sum(1))
-        bal.append(_kept_balanced_accuracy(y, p, keep, w))
+        bal.append(_answered_balanced_accuracy(y, p, keep, w))
     cov, bal = np.concatenate(cov), np.concatenate(bal)
     bal = bal[np.isfinite(bal)]
     cov_lo, cov_hi = np.quantile(cov, [0.025, 0.975])
     bal_lo, bal_hi = np.quantile(bal, [0.025, 0.975]) if len(bal) else (np.nan, np.nan)
+    names = classes if classes is not None else [str(c) for c in range(p.shape[1])]
     return DeferralResult(
         kind,
         target,
@@ -142,10 +178,11 @@ def deferral_policy(
         float(keep.mean()),
         float(cov_lo),
         float(cov_hi),
-        float(_kept_balanced_accuracy(y, p, keep, ones)[0]),
+        float(_answered_balanced_accuracy(y, p, keep, ones)[0]),
         float(bal_lo),
         float(bal_hi),
-        float(_kept_balanced_accuracy(y, p, np.ones(len(y), bool), ones)[0]),
+        float(_answered_balanced_accuracy(y, p, np.ones(len(y), bool), ones)[0]),
+        *_class_summary(y, keep, names),
     )
 
 
@@ -166,6 +203,15 @@ def risk_coverage_by_confidence(
     return curves, pd.DataFrame(rows)
 
 
+def _answered_shares(labels, proba, result: DeferralResult, classes) -> dict[str, float]:
+    """``{"answered <class>": share}`` of the test images the policy answers, per class."""
+    p = np.asarray(proba, float)
+    names = classes if classes is not None else [str(c) for c in range(p.shape[1])]
+    keep = confidence(p, result.confidence) >= result.threshold
+    share = answered_by_class(labels, keep, p.shape[1])
+    return {f"answered {name}": float(v) for name, v in zip(names, share, strict=True)}
+
+
 def deferral_table(
     val_labels: np.ndarray,
     val_proba: np.ndarray,
@@ -174,13 +220,24 @@ def deferral_table(
     test_groups: Sequence | None,
     target: float,
     n_boot: int = 1000,
+    classes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """:func:`deferral_policy` for every confidence score: one row each, with the fields of
-    :class:`DeferralResult` (threshold chosen on validation, results on test)."""
+    :class:`DeferralResult` (threshold chosen on validation, results on test) and the test
+    share answered of every class (``answered <class>``, NaN for a class absent)."""
     results = [
         deferral_policy(
-            val_labels, val_proba, test_labels, test_proba, test_groups, target, kind, n_boot
+            val_labels,
+            val_proba,
+            test_labels,
+            test_proba,
+            test_groups,
+            target,
+            kind,
+            n_boot,
+            classes=classes,
         )
         for kind in CONFIDENCES
     ]
-    return pd.DataFrame([asdict(r) for r in results])
+    shares = pd.DataFrame([_answered_shares(test_labels, test_proba, r, classes) for r in results])
+    return pd.concat([pd.DataFrame([asdict(r) for r in results]), shares], axis=1)

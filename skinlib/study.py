@@ -421,17 +421,27 @@ class Study:
 
     def deferral(self, run: str) -> pd.DataFrame:
         """For each confidence score: the threshold chosen on validation for the profile's target
-        balanced accuracy of the answered images, and what it gives on test (with intervals)."""
+        balanced accuracy of the answers (every class), and what it gives on test (with intervals
+        and the least answered class, named so a silenced class shows)."""
         val, vp = self.calibrated(run, "val")
         test, tp = self.calibrated(run, "test")
         target = self.profile.trust.deferral_accuracy
         return deferral_table(
-            val.labels, vp, test.labels, tp, test.group, target, self.evaluation.n_boot
+            val.labels,
+            vp,
+            test.labels,
+            tp,
+            test.group,
+            target,
+            self.evaluation.n_boot,
+            classes=test.classes,
         )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:
-        """Test balanced accuracy per age band, sex, site, confirmation and source, with lesion
-        intervals; the metadata is joined from the study table by image id."""
+        """Each age band, sex, site, confirmation and source against the rest of test on the
+        classes both contain (difference, lesion interval, Holm p), per-class recall and AUC by
+        group and the stored operating point's sensitivity by group;
+        the metadata is joined from the study table by image id."""
         test, tp = self.calibrated(run, "test")
         return subgroup_audit(
             self.table(),
@@ -441,7 +451,14 @@ class Study:
             test.group,
             n_boot=self.evaluation.n_boot,
             min_lesions=self.profile.trust.min_lesions,
+            classes=test.classes,
+            point=self._stored_point(run),
         )
+
+    def _stored_point(self, run: str):
+        """The run's first stored operating point (05), or None before 05 ran."""
+        points = RunFolder(self.run_dir(run)).operating_points()
+        return points[0] if points else None
 
     def unknown_images(self, run: str) -> dict[str, list]:
         """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;

@@ -1,8 +1,12 @@
 """Selective prediction: risk-coverage curves, AURC, the deferral policy."""
 
+from dataclasses import asdict
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from skinlib import findings
 from skinlib.selective import (
     CONFIDENCES,
     aurc,
@@ -98,3 +102,40 @@ def test_deferral_for_every_confidence_known_answer():
     np.testing.assert_allclose(table["balanced_accuracy"], 1.0)
     np.testing.assert_allclose(table["balanced_accuracy_all"], 0.75)
     assert table.loc[0, "threshold"] == pytest.approx(0.7)
+    np.testing.assert_allclose(table[["answered 0", "answered 1"]], [[1.0, 0.5]] * 3)
+
+
+def _one_hard_class(n=50):
+    """Classes 0 and 1 answered right and confidently; all ``n`` images of class 2 wrong and the
+    least confident."""
+    y = np.repeat([0, 1, 2], n)
+    proba = np.zeros((3 * n, 3))
+    proba[: 2 * n] = np.where(np.eye(3)[y[: 2 * n]] > 0, 0.9, 0.05)
+    proba[2 * n :] = [0.5, 0.4, 0.1]
+    return y, proba
+
+
+def test_a_policy_that_defers_a_whole_class_does_not_meet_its_target_silently():
+    """Regression: averaging recall over the answered classes gave balanced accuracy 1.0 at
+    coverage 2/3 with no class-2 image answered."""
+    y, proba = _one_hard_class()
+    assert coverage_for_target(y, proba, confidence(proba), 0.9) == (0.0, float("inf"))
+    # chosen on validation (every image answered), on test class 2 falls below the threshold
+    shifted = proba.copy()
+    shifted[100:] = [0.34, 0.33, 0.33]
+    res = deferral_policy(y, proba, y, shifted, None, 0.6, n_boot=20, classes=["a", "b", "c"])
+    assert (res.val_coverage, res.coverage) == pytest.approx((1.0, 2 / 3))
+    assert res.balanced_accuracy == pytest.approx(2 / 3)  # (1 + 1 + 0) / 3
+    assert (res.unanswered, res.least_answered, res.least_answered_coverage) == ("c", "c", 0.0)
+    text = findings.deferral(pd.DataFrame([asdict(res)]))
+    assert "it answers no test image of c" in text
+
+
+def test_the_finding_chooses_the_confidence_score_on_validation():
+    """Regression: the finding named the score with the best test coverage."""
+    y, proba = _one_hard_class()
+    table = pd.DataFrame([asdict(deferral_policy(y, proba, y, proba, None, 0.6, n_boot=20))] * 2)
+    table["confidence"] = ["margin", "entropy"]
+    table["val_coverage"] = [0.7, 0.6]
+    table["coverage"] = [0.6, 0.7]
+    assert "(margin, the score answering most validation images" in findings.deferral(table)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skinlib import findings
 from skinlib.subgroups import (
     age_band,
     audit_attributes,
@@ -52,9 +53,10 @@ def test_subgroup_table_knows_the_worse_group_and_marks_small_ones():
     assert rows.loc["male", "worst"] and not rows.loc["female", "worst"]
     assert not rows.loc["unknown", "worst"]  # small groups are shown but never named worst
     assert rows.loc["male", "low"] <= rows.loc["male", "value"] <= rows.loc["male", "high"]
-    assert rows.loc["male", "gap"] == pytest.approx(
-        rows.loc["male", "value"] - table.attrs["overall"]
-    )
+    male = rows.loc["male"]
+    assert male["difference"] == pytest.approx(male["value"] - male["rest"])
+    assert male["difference_low"] <= male["difference"] <= male["difference_high"] < 0
+    assert male["p_holm"] < 0.05 and np.isnan(rows.loc["unknown", "p_holm"])  # small: untested
     assert worst_group(table)["group"] == "male"
 
 
@@ -89,6 +91,47 @@ def test_audit_joins_the_metadata_by_image_id_not_by_position():
     ids, labels = ["t3", "t2", "t1", "t0"], np.array([1, 0, 1, 0])
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.8, 0.2]])  # t3, t2 wrong
     audit = subgroup_audit(table, ids, labels, proba, ids, n_boot=10, min_lesions=1)
-    sex = audit[audit["attribute"] == "sex"].set_index("group")["value"]
+    sex = audit[audit["attribute"] == "sex"].set_index("group")["value"]  # on the shared classes
     assert sex.to_dict() == {"female": 0.0, "male": 1.0}
     assert audit.attrs["overall"] == 0.5
+
+
+def test_groups_differing_only_in_case_mix_do_not_differ():
+    """Regression: the same per-class recall in both sites, but only the face has the hard class
+    (recall 0.2); balanced accuracy over each group's own classes named the face worst with an
+    interval excluding the overall value. On the classes both contain they do not differ."""
+    n = 200
+    site = np.array(["face"] * n + ["back"] * n, dtype=object)
+    y = np.r_[np.repeat([0, 1, 2], [70, 70, 60]), np.repeat([0, 1], n // 2)]
+    pred = y.copy()
+    hard = np.flatnonzero(y == 2)
+    pred[hard[12:]] = 0  # class 2: recall 12 / 60 = 0.2
+    proba = np.eye(3)[pred] * 0.8 + 0.2 / 3
+    table = subgroup_table(y, proba, np.arange(2 * n), pd.DataFrame({"site": site}), n_boot=200)
+    rows = table.set_index("group")
+    assert rows.loc["face", "classes"] == 2
+    assert rows.loc["face", "difference"] == 0.0 and rows.loc["face", "p_holm"] == 1.0
+    recall = table.attrs["per_class_recall"].loc["site"]
+    assert recall.loc["face"].tolist() == [1.0, 1.0, 0.2] and np.isnan(recall.loc["back", "2"])
+    text = findings.worst_subgroup(table)
+    assert "no clear difference at the 5% level" in text
+    assert "an association to look into, not its cause" in text  # on any data, real or synthetic
+
+
+def test_melanoma_sensitivity_at_the_stored_threshold_and_auc_per_group():
+    """Known answer: 4 images per site; at threshold 0.5 the face finds 1 of its 2 melanomas,
+    the back both; AUC per class ranks within each group."""
+    from skinlib.thresholds import OperatingPoint
+
+    y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    mel = np.array([0.9, 0.4, 0.3, 0.1, 0.8, 0.6, 0.2, 0.7])
+    proba = np.stack([1 - mel, mel], 1)
+    site = pd.DataFrame({"site": ["face"] * 4 + ["back"] * 4})
+    point = OperatingPoint(["mel"], "specificity", 0.95, 0.5, 1.0, 1.0, 1.0)
+    table = subgroup_table(
+        y, proba, np.arange(8), site, n_boot=10, min_lesions=1, classes=["nv", "mel"], point=point
+    )
+    at = table.attrs["operating_point"].loc["site"]
+    assert at.loc["face"].tolist() == [2, 0.5, 1.0] and at.loc["back"].tolist() == [2, 1.0, 0.5]
+    auc = table.attrs["per_class_auc"].loc["site", "mel"]
+    assert auc.to_dict() == {"face": 1.0, "back": 0.75}

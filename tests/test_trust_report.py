@@ -50,8 +50,8 @@ def _audit():
 def test_worst_subgroup_sentence_and_forest():
     audit = _audit()
     text = findings.worst_subgroup(audit)
-    assert text.startswith("Worst subgroup: site = face, balanced accuracy")
-    assert "excludes the overall value" in text and "1 group(s) had too few lesions" in text
+    assert text.startswith("Furthest below the rest of the test set: site = face, balanced")
+    assert "a difference at the 5% level" in text and "1 group(s) had too few lesions" in text
     fig = plots.subgroup_forest(audit, audit.attrs["overall"])
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert "site: ear (small)" in labels and len(labels) == 3
