@@ -230,3 +230,74 @@ def test_real_images_of_different_lesions_are_not_near_duplicates(tmp_path):
         shutil.copy(source, tmp_path / "images" / source.name)
     meta.to_csv(tmp_path / "HAM10000_metadata.csv", index=False)
     assert validate_dataset(tmp_path, "ham10000", progress=False).empty
+
+
+def test_bad_metadata_and_orphan_files_are_named_and_exit_1(clean_ham, tmp_path, capsys):
+    """The subgroup audit splits on age, sex and site: each bad value, and each image file no row
+    names, is a report row naming the image, the column and the value."""
+    meta = pd.read_csv(clean_ham / "HAM10000_metadata.csv")
+    meta.loc[0, "age"] = 250  # line 2
+    meta.loc[1, "sex"] = "M"  # line 3
+    meta.loc[2, "localization"] = "elbow"  # line 4
+    meta.to_csv(clean_ham / "HAM10000_metadata.csv", index=False)
+    orphan = write_jpeg(clean_ham / "HAM10000_images_part_1" / "ISIC_9999999.jpg", size=(80, 64))
+
+    report = validate_dataset(clean_ham, "ham10000", progress=False)
+    assert sorted(report["problem"]) == ["bad_metadata"] * 3 + ["orphan_image"]
+    bad = report[report["problem"] == "bad_metadata"].set_index("row")["detail"]
+    assert f"image {meta.loc[0, 'image_id']}: age '250.0' is not an age" in bad[2]
+    assert f"image {meta.loc[1, 'image_id']}: sex 'M' is not one of" in bad[3]
+    assert "['male', 'female', 'unknown']" in bad[3]
+    assert f"image {meta.loc[2, 'image_id']}: localization 'elbow'" in bad[4]
+    assert report.loc[report["problem"] == "orphan_image", "file"].item() == str(orphan)
+
+    out = tmp_path / "report.csv"
+    assert main(["validate", str(clean_ham), "--report", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "bad_metadata    3" in printed and "ISIC_9999999.jpg" in printed
+    assert len(pd.read_csv(out)) == 4
+
+
+def test_age_rules():
+    from skinlib.data.adapters import _bad_age
+
+    raw = pd.Series(["0", "85.0", "120", None, "125", "-5", "42", "abc"], dtype=object)
+    assert _bad_age(raw).tolist() == [False, False, False, False, True, True, True, True]
+
+
+def test_real_ham10000_metadata_passes_the_metadata_checks():
+    """The fixture is the whole published metadata (10,015 rows, 57 without an age)."""
+    from fixtures.builders import HAM_CSV
+
+    from skinlib.data.adapters import read_source
+
+    table, problems = read_source(HAM_CSV, "ham10000", require_images=False)
+    assert len(table) == 10_015 and table["age"].isna().sum() == 57
+    assert problems == []
+
+
+def test_isic2019_metadata_is_checked(isic2019_folder):
+    meta = isic2019_folder / "ISIC_2019_Training_Metadata.csv"
+    text = meta.read_bytes()
+    text = text.replace(b"ISIC_0000000,45.0,anterior torso", b"ISIC_0000000,47,torso")  # line 2
+    text = text.replace(b"ISIC_0000001,50.0,posterior torso,,male", b"ISIC_0000001,,,,F")
+    meta.write_bytes(text)
+    report = validate_dataset(isic2019_folder, "isic2019", progress=False)
+    bad = report[report["problem"] == "bad_metadata"]
+    assert bad["file"].str.endswith("ISIC_2019_Training_Metadata.csv").all()
+    assert bad["row"].tolist() == [2, 2, 3]
+    details = " | ".join(bad["detail"])
+    assert "image ISIC_0000000: age_approx '47'" in details
+    assert "image ISIC_0000000: anatom_site_general 'torso'" in details
+    assert "image ISIC_0000001: sex 'F'" in details
+
+
+def test_bad_metadata_does_not_stop_loading(clean_ham, caplog):
+    """Training needs no metadata: load_table warns and points at `skinlib validate`."""
+    from skinlib.data import load_table
+
+    meta = pd.read_csv(clean_ham / "HAM10000_metadata.csv")
+    meta.loc[0, "sex"] = "M"
+    meta.to_csv(clean_ham / "HAM10000_metadata.csv", index=False)
+    assert len(load_table(clean_ham, "ham10000")) == 20
+    assert "skinlib validate" in caplog.text and "sex 'M'" in caplog.text

@@ -43,6 +43,27 @@ FORMATS = ("ham10000", "isic2018", "isic2019", "isic2020", "ph2", "folder")
 
 HAM10000_CSV = "HAM10000_metadata.csv"
 HAM10000_COLUMNS = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+# The published vocabularies (all 10,015 rows of the metadata use them), the values the subgroup
+# audit splits on: anything else is a typo that would become a group of its own.
+HAM10000_SEXES = ("male", "female", "unknown")
+HAM10000_SITES = (
+    "abdomen",
+    "acral",
+    "back",
+    "chest",
+    "ear",
+    "face",
+    "foot",
+    "genital",
+    "hand",
+    "lower extremity",
+    "neck",
+    "scalp",
+    "trunk",
+    "upper extremity",
+    "unknown",
+)
+HAM10000_DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
 HAM10000_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
 HAM10000_MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
 ISIC2018_CSV = "ISIC2018_Task3_{split}_GroundTruth.csv"  # split: Test | Validation | Training
@@ -55,6 +76,23 @@ ISIC2019_ONEHOT = [*ISIC2019_COLUMNS, "UNK"]
 ISIC2019_META = "ISIC_2019_Training_Metadata.csv"
 ISIC2019_META_COLUMNS = ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"]
 ISIC2019_IMAGE_DIR = "ISIC_2019_Training_Input"
+ISIC2019_SEXES = ("male", "female")  # empty when not recorded
+ISIC2019_SITES = (
+    "anterior torso",
+    "posterior torso",
+    "lateral torso",
+    "upper extremity",
+    "lower extremity",
+    "head/neck",
+    "palms/soles",
+    "oral/genital",
+)
+# Ages are approximate, in 5-year steps (HAM10000: 0-85, ISIC 2019: 0-85); beyond 120 is a typo.
+AGE_RANGE = (0, 120)
+AGE_STEP = 5
+# Problems that do not stop loading: training needs neither the metadata nor the unlisted files,
+# so they are listed by `skinlib validate` and logged by load_table instead of raised.
+ADVISORY = ("bad_metadata", "orphan_image")
 ISIC2020_CSV = "ISIC_2020_Training_GroundTruth.csv"
 ISIC2020_COLUMNS = [
     "image_name",
@@ -145,6 +183,76 @@ def _row_problems(df, mask, file, kind, detail: Callable[[pd.Series], str]) -> l
     ]
 
 
+def _bad_age(raw: pd.Series) -> pd.Series:
+    """True where an age is recorded but is not a number of years in :data:`AGE_RANGE` in steps
+    of :data:`AGE_STEP` (empty means not recorded, which is allowed)."""
+    age = pd.to_numeric(raw, errors="coerce")
+    low, high = AGE_RANGE
+    return raw.notna() & (age.isna() | (age < low) | (age > high) | (age % AGE_STEP != 0))
+
+
+def _metadata_problems(
+    df: pd.DataFrame,
+    csv: Path,
+    id_column: str,
+    age_column: str,
+    vocabularies: dict[str, tuple[str, ...]],
+) -> list[Problem]:
+    """One ``bad_metadata`` problem per value outside its column's vocabulary or age range.
+
+    The subgroup audit splits on these columns, so a typo (``M``, an age of 250) would silently
+    become a group of its own or fall in a wrong age band. Empty values are allowed (unknown).
+    """
+    low, high = AGE_RANGE
+    problems = _row_problems(
+        df,
+        _bad_age(df[age_column]),
+        csv,
+        "bad_metadata",
+        lambda r: (
+            f"image {r[id_column]}: {age_column} {r[age_column]!r} is not an age in years "
+            f"{low}-{high} in steps of {AGE_STEP}; correct it, or leave it empty if unknown"
+        ),
+    )
+    for column, allowed in vocabularies.items():
+        problems += _row_problems(
+            df,
+            df[column].notna() & ~df[column].isin(allowed),
+            csv,
+            "bad_metadata",
+            lambda r, c=column, a=allowed: (
+                f"image {r[id_column]}: {c} {r[c]!r} is not one of {list(a)}; correct it, or "
+                "leave it empty if unknown"
+            ),
+        )
+    return sorted(problems, key=lambda p: p.row)  # in file order, as the reader meets them
+
+
+def _orphans(folders: list[Path], ids: Iterable[str]) -> list[Problem]:
+    """Image files in ``folders`` that no row names: left out of the dataset without a word."""
+    listed = set(ids)
+    seen: set[Path] = set()
+    problems = []
+    for folder in dict.fromkeys(folders):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in listed:
+                if path.resolve() in seen:
+                    continue
+                seen.add(path.resolve())
+                problems.append(
+                    Problem(
+                        str(path.resolve()),
+                        None,
+                        "orphan_image",
+                        f"image file {path.name} is in the image folder but no row of the label "
+                        "file names it; add its row, or move the file out of the folder",
+                    )
+                )
+    return problems
+
+
 def _attach_paths(
     df, folders: list[Path], csv: Path, problems: list[Problem], where: str | None = None
 ) -> pd.DataFrame:
@@ -162,11 +270,16 @@ def _attach_paths(
             "row (training can skip it: data.skip_bad=true / load_table(skip_missing=True))"
         ),
     )
+    problems += _orphans(folders, df["image_id"])
     return df.assign(path=paths)
 
 
 def _ham_rows(df: pd.DataFrame, csv: Path, problems: list[Problem], source: str) -> pd.DataFrame:
     """Rows with the HAM10000 header (also the archive release of ISIC 2018 Task 3)."""
+    vocabularies = {"sex": HAM10000_SEXES, "localization": HAM10000_SITES}
+    problems += _metadata_problems(
+        df, csv, "image_id", "age", {**vocabularies, "dx_type": HAM10000_DX_TYPES}
+    )
     problems += _row_problems(
         df,
         ~df["dx"].isin(HAM10000_CLASSES),
@@ -247,7 +360,10 @@ def read_isic2019(root: Path, problems: list[Problem], require_images: bool = Tr
     df = df.assign(image_id=df["image"], label=_onehot_labels(df, csv, problems))
     meta_path = root / ISIC2019_META
     if meta_path.is_file():
-        meta = _read_csv(meta_path, ISIC2019_META_COLUMNS).drop(columns="_line")
+        meta = _read_csv(meta_path, ISIC2019_META_COLUMNS)
+        vocabularies = {"sex": ISIC2019_SEXES, "anatom_site_general": ISIC2019_SITES}
+        problems += _metadata_problems(meta, meta_path, "image", "age_approx", vocabularies)
+        meta = meta.drop(columns="_line")
         df = df.merge(meta.drop_duplicates("image"), on="image", how="left")
     for col in ISIC2019_META_COLUMNS[1:]:
         if col not in df.columns:
@@ -538,6 +654,15 @@ def load_table(
     """
     table, problems = read_source(root, format, require_images)
     missing = [p for p in problems if p.problem == "missing_image"]
+    advisory = [p for p in problems if p.problem in ADVISORY]
+    if advisory:
+        log.warning(
+            "%d metadata value(s) or unlisted image file(s) to fix (first: %s); run `skinlib "
+            "validate` for the list",
+            len(advisory),
+            advisory[0].message(),
+        )
+        problems = [p for p in problems if p.problem not in ADVISORY]
     if skip_missing and missing:
         log.warning(
             "skipping %d rows whose image is missing (first: %s)",

@@ -213,7 +213,9 @@ def validate_dataset(
 ) -> pd.DataFrame:
     """Every problem of a dataset, one row each: ``file, row, problem, detail``.
 
-    Checks the label file (columns, labels, one-hot rows, duplicate ids), each image (missing,
+    Checks the label file (columns, labels, one-hot rows, duplicate ids, metadata values outside
+    the format's vocabulary or age range: ``bad_metadata``), image files no row names
+    (``orphan_image``), each image (missing,
     empty, truncated or corrupt, not an image, extreme size or pixel count), byte-identical
     images under different ids and near-duplicates (one picture resized or re-encoded) of
     different lesions. Given ``split_file`` (``skinlib split``'s CSV), a repeated image in two
