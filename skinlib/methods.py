@@ -715,7 +715,8 @@ def _trust_sentence(study: StudyRecord, unit: str) -> str:
     if study.wrote("trust_deferral"):
         parts.append(
             "the threshold for deferring an image to a dermatologist was chosen on validation "
-            f"for a balanced accuracy of {trust.deferral_accuracy:.2f} on the images answered"
+            f"for a balanced accuracy of {trust.deferral_accuracy:.2f}, the recall of the answered "
+            "images averaged over every class (a class never answered counts as 0)"
         )
     if not parts:
         return ""
