@@ -149,3 +149,17 @@ def test_unseen_class_rows_leave_out_the_study_images():
     rows = unseen_class_rows(table, "scc", exclude=["b"], n=10)
     assert sorted(rows["image_id"]) == ["a", "d", "e"]
     assert len(unseen_class_rows(table, "scc", exclude=["b"], n=2)) == 2
+
+
+def test_mahalanobis_uses_ledoit_wolf_on_all_features_when_rank_deficient():
+    """Fewer training rows than dimensions (as 1,000 images of 1,280-d features): the shared
+    covariance is scikit-learn's Ledoit-Wolf estimate of the class-centred features."""
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 10)
+    x = rng.normal(0, 1, (20, 40)) + 3 * y[:, None]
+    m = Mahalanobis().fit(x, y)
+    centred = x - m.means_[y]
+    expected = LedoitWolf(assume_centered=True).fit(centred).precision_
+    np.testing.assert_allclose(m.precision_, expected, rtol=1e-8)
