@@ -243,7 +243,7 @@ def _chosen_score(rows: pd.DataFrame) -> str:
 def unknown_detection(table: pd.DataFrame) -> str:
     """Per kind of unknown input, the chosen score's AUROC and FPR at 95% TPR with intervals;
     for a near unknown with a control, also its AUROC against known classes of its own source
-    (novelty alone), and the control's against test (dataset shift alone).
+    (novelty alone), and the control's against test (dataset shift alone) with the same score.
 
     The score is chosen on validation (:func:`skinlib.ood.detection_table`'s
     ``selection_auroc``), never on the test numbers the sentence reports.
@@ -256,9 +256,12 @@ def unknown_detection(table: pd.DataFrame) -> str:
     on_test = table[table["reference"] == "test"]
     controls = set(table.loc[table["reference"] != "test", "reference"])
     validated = "selection_auroc" in table and table["selection_auroc"].notna().any()
+    chosen = {kind: _chosen_score(rows) for kind, rows in on_test.groupby("unknown", sort=False)}
+    for kind, control in table.loc[table["reference"] != "test", ["unknown", "reference"]].values:
+        chosen[control] = chosen[kind]  # the shift row uses the score its unknowns are judged by
     parts = []
     for kind, rows in on_test.groupby("unknown", sort=False):
-        score = _chosen_score(rows)
+        score = chosen[kind]
         best = rows[rows["score"] == score].iloc[0]
         text = (
             f"{kind}: {score} AUROC {_ci(best, 'auroc')}, "

@@ -20,6 +20,7 @@ unknown lesions (each unknown image its own lesion where the source has no lesio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,17 @@ SCORES = ("msp", "energy", "mahalanobis")
 KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`
 VALIDATION = "validation"  # the validation images of the trained classes: choose the score
 KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
+
+
+@dataclass
+class UnknownInputs:
+    """One kind of input for :func:`detection_table`: its images, their lesion ids (None: each
+    image its own lesion) and, for near unknowns from another dataset, the kind that holds
+    known-class images of that same source (their control for dataset shift)."""
+
+    images: list
+    groups: Sequence | None = None
+    control: str | None = None
 
 
 def msp(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
