@@ -147,7 +147,10 @@ def detection_table(
     With a :data:`VALIDATION` kind (validation images of the trained classes), the score is
     chosen without test: each non-reference kind is halved by lesion (:func:`selection_half`),
     ``selection_auroc`` is validation against the first half, and every reported number uses the
-    other half only, so the choice does not inflate what is reported.
+    other half of that kind only, so the choice does not inflate what is reported (a control
+    kind, as the reference of a novelty row, enters whole: no score was chosen on it there).
+    Halving costs interval width; it buys a choice that test never sees, with no second
+    unknown dataset needed.
 
     Args:
         scores: :func:`unknown_scores` by input kind; ``known`` (the test images) is the
