@@ -255,18 +255,56 @@ def worst_subgroup(table: pd.DataFrame) -> str:
     )
 
 
+def _chosen_score(rows: pd.DataFrame) -> str:
+    """The score a kind is reported with: highest ``selection_auroc`` (validation knowns against
+    a held-out half of the unknowns), or the highest AUROC where there is no selection column."""
+    key = "selection_auroc"
+    if key not in rows or rows[key].isna().all():
+        key = "auroc"
+    return rows.sort_values(key, ascending=False, kind="stable").iloc[0]["score"]
+
+
 def unknown_detection(table: pd.DataFrame) -> str:
-    """Per kind of unknown input, the best score's AUROC and FPR at 95% TPR with intervals.
+    """Per kind of unknown input, the chosen score's AUROC and FPR at 95% TPR with intervals;
+    for a near unknown with a control, also its AUROC against known classes of its own source
+    (novelty alone), and the control's against test (dataset shift alone) with the same score.
+
+    The score is chosen on validation (:func:`skinlib.ood.detection_table`'s
+    ``selection_auroc``), never on the test numbers the sentence reports.
 
     Args:
         table: :meth:`skinlib.study.Study.unknown_detection` rows.
     """
+    if "reference" not in table:
+        table = table.assign(reference="test")
+    on_test = table[table["reference"] == "test"]
+    controls = set(table.loc[table["reference"] != "test", "reference"])
+    validated = "selection_auroc" in table and table["selection_auroc"].notna().any()
+    chosen = {kind: _chosen_score(rows) for kind, rows in on_test.groupby("unknown", sort=False)}
+    for kind, control in table.loc[table["reference"] != "test", ["unknown", "reference"]].values:
+        chosen[control] = chosen[kind]  # the shift row uses the score its unknowns are judged by
     parts = []
-    for kind, rows in table.groupby("unknown", sort=False):
-        best = rows.sort_values("auroc", ascending=False, kind="stable").iloc[0]
-        parts.append(
-            f"{kind}: {best['score']} AUROC {_ci(best, 'auroc')}, "
+    for kind, rows in on_test.groupby("unknown", sort=False):
+        score = chosen[kind]
+        best = rows[rows["score"] == score].iloc[0]
+        text = (
+            f"{kind}: {score} AUROC {_ci(best, 'auroc')}, "
             f"{format_ci(best['fpr'], best['fpr_low'], best['fpr_high'], 2)} accepted at 95% of "
             f"known images kept"
         )
-    return "Unknown-input detection (best score per kind): " + "; ".join(parts) + "."
+        if kind in controls:
+            text += " (known classes from another source: dataset shift alone)"
+        novelty = table[(table["unknown"] == kind) & (table["reference"] != "test")]
+        for _, r in novelty[novelty["score"] == score].iterrows():
+            text += (
+                f"; against {r['reference']} from its own source (novelty alone) AUROC "
+                f"{_ci(r, 'auroc')}"
+            )
+        parts.append(text)
+    how = (
+        "score per kind chosen on validation images and a held-out half of the unknown lesions, "
+        "reported on test and the other half"
+        if validated
+        else "best score per kind"
+    )
+    return f"Unknown-input detection ({how}): " + "; ".join(parts) + "."

@@ -6,25 +6,28 @@ Every score here is an *in-distribution* score: higher = more like the training 
 * ``energy``: ``T * logsumexp(logits / T)`` (Liu et al. 2020), the negative free energy; it uses
   the logits' scale that softmax throws away.
 * ``mahalanobis``: minus the smallest Mahalanobis distance of the penultimate-layer features to a
-  class mean, with one covariance shared by all classes (Lee et al. 2018), fitted on training
-  features. Written out here (a dozen lines of numpy on stored feature arrays, testable on ten
-  rows) rather than through pytorch-ood, whose detector wants the model and a data loader.
+  class mean, with one covariance shared by all classes (Lee et al. 2018), fitted on all training
+  features. The shared covariance is scikit-learn's Ledoit-Wolf estimate: 1,280-dimensional
+  EfficientNet features make the plain estimate near-singular, and Ledoit-Wolf picks the
+  shrinkage from the data instead of a fixed ridge.
 
 Detection is reported as AUROC (unknown vs known; 0.5 = chance) and as the share of unknown images
 accepted when the threshold keeps 95% of known ones (FPR at 95% TPR, knowns as positives, as
 Hendrycks and Gimpel report it), each with a bootstrap interval that resamples known lesions and
-unknown images.
+unknown lesions (each unknown image its own lesion where the source has no lesion ids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 from scipy.special import logsumexp
+from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
 from skinlib.calibration import logits_to_proba
@@ -33,7 +36,19 @@ from skinlib.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
 KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`
+VALIDATION = "validation"  # the validation images of the trained classes: choose the score
 KEEP_KNOWN = 0.95  # the threshold keeps this share of known (validation) images
+
+
+@dataclass
+class UnknownInputs:
+    """One kind of input for :func:`detection_table`: its images, their lesion ids (None: each
+    image its own lesion) and, for near unknowns from another dataset, the kind that holds
+    known-class images of that same source (their control for dataset shift)."""
+
+    images: list
+    groups: Sequence | None = None
+    control: str | None = None
 
 
 def msp(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -51,16 +66,22 @@ class Mahalanobis:
     squared distance to a class mean (higher = closer to a known class).
 
     ``fit(features (N, D), labels (N,))`` learns ``means_`` (C, D) and ``precision_`` (D, D).
+    ``shrinkage=None`` (the default) takes the Ledoit-Wolf covariance of the class-centred
+    features, well-conditioned even when D is close to or above N; a number adds that share of the
+    mean variance to the diagonal of the empirical covariance instead (0: the exact estimate).
     """
 
-    def __init__(self, shrinkage: float = 1e-3):
-        self.shrinkage = shrinkage  # added to the covariance diagonal (x its mean variance)
+    def __init__(self, shrinkage: float | None = None):
+        self.shrinkage = shrinkage
 
     def fit(self, features: np.ndarray, labels: np.ndarray) -> Mahalanobis:
         x, y = np.asarray(features, float), np.asarray(labels, int)
         classes = np.unique(y)
         self.means_ = np.stack([x[y == c].mean(0) for c in classes])
         centred = x - self.means_[np.searchsorted(classes, y)]
+        if self.shrinkage is None:
+            self.precision_ = LedoitWolf(assume_centered=True).fit(centred).precision_
+            return self
         cov = centred.T @ centred / len(x)
         cov += self.shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
         self.precision_ = np.linalg.inv(cov)
@@ -100,32 +121,86 @@ def unknown_scores(
     }
 
 
+def selection_half(groups: Sequence | None, n: int, seed: int = 0) -> np.ndarray:
+    """(n,) True for the images of a random half of the lesions (``groups``; None = each image
+    its own): the unknowns that choose the score, kept apart from those that report it."""
+    codes = np.arange(n) if groups is None else pd.factorize(pd.Series(np.asarray(groups)))[0]
+    order = np.random.default_rng([seed, 7]).permutation(int(codes.max()) + 1 if n else 0)
+    return order[codes] % 2 == 0
+
+
 def detection_table(
     scores: dict[str, dict[str, np.ndarray]],
     known_groups: Sequence | None,
     n_boot: int = 1000,
+    groups: dict[str, Sequence | None] | None = None,
+    controls: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Each kind of unknown input against the known test images, for every score.
+    """Each kind of unknown input against the known test images, for every score; and each
+    unknown kind that has a control (known-class images from its own source) against that.
+
+    A near unknown from another dataset differs from the test images in class *and* source, so
+    its AUROC against test mixes novelty with dataset shift. The control kind's own row (known
+    classes, external, against test) measures the shift alone; the unknown's row against the
+    control (``reference`` = the control kind) measures novelty alone.
+
+    With a :data:`VALIDATION` kind (validation images of the trained classes), the score is
+    chosen without test: each non-reference kind is halved by lesion (:func:`selection_half`),
+    ``selection_auroc`` is validation against the first half, and every reported number uses the
+    other half of that kind only, so the choice does not inflate what is reported (a control
+    kind, as the reference of a novelty row, enters whole: no score was chosen on it there).
+    Halving costs interval width; it buys a choice that test never sees, with no second
+    unknown dataset needed.
 
     Args:
         scores: :func:`unknown_scores` by input kind; ``known`` (the test images) is the
-            reference, every other kind an unknown one.
+            reference, ``validation`` (optional) chooses the score, every other kind is unknown.
         known_groups: lesion ids of the known images (their bootstrap resamples lesions).
+        groups: lesion ids by unknown kind (missing or None: each image its own lesion).
+        controls: unknown kind -> its control kind (a key of ``scores``).
 
     Returns:
-        One row per unknown kind and score: ``unknown, score`` and :func:`detection_report`.
+        One row per kind, reference and score: ``unknown, reference, score, selection_auroc``
+        (NaN without validation) and :func:`detection_report`.
     """
-    rows = [
-        {
+    groups, controls = groups or {}, controls or {}
+    kinds = [k for k in scores if k not in (KNOWN, VALIDATION)]
+    report_half = {
+        k: ~selection_half(groups.get(k), len(scores[k][SCORES[0]]))
+        if VALIDATION in scores
+        else np.ones(len(scores[k][SCORES[0]]), bool)
+        for k in kinds
+    }
+
+    def selection(kind: str, score: str) -> float:
+        if VALIDATION not in scores:
+            return np.nan
+        held = scores[kind][score][~report_half[kind]]
+        return detection_report(scores[VALIDATION][score], held, n_boot=0)["auroc"]
+
+    def row(kind: str, reference: str, score: str) -> dict:
+        ref_groups = known_groups if reference == KNOWN else groups.get(reference)
+        half = report_half[kind]
+        kind_groups = groups.get(kind)
+        kind_groups = None if kind_groups is None else np.asarray(kind_groups)[half]
+        report = detection_report(
+            scores[reference][score],
+            scores[kind][score][half],
+            ref_groups,
+            n_boot,
+            unknown_groups=kind_groups,
+        )
+        name = "test" if reference == KNOWN else reference
+        return {
             "unknown": kind,
+            "reference": name,
             "score": score,
-            **detection_report(scores[KNOWN][score], by_score[score], known_groups, n_boot),
+            "selection_auroc": selection(kind, score),
+            **report,
         }
-        for kind, by_score in scores.items()
-        if kind != KNOWN
-        for score in SCORES
-    ]
-    return pd.DataFrame(rows)
+
+    pairs = [(k, KNOWN) for k in kinds] + [(k, c) for k, c in controls.items()]
+    return pd.DataFrame([row(k, ref, s) for k, ref in pairs for s in SCORES])
 
 
 def unseen_class_rows(
@@ -171,6 +246,7 @@ def detection_report(
     n_boot: int = 1000,
     keep: float = KEEP_KNOWN,
     seed: int = 0,
+    unknown_groups: Sequence | None = None,
 ) -> dict[str, float]:
     """AUROC and FPR at ``keep`` TPR of an in-distribution score, with 95% bootstrap intervals.
 
@@ -178,13 +254,19 @@ def detection_report(
         known: (Nk,) scores of test images of the trained classes.
         unknown: (Nu,) scores of unknown images.
         known_groups: (Nk,) lesion ids of the known images (resampled as lesions).
+        unknown_groups: (Nu,) lesion ids of the unknown images (ISIC 2019 has them): resampled
+            as lesions too, since views of one lesion are not independent; None = one per image.
+        n_boot: 0 gives the point estimates only (intervals NaN).
     """
     k, u = np.asarray(known, float), np.asarray(unknown, float)
     auroc = float(roc_auc_score(np.r_[np.zeros(len(k)), np.ones(len(u))], -np.r_[k, u]))
     ones_k, ones_u = np.ones((1, len(k))), np.ones((1, len(u)))
     fpr = float(_weighted_fpr(k, u, ones_k, ones_u, keep)[0])
+    if n_boot == 0:
+        nan = float("nan")
+        return dict(auroc=auroc, auroc_low=nan, auroc_high=nan, fpr=fpr, fpr_low=nan, fpr_high=nan)
     boot_auc, boot_fpr = [], []
-    unknown_draws = bootstrap_weights(None, len(u), n_boot, seed + 1)
+    unknown_draws = bootstrap_weights(unknown_groups, len(u), n_boot, seed + 1)
     wu_all = np.concatenate(list(unknown_draws))
     start = 0
     for wk in bootstrap_weights(known_groups, len(k), n_boot, seed):

@@ -21,8 +21,8 @@ from skinlib.data import load_table
 from skinlib.data.images import load_image
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
-from skinlib.errors import SkinlibError
-from skinlib.evaluation import ensemble, ensemble_weights, predict_table
+from skinlib.errors import DataError, SkinlibError
+from skinlib.evaluation import ensemble, ensemble_weights, external_set, predict_table
 from skinlib.external import evaluate_external_sets
 from skinlib.metrics import (
     best_on_validation,
@@ -32,7 +32,9 @@ from skinlib.metrics import (
 from skinlib.models import cam_spec
 from skinlib.ood import (
     KNOWN,
+    VALIDATION,
     Mahalanobis,
+    UnknownInputs,
     blank_skin,
     detection_table,
     logits_and_features,
@@ -460,11 +462,17 @@ class Study:
         points = RunFolder(self.run_dir(run)).operating_points()
         return points[0] if points else None
 
-    def unknown_images(self, run: str) -> dict[str, list]:
+    def unknown_images(self, run: str) -> dict[str, UnknownInputs]:
         """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;
         drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
         out any image id of the study's own table), and blank skin with and without heavy
-        artefacts (far)."""
+        artefacts (far).
+
+        On real data the near unknowns come from another dataset, so they differ from the test
+        images in source as well as class: beside them come images of the run's own classes from
+        that source (after the overlap guard of external sets), their control. The demo's
+        SynthDerm unknowns share the test images' generator and need none.
+        """
         trust, synth = self.profile.trust, self.config.data.synth
         classes = self.predictions(run, "val").classes
         n, size = trust.unknown_images, synth.size
@@ -473,43 +481,78 @@ class Study:
         if trust.unknown_class in classes:
             log.info("%s is one of the run's classes: no near-unknown inputs", trust.unknown_class)
         elif trust.unknown_root:
-            out[near] = self._unseen_class_from(trust.unknown_root, trust.unknown_class, n)
-            if not out[near]:
+            out.update(self._unseen_class_from(trust.unknown_root, trust.unknown_class, n, run))
+            if near not in out:
                 log.warning("%s: no %s image outside the study", trust.unknown_root, near)
-                del out[near]
         elif not self.config.data.root:
-            out[near] = unseen_class_images(
-                trust.unknown_class, n, size, synth.difficulty, synth.seed
+            out[near] = UnknownInputs(
+                unseen_class_images(trust.unknown_class, n, size, synth.difficulty, synth.seed)
             )
-        out["blank skin"] = [blank_skin(i, size) for i in range(n)]
-        out["skin with artefacts"] = [blank_skin(n + i, size, artefacts=True) for i in range(n)]
+        out["blank skin"] = UnknownInputs([blank_skin(i, size) for i in range(n)])
+        out["skin with artefacts"] = UnknownInputs(
+            [blank_skin(n + i, size, artefacts=True) for i in range(n)]
+        )
         return out
 
-    def _unseen_class_from(self, root: str, label: str, n: int) -> list:
-        """Up to ``n`` ISIC 2019 images of ``label`` that are not in the study's own table."""
+    def _unseen_class_from(self, root: str, label: str, n: int, run: str) -> dict:
+        """Up to ``n`` ISIC 2019 images of ``label`` not in the study's own table, with their
+        lesion ids, and up to ``n`` ISIC 2019 images of the run's classes that pass the overlap
+        guard of external sets (:func:`skinlib.evaluation.external_set`) as their control."""
         table = load_table(root, "isic2019", skip_missing=True)
         rows = unseen_class_rows(table, label, self.table()["image_id"], n)
-        return [load_image(p) for p in rows["path"]]
+        if rows.empty:
+            return {}
+        near = f"unseen class ({label})"
+        try:
+            loaded = load_model(self.run_dir(run))
+            guarded = external_set(
+                loaded, root, "isic2019", drop_unmapped=True, progress=False, skip_missing=True
+            )
+            known = guarded.table
+        except DataError as err:
+            log.warning("%s: no known-class control for %s (%s)", root, near, err)
+            return {near: UnknownInputs([load_image(p) for p in rows["path"]], rows["group"])}
+        known = known.sample(min(n, len(known)), random_state=0)
+        control = "known classes (ISIC 2019)"
+        return {
+            near: UnknownInputs([load_image(p) for p in rows["path"]], rows["group"], control),
+            control: UnknownInputs([load_image(p) for p in known["path"]], known["group"]),
+        }
 
-    def unknown_detection(self, run: str, unknown: dict[str, list]) -> tuple[pd.DataFrame, dict]:
-        """MSP, energy and Mahalanobis (features fitted on training images) on the test images
-        against each kind of unknown image: AUROC and FPR at 95% TPR with intervals.
+    def unknown_detection(
+        self, run: str, unknown: dict[str, UnknownInputs]
+    ) -> tuple[pd.DataFrame, dict]:
+        """MSP, energy and Mahalanobis (Ledoit-Wolf, fitted on all training features) on the
+        test images against each kind of unknown image, and near unknowns against their
+        known-class control: AUROC and FPR at 95% TPR with lesion intervals.
+
+        The validation images are scored too: :func:`skinlib.ood.detection_table` chooses each
+        kind's score on them and a held-out half of that kind's unknown lesions, and reports on
+        test and the other half.
 
         Returns:
             The table and, per input kind (``known`` first), its calibrated probabilities (for
             the conformal sets of unknown inputs).
         """
         loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
-        rows_of = {s: RunFolder(self.run_dir(run)).split_rows(s) for s in ("train", "test")}
-        train = rows_of["train"].sample(min(len(rows_of["train"]), 1000), random_state=0)
+        rows_of = {s: RunFolder(self.run_dir(run)).split_rows(s) for s in ("train", "val", "test")}
+        train = rows_of["train"]  # all of them: Ledoit-Wolf needs no subsample to stay invertible
         _, train_feats = logits_and_features(loaded, [load_image(p) for p in train["path"]])
         labels = np.array([loaded.classes.index(c) for c in train["label"]])
         maha = Mahalanobis().fit(train_feats, labels)
         test = rows_of["test"]
-        inputs = {KNOWN: [load_image(p) for p in test["path"]], **unknown}
+        inputs = {
+            VALIDATION: [load_image(p) for p in rows_of["val"]["path"]],
+            KNOWN: [load_image(p) for p in test["path"]],
+            **{kind: u.images for kind, u in unknown.items()},
+        }
         scores, probas = {}, {}
         for kind, images in inputs.items():
             logits, feats = logits_and_features(loaded, images)
             scores[kind] = unknown_scores(logits, feats, maha, t)
-            probas[kind] = logits_to_proba(logits, t)
-        return detection_table(scores, test["group"], self.evaluation.n_boot), probas
+            if kind != VALIDATION:
+                probas[kind] = logits_to_proba(logits, t)
+        groups = {kind: u.groups for kind, u in unknown.items()}
+        controls = {kind: u.control for kind, u in unknown.items() if u.control}
+        table = detection_table(scores, test["group"], self.evaluation.n_boot, groups, controls)
+        return table, probas

@@ -77,3 +77,51 @@ def test_cam_scores_best_and_worst_against_chance():
         "inside, 14% by chance); resnet18's in 17% (21%)."
     )
     assert "ROAD" in findings.cam_scores(pd.DataFrame({"road": [0.1]}))
+
+
+def _detection_rows(unknown, reference, score, selection, auroc):
+    return {
+        "unknown": unknown,
+        "reference": reference,
+        "score": score,
+        "selection_auroc": selection,
+        "auroc": auroc,
+        "auroc_low": auroc - 0.05,
+        "auroc_high": auroc + 0.05,
+        "fpr": 0.3,
+        "fpr_low": 0.2,
+        "fpr_high": 0.4,
+    }
+
+
+def test_unknown_detection_reports_the_score_chosen_on_validation_not_on_test():
+    """msp has the higher test AUROC but energy the higher selection AUROC: energy is named."""
+    table = pd.DataFrame(
+        [
+            _detection_rows("blank skin", "test", "msp", 0.70, 0.90),
+            _detection_rows("blank skin", "test", "energy", 0.80, 0.85),
+        ]
+    )
+    text = findings.unknown_detection(table)
+    assert "blank skin: energy AUROC 0.850 [0.800, 0.900]" in text
+    assert "chosen on validation images and a held-out half of the unknown lesions" in text
+
+
+def test_unknown_detection_states_novelty_beside_the_dataset_shift_control():
+    table = pd.DataFrame(
+        [
+            _detection_rows("known classes (isic2019)", "test", "msp", 0.6, 0.70),
+            # the control's own best selection score; it is reported with its unknowns' score
+            _detection_rows("known classes (isic2019)", "test", "energy", 0.9, 0.95),
+            _detection_rows("unseen class (scc)", "test", "msp", 0.8, 0.80),
+            _detection_rows("unseen class (scc)", "known classes (isic2019)", "msp", 0.8, 0.60),
+        ]
+    )
+    text = findings.unknown_detection(table)
+    assert "known classes (isic2019): msp AUROC 0.700 [0.650, 0.750]" in text
+    assert "(known classes from another source: dataset shift alone)" in text
+    assert (
+        "unseen class (scc): msp AUROC 0.800 [0.750, 0.850], 0.30 [0.20, 0.40] accepted at 95% "
+        "of known images kept; against known classes (isic2019) from its own source (novelty "
+        "alone) AUROC 0.600 [0.550, 0.650]"
+    ) in text

@@ -8,12 +8,14 @@ from sklearn.metrics import roc_auc_score
 from skinlib.ood import (
     KNOWN,
     SCORES,
+    VALIDATION,
     Mahalanobis,
     blank_skin,
     detection_report,
     detection_table,
     energy,
     msp,
+    selection_half,
     threshold_for_known,
     unknown_rule,
     unknown_scores,
@@ -149,3 +151,69 @@ def test_unseen_class_rows_leave_out_the_study_images():
     rows = unseen_class_rows(table, "scc", exclude=["b"], n=10)
     assert sorted(rows["image_id"]) == ["a", "d", "e"]
     assert len(unseen_class_rows(table, "scc", exclude=["b"], n=2)) == 2
+
+
+def test_mahalanobis_uses_ledoit_wolf_on_all_features_when_rank_deficient():
+    """Fewer training rows than dimensions (as 1,000 images of 1,280-d features): the shared
+    covariance is scikit-learn's Ledoit-Wolf estimate of the class-centred features."""
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 10)
+    x = rng.normal(0, 1, (20, 40)) + 3 * y[:, None]
+    m = Mahalanobis().fit(x, y)
+    centred = x - m.means_[y]
+    expected = LedoitWolf(assume_centered=True).fit(centred).precision_
+    np.testing.assert_allclose(m.precision_, expected, rtol=1e-8)
+
+
+def test_unknown_images_of_one_lesion_are_resampled_as_one():
+    """Every unknown image a view of one lesion (and the knowns one lesion too): each resample
+    draws that lesion whole, so the interval is the point estimate; per image it would not be."""
+    rng = np.random.default_rng(4)
+    known, unknown = rng.normal(1, 1, 40), rng.normal(0, 1, 30)
+    one = np.zeros(40, int)
+    rep = detection_report(known, unknown, one, n_boot=50, unknown_groups=np.zeros(30, int))
+    assert rep["auroc_low"] == pytest.approx(rep["auroc"]) == pytest.approx(rep["auroc_high"])
+    per_image = detection_report(known, unknown, one, n_boot=50)
+    assert per_image["auroc_low"] < per_image["auroc_high"]
+
+
+def test_control_row_separates_dataset_shift_from_class_novelty():
+    """External knowns and external unknowns share a shift (scores 0..1 vs test 2..3): both are
+    told from test perfectly, but the unknowns are not told from their own source (AUROC 0.5)."""
+    test, external = np.linspace(2, 3, 20), np.linspace(0, 1, 10)
+    scores = {
+        KNOWN: {s: test for s in SCORES},
+        "known classes (isic2019)": {s: external for s in SCORES},
+        "unseen class (scc)": {s: external.copy() for s in SCORES},
+    }
+    table = detection_table(
+        scores, None, n_boot=20, controls={"unseen class (scc)": "known classes (isic2019)"}
+    )
+    vs_test = table[table["reference"] == "test"]
+    assert (vs_test["auroc"] == 1.0).all()
+    assert set(vs_test["unknown"]) == {"known classes (isic2019)", "unseen class (scc)"}
+    novelty = table[table["reference"] == "known classes (isic2019)"]
+    assert novelty["unknown"].unique().tolist() == ["unseen class (scc)"]
+    assert (novelty["auroc"] == 0.5).all()
+
+
+def test_score_is_chosen_on_validation_and_a_held_out_half_of_the_unknowns():
+    """selection_auroc: validation vs one half of the unknown lesions; the reported AUROC: test
+    vs the other half only. Here the halves disagree, so the two numbers differ."""
+    groups = np.arange(40) // 2  # 20 lesions, two views each
+    chosen = selection_half(groups, 40)
+    assert chosen.sum() == 20 and all(len(set(chosen[groups == g])) == 1 for g in range(20))
+    unknown = np.where(chosen, -1.0, 1.5)  # the selection half is easy, the report half is not
+    known = np.linspace(1, 2, 30)
+    scores = {
+        KNOWN: {s: known for s in SCORES},
+        VALIDATION: {s: known for s in SCORES},
+        "blank skin": {s: unknown for s in SCORES},
+    }
+    table = detection_table(scores, None, n_boot=20, groups={"blank skin": groups})
+    assert (table["selection_auroc"] == 1.0).all()
+    expected = detection_report(known, unknown[~chosen], n_boot=0)["auroc"]
+    assert table["auroc"].tolist() == pytest.approx([expected] * len(SCORES))
+    assert expected < 1.0
