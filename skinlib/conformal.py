@@ -379,6 +379,7 @@ def stored_conformal(
     method: str,
     coverage: float,
     unknown: dict | None = None,
+    calibration: str = "lesion-weighted",
 ) -> StoredConformal:
     """The sets a run stores for the app: ``method`` at ``coverage``, marginal, calibrated on the
     validation probabilities at ``temperature`` with each lesion weighing 1 (the guarantee is for
@@ -387,10 +388,15 @@ def stored_conformal(
     Args:
         unknown: the unknown-input rule to store beside the sets
             (:func:`skinlib.ood.unknown_rule`).
+        calibration: :class:`ConformalClassifier`'s; ``grouping`` records which ran.
     """
-    cp = ConformalClassifier(method, coverage).fit(
+    cp = ConformalClassifier(method, coverage, calibration=calibration).fit(
         val.probabilities(temperature), val.labels, val.group
     )
+    grouping = {
+        "lesion-weighted": "lesion weights (each validation lesion weighs 1; asymptotically valid)",
+        "one-image": "one image per validation lesion, seed 0 (finite-sample guarantee)",
+    }[calibration]
     return StoredConformal(
         method=method,
         coverage=coverage,
@@ -398,7 +404,7 @@ def stored_conformal(
         quantiles=[float(q) for q in cp.quantiles_],
         classes=list(val.classes),
         temperature=temperature,
-        grouping="lesion weights (each validation lesion weighs 1)",
+        grouping=grouping,
         unknown=dict(unknown or {}),
     )
 

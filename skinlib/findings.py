@@ -192,7 +192,8 @@ def _in_every_set(classes: pd.DataFrame) -> str:
     if every.empty:
         return ""
     names = ", ".join(f"{c} ({int(n)} lesions)" for c, n in every["calibration_lesions"].items())
-    return f"; {names} enter every set: too few validation lesions calibrate them"
+    verb, pronoun = ("is", "it") if len(every) == 1 else ("are", "them")
+    return f"; {names} {verb} in every set: too few validation lesions calibrate {pronoun}"
 
 
 def deferral(table: pd.DataFrame) -> str:

@@ -293,3 +293,9 @@ def test_one_image_mondrian_sets_agree_with_crepes():
     ).astype(bool)
     assert cp.n_calibration_ == len(np.unique(groups)) < len(cal_y)
     np.testing.assert_array_equal(cp.predict_sets(test_p), ref_sets)
+
+
+def test_stored_conformal_records_which_calibration_ran():
+    stored = stored_conformal(_val_predictions(), 1.0, "lac", 0.8, calibration="one-image")
+    assert "one image per validation lesion" in stored.grouping
+    assert "asymptotically" in stored_conformal(_val_predictions(), 1.0, "lac", 0.8).grouping

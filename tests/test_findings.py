@@ -117,4 +117,4 @@ def test_coverage_says_which_classes_are_in_every_set_for_too_few_lesions():
     )
     text = findings.coverage(table, "lac 90%", "lac Mondrian 90%")
     assert "raise b from 0.700 to 1.000" in text
-    assert "b (5 lesions) enter every set: too few validation lesions calibrate them" in text
+    assert "b (5 lesions) is in every set: too few validation lesions calibrate it" in text
