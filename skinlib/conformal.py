@@ -19,7 +19,11 @@ instead of borrowing nv's.
 **Lesions are not exchangeable images.** Images of one lesion resemble each other, so a lesion
 photographed twenty times counts twenty times in an image-level quantile. With ``groups`` every
 lesion carries weight 1, split evenly over its images, and the quantile is taken on the lesion
-scale: the guarantee is then for a new lesion (which is what a patient brings).
+scale: the guarantee is then for a new lesion (which is what a patient brings). That pooling is
+asymptotically valid; the finite-sample guarantee holds exactly for one image per lesion, which
+``calibration="one-image"`` offers (one image drawn per lesion, seeded). Coverage is reported at
+the same unit (:func:`coverage_table`: each lesion weighs 1). Mondrian weights count each
+(group, class) pair once, so a patient with a melanoma and naevi weighs 1 in each class.
 """
 
 from __future__ import annotations
@@ -74,6 +78,35 @@ def group_weights(groups: Sequence | None, n: int) -> np.ndarray:
     return 1.0 / np.bincount(codes)[codes]
 
 
+def one_image_per_lesion(groups: Sequence, seed: int = 0) -> np.ndarray:
+    """Indices of one randomly drawn image per group (seeded): with them the calibration scores
+    are exchangeable with a new lesion's, so the finite-sample guarantee holds exactly."""
+    codes = pd.factorize(pd.Series(np.asarray(groups)))[0]
+    order = np.random.default_rng(seed).permutation(len(codes))
+    _, first = np.unique(codes[order], return_index=True)
+    return np.sort(order[first])
+
+
+def class_group_weights(groups: Sequence | None, labels: np.ndarray) -> np.ndarray:
+    """Weights so that each (group, class) pair weighs 1: a patient group can hold several
+    classes, and each class's Mondrian quantile must count that patient once, not a fraction."""
+    y = np.asarray(labels)
+    if groups is None:
+        return np.ones(len(y))
+    pairs = pd.Series(np.asarray(groups)).astype(str) + "\x00" + pd.Series(y).astype(str)
+    return group_weights(pairs.to_numpy(), len(y))
+
+
+def min_lesions(coverage: float) -> int:
+    """Fewest calibration lesions giving a finite threshold: ``ceil((n + 1)(1 - a)) <= n``.
+
+    >>> min_lesions(0.9), min_lesions(0.95)
+    (9, 19)
+    """
+    alpha = 1 - coverage
+    return math.ceil((1 - alpha) / alpha - 1e-9)
+
+
 def conformal_quantile(scores: np.ndarray, alpha: float, weights: np.ndarray | None = None):
     """The split-conformal threshold: the ``ceil((n + 1)(1 - alpha))``-th smallest score.
 
@@ -108,6 +141,9 @@ class ConformalClassifier:
         coverage: target coverage ``1 - alpha``, e.g. 0.9.
         mondrian: one quantile per true class (class-conditional coverage).
         lam, k_reg: RAPS regularisation.
+        calibration: ``"lesion-weighted"`` (every image, each lesion weighing 1: asymptotically
+            valid) or ``"one-image"`` (one image drawn per lesion with ``seed``: the exact
+            finite-sample guarantee); ``calibration_`` records which ran.
     """
 
     def __init__(
@@ -117,7 +153,13 @@ class ConformalClassifier:
         mondrian: bool = False,
         lam: float = 0.01,
         k_reg: int = 1,
+        calibration: str = "lesion-weighted",
+        seed: int = 0,
     ):
+        if calibration not in ("lesion-weighted", "one-image"):
+            raise ValueError(f"unknown calibration {calibration!r}")
+        self.calibration = calibration
+        self.seed = seed
         self.method = method
         self.coverage = coverage
         self.mondrian = mondrian
@@ -130,22 +172,38 @@ class ConformalClassifier:
     def fit(self, proba: np.ndarray, labels: np.ndarray, groups: Sequence | None = None):
         """Calibrate on held-out images; ``groups`` (lesion ids) weighs each lesion once."""
         p, y = np.asarray(proba, dtype=float), np.asarray(labels, dtype=int)
+        self.calibration_ = "image-level" if groups is None else self.calibration
+        if groups is not None and self.calibration == "one-image":
+            keep = one_image_per_lesion(groups, self.seed)
+            p, y, groups = p[keep], y[keep], np.asarray(groups)[keep]
         true_scores = self._scores(p)[np.arange(len(y)), y]
-        w = group_weights(groups, len(y))
         alpha = 1 - self.coverage
+        classes = range(p.shape[1])
         if self.mondrian:
-            # Each class keeps its own lesion weights: a lesion belongs to one class.
+            w = class_group_weights(groups, y)
             self.quantiles_ = np.array(
-                [
-                    conformal_quantile(true_scores[y == c], alpha, w[y == c])
-                    for c in range(p.shape[1])
-                ]
+                [conformal_quantile(true_scores[y == c], alpha, w[y == c]) for c in classes]
             )
         else:
+            w = group_weights(groups, len(y))
             self.quantiles_ = np.full(p.shape[1], conformal_quantile(true_scores, alpha, w))
+        cw = class_group_weights(groups, y)
+        self.class_lesions_ = np.array([cw[y == c].sum() for c in classes])
         self.n_calibration_ = int(len(y))
         self.n_groups_ = float(w.sum())
         return self
+
+    def threshold_table(self, classes: Sequence[str]) -> pd.DataFrame:
+        """Per class: threshold, calibration lesions, and whether the class enters every set
+        because too few lesions calibrate it (an infinite threshold)."""
+        return pd.DataFrame(
+            {
+                "threshold": self.quantiles_,
+                "calibration_lesions": np.rint(self.class_lesions_).astype(int),
+                "in_every_set": ~np.isfinite(self.quantiles_),
+            },
+            index=pd.Index(list(classes), name="class"),
+        )
 
     @property
     def quantile_(self) -> float:
@@ -167,12 +225,17 @@ def coverage_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Empirical coverage (share of images whose set holds the true class) and mean set size,
-    overall and per true class, with lesion-bootstrap 95% intervals.
+    """Coverage and mean set size at the calibrated unit, overall and per true class, with
+    lesion-bootstrap 95% intervals.
+
+    Calibration weighs each lesion 1 (the guarantee is per lesion), so coverage is reported the
+    same way: each lesion weighs 1, split over its images. Image averages (``image_coverage``,
+    ``image_mean_size``) sit beside it, labelled: where hard lesions are photographed more often
+    they understate a per-lesion coverage.
 
     Returns:
         Rows ``all`` then each class: ``coverage, coverage_low, coverage_high, mean_size,
-        mean_size_low, mean_size_high, images``.
+        mean_size_low, mean_size_high, image_coverage, image_mean_size, images, lesions``.
     """
     y = np.asarray(labels, dtype=int)
     hit = sets[np.arange(len(y)), y].astype(float)
@@ -184,11 +247,16 @@ def coverage_table(
         if not keep.any():
             continue
         g = None if groups is None else np.asarray(groups)[keep]
-        row = {"class": name, "images": int(keep.sum())}
+        lw = group_weights(g, int(keep.sum()))
+        row = {"class": name, "images": int(keep.sum()), "lesions": int(round(lw.sum()))}
         for metric, v in (("coverage", hit[keep]), ("mean_size", size[keep])):
-            row[metric] = float(v.mean())
+            row[metric] = float(lw @ v / lw.sum())
+            row[f"image_{metric}"] = float(v.mean())
             boots = np.concatenate(
-                [(w @ v) / w.sum(1) for w in bootstrap_weights(g, len(v), n_boot, seed)]
+                [
+                    ((w * lw) @ v) / (w * lw).sum(1)
+                    for w in bootstrap_weights(g, len(v), n_boot, seed)
+                ]
             )
             row[f"{metric}_low"], row[f"{metric}_high"] = np.nanquantile(boots, [0.025, 0.975])
         rows.append(row)
@@ -213,6 +281,7 @@ def conformal_grid(
     coverages: Sequence[float],
     image_level_method: str = "lac",
     n_boot: int = 1000,
+    calibration: str = "lesion-weighted",
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions (lesion
     weights), then on test: coverage and mean set size with lesion-bootstrap intervals.
@@ -221,10 +290,12 @@ def conformal_grid(
 
     Args:
         val, test: the run's predictions; probabilities at ``temperature`` (the run's own).
+        calibration: of the grouped settings (:class:`ConformalClassifier`), recorded per row.
 
     Returns:
         The table (one row per setting and class, ``all`` first; columns of
-        :func:`coverage_table` plus ``method, mondrian, target, setting, grouped``) and the test
+        :func:`coverage_table` plus ``method, mondrian, target, setting, grouped, calibration,
+        threshold, calibration_lesions, in_every_set``) and the test
         sets (N, C) by setting name (:func:`setting_name`).
     """
     vp, tp = val.probabilities(temperature), test.probabilities(temperature)
@@ -234,14 +305,20 @@ def conformal_grid(
     settings += [(image_level_method, c, False, False) for c in coverages]
     rows, sets = [], {}
     for method, coverage, mondrian, grouped in settings:
-        cp = ConformalClassifier(method, coverage, mondrian)
+        cp = ConformalClassifier(method, coverage, mondrian, calibration=calibration)
         cp.fit(vp, val.labels, val.group if grouped else None)
         key = setting_name(method, coverage, mondrian, grouped)
         sets[key] = cp.predict_sets(tp)
         table = coverage_table(sets[key], test.labels, test.classes, test.group, n_boot)
+        table = table.join(cp.threshold_table(test.classes))
         rows.append(
             table.reset_index().assign(
-                method=method, mondrian=mondrian, target=coverage, setting=key, grouped=grouped
+                method=method,
+                mondrian=mondrian,
+                target=coverage,
+                setting=key,
+                grouped=grouped,
+                calibration=cp.calibration_,
             )
         )
     return pd.concat(rows, ignore_index=True), sets
@@ -302,6 +379,7 @@ def stored_conformal(
     method: str,
     coverage: float,
     unknown: dict | None = None,
+    calibration: str = "lesion-weighted",
 ) -> StoredConformal:
     """The sets a run stores for the app: ``method`` at ``coverage``, marginal, calibrated on the
     validation probabilities at ``temperature`` with each lesion weighing 1 (the guarantee is for
@@ -310,10 +388,15 @@ def stored_conformal(
     Args:
         unknown: the unknown-input rule to store beside the sets
             (:func:`skinlib.ood.unknown_rule`).
+        calibration: :class:`ConformalClassifier`'s; ``grouping`` records which ran.
     """
-    cp = ConformalClassifier(method, coverage).fit(
+    cp = ConformalClassifier(method, coverage, calibration=calibration).fit(
         val.probabilities(temperature), val.labels, val.group
     )
+    grouping = {
+        "lesion-weighted": "lesion weights (each validation lesion weighs 1; asymptotically valid)",
+        "one-image": "one image per validation lesion, seed 0 (finite-sample guarantee)",
+    }[calibration]
     return StoredConformal(
         method=method,
         coverage=coverage,
@@ -321,7 +404,7 @@ def stored_conformal(
         quantiles=[float(q) for q in cp.quantiles_],
         classes=list(val.classes),
         temperature=temperature,
-        grouping="lesion weights (each validation lesion weighs 1)",
+        grouping=grouping,
         unknown=dict(unknown or {}),
     )
 

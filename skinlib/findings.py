@@ -156,26 +156,31 @@ def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = N
     ...     "coverage_high": [0.94, 0.99, 0.9], "mean_size": [1.5, 1.4, 2.0],
     ...     "mean_size_low": [1.4, 1.3, 1.8], "mean_size_high": [1.6, 1.5, 2.2]})
     >>> print(coverage(t, "lac 90%"))
-    Conformal sets for 90% (lac 90%, calibrated on validation lesions): test coverage 0.910 [0.880, 0.940], mean set size 1.50 [1.40, 1.60]; least covered class b 0.700 [0.500, 0.900].
+    Conformal sets for 90% (lac 90%, calibrated on validation lesions): test coverage per lesion 0.910 [0.880, 0.940], mean set size 1.50 [1.40, 1.60]; least covered class b 0.700 [0.500, 0.900].
     """
 
-    def part(name: str) -> tuple[pd.Series, pd.Series]:
+    def part(name: str) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
         rows = table[table["setting"] == name].set_index("class")
-        return rows.loc["all"], rows.drop(index="all").sort_values("coverage").iloc[0]
+        classes = rows.drop(index="all")
+        return classes, rows.loc["all"], classes.sort_values("coverage", kind="stable").iloc[0]
 
-    whole, low = part(setting)
+    classes, whole, low = part(setting)
+    image = f" (image average {whole['image_coverage']:.3f})" if "image_coverage" in whole else ""
     text = (
         f"Conformal sets for {whole['target']:.0%} ({setting}, calibrated on validation lesions): "
-        f"test coverage {_ci(whole, 'coverage')}, mean set size "
+        f"test coverage per lesion {_ci(whole, 'coverage')}{image}, mean set size "
         f"{format_ci(whole['mean_size'], whole['mean_size_low'], whole['mean_size_high'], 2)}; "
         f"least covered class {low.name} {_ci(low, 'coverage')}"
     )
     if mondrian_setting:
-        m_whole, m_low = part(mondrian_setting)
+        m_classes, m_whole, _ = part(mondrian_setting)
+        before, after = low["coverage"], m_classes.loc[low.name, "coverage"]
+        verb = "raise" if after > before else "lower" if after < before else "leave"
         text += (
-            f". Class-conditional sets ({mondrian_setting}) raise the least covered class to "
-            f"{m_low.name} {_ci(m_low, 'coverage')} at mean set size {m_whole['mean_size']:.2f}"
+            f". Class-conditional sets ({mondrian_setting}) {verb} {low.name} from "
+            f"{before:.3f} to {after:.3f} at mean set size {m_whole['mean_size']:.2f}"
         )
+        text += _in_every_set(m_classes)
     return text + "."
 
 
@@ -189,6 +194,18 @@ def _silenced(row: pd.Series) -> str:
             f"({row['least_answered_coverage']:.0%} of its images)"
         )
     return ""
+
+
+def _in_every_set(classes: pd.DataFrame) -> str:
+    """The classes in every set because too few validation lesions calibrate them."""
+    if "in_every_set" not in classes:
+        return ""
+    every = classes[classes["in_every_set"].astype(bool)]
+    if every.empty:
+        return ""
+    names = ", ".join(f"{c} ({int(n)} lesions)" for c, n in every["calibration_lesions"].items())
+    verb, pronoun = ("is", "it") if len(every) == 1 else ("are", "them")
+    return f"; {names} {verb} in every set: too few validation lesions calibrate {pronoun}"
 
 
 def deferral(table: pd.DataFrame) -> str:

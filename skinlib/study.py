@@ -384,12 +384,20 @@ class Study:
         preds = self.predictions(run, split)
         return preds, preds.probabilities(self.fitted_temperature(run))
 
-    def conformal_sets(self, run: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    def conformal_sets(
+        self, run: str, calibration: str = "lesion-weighted"
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions, on
         test, and the stored method image by image (:func:`skinlib.conformal.conformal_grid`).
 
+        Args:
+            calibration: ``"lesion-weighted"`` (asymptotically valid) or ``"one-image"`` (one
+                seeded image per lesion: the exact finite-sample guarantee); in the table.
+
         Returns:
-            The table (one row per setting and class, ``all`` first) and the test sets by setting.
+            The table (one row per setting and class, ``all`` first; lesion-weighted coverage,
+            image averages beside it, per-class thresholds and calibration lesions) and the test
+            sets by setting.
         """
         trust = self.profile.trust
         return conformal_grid(
@@ -399,6 +407,7 @@ class Study:
             trust.coverages,
             trust.set_method,
             self.evaluation.n_boot,
+            calibration,
         )
 
     def store_conformal(self, run: str) -> Path:

@@ -8,6 +8,7 @@ import pytest
 from skinlib.conformal import (
     ConformalClassifier,
     StoredConformal,
+    class_group_weights,
     class_scores,
     conformal_grid,
     conformal_quantile,
@@ -15,6 +16,8 @@ from skinlib.conformal import (
     describe_set,
     group_weights,
     load_conformal,
+    min_lesions,
+    one_image_per_lesion,
     save_conformal,
     set_size_counts,
     stored_conformal,
@@ -143,10 +146,15 @@ def test_coverage_table_sizes_and_intervals():
     sets = np.array([[1, 0], [1, 1], [0, 1], [0, 0]], bool)
     labels = np.array([0, 0, 0, 1])
     table = coverage_table(sets, labels, ["a", "b"], groups=["g1", "g1", "g2", "g3"], n_boot=50)
-    assert table.loc["all", "coverage"] == 0.5
-    assert table.loc["a", "coverage"] == pytest.approx(2 / 3)
-    assert table.loc["all", "mean_size"] == 1.0
-    assert table.loc["all", "coverage_low"] <= 0.5 <= table.loc["all", "coverage_high"]
+    # lesions g1 (covered twice), g2 and g3 (missed): 1/3 per lesion, 2/4 per image
+    assert table.loc["all", "coverage"] == pytest.approx(1 / 3)
+    assert table.loc["all", "image_coverage"] == 0.5
+    assert table.loc["a", "coverage"] == pytest.approx(1 / 2)
+    assert table.loc["all", "mean_size"] == pytest.approx((1.5 + 1 + 0) / 3)
+    assert table.loc["all", "image_mean_size"] == 1.0
+    assert (table.loc["all", "images"], table.loc["all", "lesions"]) == (4, 3)
+    low, high = table.loc["all", ["coverage_low", "coverage_high"]]
+    assert low <= 1 / 3 <= high
     assert set_size_counts(sets).tolist() == [1, 2, 1]
 
 
@@ -206,3 +214,88 @@ def test_stored_conformal_is_the_lesion_weighted_marginal_set():
     assert (stored.method, stored.coverage, stored.mondrian) == ("lac", 0.8, False)
     assert stored.classes == CLASSES3 and stored.temperature == 1.0
     assert stored.unknown == {"threshold": 0.4} and "lesion" in stored.grouping
+
+
+def test_coverage_is_reported_per_lesion_where_hard_lesions_have_more_images():
+    # 9 easy lesions of one image, all covered; 1 hard lesion of 6 images, all missed:
+    # per lesion 0.9 (the calibrated unit), per image 9 / 15 = 0.6
+    sets = np.array([[True]] * 9 + [[False]] * 6)
+    groups = [f"e{i}" for i in range(9)] + ["hard"] * 6
+    table = coverage_table(sets, np.zeros(15, int), ["a"], groups, n_boot=200)
+    assert table.loc["all", "coverage"] == pytest.approx(0.9)
+    assert table.loc["all", "image_coverage"] == pytest.approx(0.6)
+    assert table.loc["all", "coverage_low"] < 0.9 < table.loc["all", "coverage_high"] + 1e-12
+
+
+def test_mondrian_counts_each_patient_once_per_class():
+    # 10 patients, each with one melanoma (score 0.5) and nine naevi: with per-patient weights
+    # melanoma would weigh 10 x 1/10 = 1 lesion and get an infinite 90% threshold
+    n = 10
+    labels = np.tile([0] + [1] * 9, n)
+    groups = np.repeat([f"p{i}" for i in range(n)], 10)
+    proba = np.full((10 * n, 2), 0.5)
+    cp = ConformalClassifier("lac", 0.9, mondrian=True).fit(proba, labels, groups)
+    assert np.isfinite(cp.quantiles_[0]) and cp.quantiles_[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(class_group_weights(groups, labels)[labels == 0], 1.0)
+    assert cp.threshold_table(["mel", "nv"])["calibration_lesions"].tolist() == [10, 10]
+
+
+def test_threshold_table_flags_classes_too_rare_to_calibrate():
+    # class 1 has 5 lesions: fewer than the 19 a 95% threshold needs, so it is in every set
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(40, int), np.ones(5, int)]
+    proba = rng.dirichlet([1, 1], size=45)
+    cp = ConformalClassifier("lac", 0.95, mondrian=True).fit(proba, labels, np.arange(45))
+    table = cp.threshold_table(["nv", "df"])
+    assert table["calibration_lesions"].tolist() == [40, 5]
+    assert table["in_every_set"].tolist() == [False, True]
+    assert min_lesions(0.95) == 19 and min_lesions(0.9) == 9
+    assert cp.predict_sets(proba)[:, 1].all()
+
+
+def test_one_image_per_lesion_calibration_draws_one_seeded_image_each():
+    groups = np.array(["a", "a", "a", "b", "c", "c"])
+    keep = one_image_per_lesion(groups, seed=1)
+    assert sorted(groups[keep]) == ["a", "b", "c"]
+    np.testing.assert_array_equal(keep, one_image_per_lesion(groups, seed=1))
+    proba = np.tile([0.6, 0.4], (6, 1))
+    cp = ConformalClassifier("lac", 0.5, calibration="one-image", seed=1)
+    cp.fit(proba, np.zeros(6, int), groups)
+    assert (cp.n_calibration_, cp.calibration_) == (3, "one-image")
+    assert ConformalClassifier().fit(proba, np.zeros(6, int), groups).calibration_ == (
+        "lesion-weighted"
+    )
+
+
+def test_one_image_mondrian_sets_agree_with_crepes():
+    # lesions of several images: the one-image calibration keeps one per lesion, where
+    # crepes' Mondrian classifier (LAC = its hinge score, unsmoothed p-values) must agree.
+    # crepes keeps a class at p-value == alpha, one more order statistic than ceil((n + 1)(1 - a))
+    # where (n + 1) * alpha is a whole number, so no class may have n + 1 a multiple of 10
+    crepes = pytest.importorskip("crepes")
+    rng = np.random.default_rng(5)
+    cal_p, cal_y = _exchangeable(rng, 600)
+    groups = rng.integers(0, 250, size=600)  # about 2.4 images per lesion
+    test_p, _ = _exchangeable(rng, 300)
+    cp = ConformalClassifier("lac", 0.9, mondrian=True, calibration="one-image", seed=1)
+    cp.fit(cal_p, cal_y, groups)
+    keep = one_image_per_lesion(groups, seed=1)
+    kp, ky = cal_p[keep], cal_y[keep]
+    assert ((np.bincount(ky) + 1) % 10 != 0).all()
+    ref = crepes.ConformalClassifier().fit(1 - kp[np.arange(len(ky)), ky], bins=ky)
+    ref_sets = np.column_stack(
+        [
+            ref.predict_set(
+                1 - test_p[:, [k]], bins=np.full(len(test_p), k), confidence=0.9, smoothing=False
+            )[:, 0]
+            for k in range(test_p.shape[1])
+        ]
+    ).astype(bool)
+    assert cp.n_calibration_ == len(np.unique(groups)) < len(cal_y)
+    np.testing.assert_array_equal(cp.predict_sets(test_p), ref_sets)
+
+
+def test_stored_conformal_records_which_calibration_ran():
+    stored = stored_conformal(_val_predictions(), 1.0, "lac", 0.8, calibration="one-image")
+    assert "one image per validation lesion" in stored.grouping
+    assert "asymptotically" in stored_conformal(_val_predictions(), 1.0, "lac", 0.8).grouping

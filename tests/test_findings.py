@@ -125,3 +125,44 @@ def test_unknown_detection_states_novelty_beside_the_dataset_shift_control():
         "of known images kept; against known classes (isic2019) from its own source (novelty "
         "alone) AUROC 0.600 [0.550, 0.650]"
     ) in text
+
+
+def _coverage_rows(setting, cov, size, every=(False, False, False), lesions=(95, 40, 5)):
+    return [
+        {
+            "setting": setting,
+            "class": name,
+            "target": 0.9,
+            "coverage": c,
+            "coverage_low": c - 0.05,
+            "coverage_high": c + 0.05,
+            "image_coverage": c - 0.1,
+            "mean_size": size,
+            "mean_size_low": size - 0.1,
+            "mean_size_high": size + 0.1,
+            "in_every_set": e,
+            "calibration_lesions": n,
+        }
+        for name, c, e, n in zip(["all", "a", "b"], cov, every, lesions, strict=True)
+    ]
+
+
+def test_coverage_words_the_mondrian_change_from_the_computed_numbers():
+    # Mondrian lowers the marginal least-covered class b (0.70 -> 0.60): no "raise"
+    table = pd.DataFrame(
+        _coverage_rows("lac 90%", [0.9, 0.95, 0.7], 1.5)
+        + _coverage_rows("lac Mondrian 90%", [0.9, 0.55, 0.6], 1.8)
+    )
+    text = findings.coverage(table, "lac 90%", "lac Mondrian 90%")
+    assert "raise" not in text and "lower b from 0.700 to 0.600" in text
+    assert "per lesion 0.900 [0.850, 0.950] (image average 0.800)" in text
+
+
+def test_coverage_says_which_classes_are_in_every_set_for_too_few_lesions():
+    table = pd.DataFrame(
+        _coverage_rows("lac 90%", [0.9, 0.95, 0.7], 1.5)
+        + _coverage_rows("lac Mondrian 90%", [0.9, 0.9, 1.0], 1.8, every=(False, False, True))
+    )
+    text = findings.coverage(table, "lac 90%", "lac Mondrian 90%")
+    assert "raise b from 0.700 to 1.000" in text
+    assert "b (5 lesions) is in every set: too few validation lesions calibrate it" in text
