@@ -31,11 +31,17 @@ install: $(STAMP) ## create .venv and install skinlib with its dev tools
 demo: $(STAMP) ## run the whole study on the embedded SynthDerm dataset (PROFILE=params/demo.yaml)
 	$(SKINLIB) pipeline --profile $(PROFILE)
 
-test: $(STAMP) ## run the test suite
-	$(PY) -m pytest --durations=30
+# The suite runs on WORKERS pytest-xdist processes (WORKERS=0: one process, for a debugger).
+# --dist loadgroup keeps each module that shares one costly fixture (the smoke study, a server)
+# on one worker and spreads every other test over all of them.
+WORKERS ?= 2
+XDIST = -n $(WORKERS) --dist loadgroup
 
-test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -m "not slow"
+test: $(STAMP) ## run the whole test suite, with the 30 slowest tests listed
+	$(PY) -m pytest $(XDIST) --durations=30
+
+test-fast: $(STAMP) ## the edit-test loop: every test not marked slow or browser
+	$(PY) -m pytest $(XDIST) -m "not slow and not browser"
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -1,17 +1,26 @@
-"""Shared fixtures: tiny image folders in the real datasets' layouts (see fixtures/builders.py)."""
+"""Shared fixtures: tiny image folders in the real datasets' layouts (see fixtures/builders.py)
+and the session's one tiny trained run (see fixtures/runs.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-from fixtures.builders import (  # noqa: F401  (FIXTURES, write_jpeg: `from conftest import ...`)
+# Under pytest-xdist (``make test``: two workers) each worker gets its share of the cores, so
+# two workers' PyTorch and BLAS threads do not fight over two cores. Set before torch loads.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
+
+import pytest  # noqa: E402
+from fixtures.builders import (  # noqa: E402, F401  (FIXTURES, write_jpeg: `from conftest import ...`)
     FIXTURES,
     make_ham10000_folder,
     make_isic2019_folder,
     make_isic2020_folder,
     write_jpeg,
 )
+from fixtures.runs import build_tiny_run, built_once, copy_run  # noqa: E402
 
 
 @pytest.fixture
@@ -30,3 +39,16 @@ def isic2019_folder(tmp_path) -> Path:
 def isic2020_folder(tmp_path) -> Path:
     """ISIC 2020 layout: fixture ground truth and one JPEG per row in train/."""
     return make_isic2020_folder(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The session's tiny trained run, trained once for all workers. Read only: a test that
+    changes files takes :func:`tiny_run` or its own :func:`copy_run`."""
+    return built_once(tmp_path_factory, "tiny_run", build_tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(trained_run, tmp_path_factory) -> Path:
+    """This worker's copy of the trained run (a test that changes a file puts it back)."""
+    return copy_run(trained_run, tmp_path_factory.mktemp("tiny_run"))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_jpeg
+from fixtures.runs import build_tiny_run
 from PIL import Image
 
 from skinlib import app, inference
@@ -22,76 +23,7 @@ from skinlib.data.images import load_image
 from skinlib.errors import DataError
 from skinlib.inference import Predictor
 from skinlib.io import write_json
-from skinlib.predictions import Predictions
 from skinlib.runs import RunFolder
-
-POSITIVE = ["mel"]
-
-
-def build_tiny_run(root: Path, task: str = "multiclass") -> Path:
-    """Train a run once per session as the study would, with its calibration and threshold files.
-
-    One epoch of resnet18 (no pretrained weights) on 42 SynthDerm images (96 px, fed at 48 px);
-    then the temperature is fitted on the validation predictions and a 90%-specificity operating
-    point for melanoma is chosen there, with the calibration and threshold modules of the study.
-    """
-    from skinlib.calibration import TemperatureScaler
-    from skinlib.config import Config, apply_overrides
-    from skinlib.data import load_table
-    from skinlib.data.splits import make_split
-    from skinlib.data.synthetic import generate
-    from skinlib.thresholds import operating_point, positive_score, positive_truth
-    from skinlib.training import train
-
-    run = root / "experiments" / "app" / task
-    if RunFolder(run).thresholds_file().is_file():
-        return run  # built earlier in this session (the browser test shares it)
-    data = root / "synthderm"
-    if not (data / "HAM10000_metadata.csv").is_file():
-        generate(data, n=42, seed=0, size=96, balanced=True, workers=1, progress=False)
-    table = make_split(load_table(data, "ham10000"), 0.3, 0.3, seed=0)
-    overrides = [
-        f"run={task}", "study=app", f"data.task={task}", "data.image_size=48", "data.cache=false",
-        "data.num_workers=0", "train.epochs=1", "train.batch_size=8", "train.device=cpu",
-    ]  # fmt: skip
-    if task == "binary":
-        from skinlib.data.classes import to_binary
-
-        table = to_binary(table, POSITIVE)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SKINLIB_EXPERIMENTS", str(root / "experiments"))
-        env.setenv("SKINLIB_CACHE", str(root / "cache"))
-        run = train(apply_overrides(Config(), overrides), table, progress=False)
-    folder = RunFolder(run)
-    val = folder.predictions("val")
-    temperature = TemperatureScaler().fit(val.logits, val.labels).temperature_
-    folder.write_temperature(temperature)
-    score = positive_score(val.probabilities(temperature), val.classes, POSITIVE)
-    truth = positive_truth(val.labels, val.classes, POSITIVE)
-    point = operating_point(truth, score, None, None, POSITIVE, "specificity", 0.9, temperature)
-    write_conformal(run, val, temperature)
-    folder.write_operating_points([point])  # last: marks the run as complete
-    return run
-
-
-def write_conformal(run: Path, val: Predictions, temperature: float) -> None:
-    """90% LAC sets and the unknown threshold fitted on validation, as step 08 stores them."""
-    from skinlib.conformal import ConformalClassifier, StoredConformal
-    from skinlib.ood import threshold_for_known
-
-    proba = val.probabilities(temperature)
-    cp = ConformalClassifier("lac", 0.9).fit(proba, val.labels, val.group)
-    unknown = {"score": "msp", "threshold": threshold_for_known(proba.max(1)), "keeps_known": 0.95}
-    stored = StoredConformal(
-        "lac", 0.9, False, list(cp.quantiles_), val.classes, temperature, "lesion weights",
-        unknown=unknown,
-    )  # fmt: skip
-    RunFolder(run).write_conformal(stored)
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    return build_tiny_run(tmp_path_factory.getbasetemp() / "app")
 
 
 @pytest.fixture(scope="session")

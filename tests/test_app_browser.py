@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from conftest import write_jpeg
 from PIL import Image
-from test_app import build_tiny_run
 
 from skinlib.data.classes import class_name
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.xdist_group("app_browser"),  # one worker: one server for the module
     pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which("chromium") is None,
@@ -83,8 +83,8 @@ def running_server(command: list[str], url: str, log: Path, **popen):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return build_tiny_run(tmp_path_factory.getbasetemp() / "app")
+def run_dir(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fixtures.runs import copy_run
 from PIL import Image
-from test_app import build_tiny_run
 
 from skinlib.calibration import logits_to_proba
 from skinlib.cli import main
@@ -29,8 +29,8 @@ from skinlib.runs import RunFolder, load_model
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return build_tiny_run(tmp_path_factory.mktemp("evalrun"))
+def run(trained_run, tmp_path_factory):
+    return copy_run(trained_run, tmp_path_factory.mktemp("evalrun"))
 
 
 @pytest.fixture(autouse=True)
@@ -195,7 +195,7 @@ def test_external_validation_maps_classes(run, tmp_path):
 
 
 def run_data(run: Path) -> Path:
-    """The SynthDerm folder the tiny run was trained on (see test_app.build_tiny_run)."""
+    """The SynthDerm folder the tiny run was trained on (see fixtures.runs.build_tiny_run)."""
     return run.parents[2] / "synthderm"
 
 

@@ -388,13 +388,13 @@ def test_profile_external_sets(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from test_app import build_tiny_run
+def run(trained_run, tmp_path_factory):
+    from fixtures.runs import copy_run
 
-    return build_tiny_run(tmp_path_factory.mktemp("formatsrun"))
+    return copy_run(trained_run, tmp_path_factory.mktemp("formatsrun"))
 
 
-@pytest.mark.slow  # trains a tiny run once per module
+@pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
 def test_evaluate_cli_on_ph2(run, tmp_path, capsys):
     root = make_ph2_folder(tmp_path / "data", labels=("txt",))
     out = tmp_path / "out"
@@ -412,7 +412,7 @@ def test_evaluate_cli_on_ph2(run, tmp_path, capsys):
     assert report["operating_point"]["sensitivity"] == pytest.approx(pvr["sensitivity"])
 
 
-@pytest.mark.slow  # trains a tiny run once per module
+@pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
 def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, capsys):
     root = make_isic2018_folder(tmp_path / "data", "archive")
     (root / "ISIC2018_Task3_Test_Images" / "ISIC_0034529.jpg").unlink()
@@ -426,7 +426,7 @@ def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, ca
     assert report["external"]["groups"] == "lesion" and report["external"]["missing_classes"] == []
 
 
-@pytest.mark.slow  # trains a tiny run once per module
+@pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
 def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
     from skinlib.external import evaluate_external_sets
     from skinlib.profile import EvaluationSettings
