@@ -463,6 +463,16 @@ def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
     assert "validation balanced accuracy per epoch" in row
 
 
+def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_dirs):
+    file = study_dirs()
+    write_tables("mini", "comparison")  # 07 ran, 05 did not
+    methods.write_methods(file)
+    assert "tab:comparison" in _claim_row(38) and "tab:operating_points" not in _claim_row(38)
+    write_tables("mini", "operating_points")
+    methods.write_methods(file)
+    assert "Tables~\\ref{tab:comparison}, \\ref{tab:operating_points}" in _claim_row(38)
+
+
 def test_the_external_auc_column_says_which_probabilities_it_scored():
     from skinlib.external import external_for_reading
 
