@@ -6,11 +6,16 @@ log-likelihood, divides the logits and leaves the ranking (accuracy, AUC) unchan
 2017). The binned errors follow netcal's conventions, so the numbers can be checked against it:
 equal-width bins closed on the left, ``[k/B, (k+1)/B)`` with the last bin closed, top-label
 confidence for a multi-class model, the positive-class probability for a binary one.
+
+On test every error comes with a percentile interval from the bootstrap that resamples lesions
+(:func:`skinlib.metrics.grouped_intervals`): the errors are written as sums over images with
+weights, so a resample is a row of weights and a batch of resamples a few matrix products.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +24,8 @@ from scipy.special import log_expit, log_softmax, softmax
 from sklearn.base import BaseEstimator
 from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.utils.validation import check_is_fitted
+
+from skinlib.metrics import grouped_intervals
 
 log = logging.getLogger(__name__)
 
@@ -207,23 +214,166 @@ class TemperatureScaler(BaseEstimator):
         return logits_to_proba(self.transform_logits(logits))
 
 
+# --- weighted errors: one row of image weights per bootstrap resample -------------------------
+
+
+def _weighted_gaps(conf: np.ndarray, hit: np.ndarray, weights: np.ndarray, n_bins: int):
+    """Per weight row and bin: the weight in the bin and |sum of hits - sum of confidences|,
+    (B, K) each; divided by the bin's weight, the gap is |accuracy - confidence|."""
+    cells = np.eye(n_bins)[bin_index(conf, n_bins)]  # (N, K): each image's bin
+    count = weights @ cells
+    gap = np.abs(weights @ (cells * hit[:, None]) - weights @ (cells * conf[:, None]))
+    return count, gap
+
+
+def _weighted_ece(conf, hit, weights, n_bins) -> np.ndarray:
+    count, gap = _weighted_gaps(conf, np.asarray(hit, float), weights, n_bins)
+    return gap.sum(1) / count.sum(1)
+
+
+def weighted_calibration_errors(
+    y: np.ndarray, proba: np.ndarray, weights: np.ndarray, n_bins: int = N_BINS
+) -> dict[str, np.ndarray]:
+    """:func:`calibration_errors` for every row of image weights: ``{name: (B,)}``.
+
+    A row of integer weights is a bootstrap resample (weight = times drawn) and gives the errors
+    of the resample written out image by image; a row of ones gives the set's own errors.
+
+    Args:
+        y: (N,) class indices.
+        proba: (N, C) probabilities (binary: (N, 2)).
+        weights: (B, N) image weights.
+    """
+    y, p, w = np.asarray(y, int), np.asarray(proba, float), np.atleast_2d(weights)
+    conf, hit = confidence_and_hit(y, p)
+    count, gap = _weighted_gaps(conf, hit.astype(float), w, n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mce = np.where(count > 0, gap / count, -np.inf).max(1)
+    onehot = np.eye(p.shape[1])[y]
+    eps = np.finfo(float).eps  # scikit-learn's log loss clips to [eps, 1 - eps] the same way
+    per_image_nll = -np.log(np.clip(p[np.arange(len(y)), y], eps, 1 - eps))
+    per_image_brier = ((onehot - p) ** 2).sum(1) * (0.5 if p.shape[1] == 2 else 1.0)
+    total = w.sum(1)
+    classwise = [_weighted_ece(p[:, c], y == c, w, n_bins) for c in range(p.shape[1])]
+    return {
+        "ece": gap.sum(1) / total,
+        "mce": mce,
+        "classwise_ece": np.mean(classwise, axis=0),
+        "nll": w @ per_image_nll / total,
+        "brier": w @ per_image_brier / total,
+    }
+
+
+def calibration_errors_ci(
+    y: np.ndarray,
+    proba: np.ndarray,
+    groups: Sequence | None,
+    n_boot: int = 1000,
+    n_bins: int = N_BINS,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, float]:
+    """:func:`calibration_errors` with percentile intervals from resampled lesions.
+
+    The binned errors (ECE, MCE, classwise ECE) are biased upwards in small samples and every
+    resample inherits the bias, so for a well-calibrated model their interval can lie above the
+    value itself; NLL and Brier score are plain means and have no such bias.
+
+    Args:
+        y: (N,) class indices.
+        proba: (N, C) probabilities (binary: (N, 2)).
+        groups: (N,) lesion (or patient) id per image; None treats images as independent.
+        n_boot: number of resamples.
+
+    Returns:
+        ``ece, ece_low, ece_high, mce, ...`` for each error of :func:`calibration_errors`.
+    """
+    errors = calibration_errors(y, proba, n_bins)
+    ci = grouped_intervals(
+        lambda w: weighted_calibration_errors(y, proba, w, n_bins),
+        groups,
+        len(y),
+        n_boot,
+        alpha,
+        seed,
+    )
+    return _with_intervals(errors, ci)
+
+
+def _with_intervals(errors: dict[str, float], ci: dict | None = None) -> dict[str, float]:
+    """``name, name_low, name_high`` per error; NaN bounds where no interval was computed."""
+    out = {}
+    for name, value in errors.items():
+        low, high = ci[name] if ci else (np.nan, np.nan)
+        out |= {name: value, f"{name}_low": low, f"{name}_high": high}
+    return out
+
+
 def calibration_report(
     val_logits: np.ndarray,
     val_y: np.ndarray,
     test_logits: np.ndarray,
     test_y: np.ndarray,
     n_bins: int = N_BINS,
+    test_groups: Sequence | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, float]:
     """Errors before and after temperature scaling (fitted on validation), on val and test.
 
+    The test errors carry 95% intervals from ``n_boot`` resamples of ``test_groups`` (lesions);
+    the validation rows have none (NaN): validation fitted the temperature, so its errors after
+    scaling describe the fit, not new lesions.
+
+    Args:
+        test_groups: (N_test,) lesion id per test image; None treats images as independent.
+
     Returns:
         (table with one row per split x stage (``before``/``after``) and the columns
-        ``split, stage, temperature, ece, mce, classwise_ece, nll, brier``; fitted temperature).
+        ``split, stage, temperature`` and ``ece, mce, classwise_ece, nll, brier``, each with
+        ``_low``/``_high``; fitted temperature).
     """
     scaler = TemperatureScaler().fit(val_logits, val_y)
     rows = []
     for split, z, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
         for stage, t in (("before", 1.0), ("after", scaler.temperature_)):
-            errors = calibration_errors(y, logits_to_proba(z, t), n_bins)
+            proba = logits_to_proba(z, t)
+            if split == "test":
+                errors = calibration_errors_ci(y, proba, test_groups, n_boot, n_bins, seed=seed)
+            else:
+                errors = _with_intervals(calibration_errors(y, proba, n_bins))
             rows.append({"split": split, "stage": stage, "temperature": t, **errors})
     return pd.DataFrame(rows), scaler.temperature_
+
+
+ERROR_NAMES = {  # calibration_errors key -> the name a reader sees
+    "ece": "ECE",
+    "mce": "MCE",
+    "classwise_ece": "classwise ECE",
+    "nll": "NLL",
+    "brier": "Brier score",
+}
+
+
+def calibration_table(report: pd.DataFrame) -> pd.DataFrame:
+    """:func:`calibration_report` rows (with a ``model`` column) as the thesis shows them: one
+    row per model and error, its validation and test values before and after scaling side by
+    side, the test ones with their intervals (``test_before``/``test_after`` with ``_low`` and
+    ``_high``). Five errors with intervals in one row each would not fit a page.
+    """
+    rows = []
+    for model, part in report.groupby("model", sort=False):
+        at = part.set_index(["split", "stage"])
+        for key, name in ERROR_NAMES.items():
+            row = {
+                "model": model,
+                "error": name,
+                "temperature": at.loc[("val", "after"), "temperature"],
+            }
+            row |= {f"val_{s}": at.loc[("val", s), key] for s in ("before", "after")}
+            for s in ("before", "after"):
+                test = at.loc[("test", s)]
+                row |= {f"test_{s}": test[key]}
+                row |= {f"test_{s}_{b}": test[f"{key}_{b}"] for b in ("low", "high")}
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -595,33 +595,47 @@ def _calibration_metrics_sentence(study: StudyRecord) -> str:
     )
 
 
+CALIBRATION_METRICS = (
+    "the calibration metrics (ECE, MCE, classwise ECE, negative log-likelihood, Brier score)"
+)
+COMPARISON_ECE = "the ECE shown in the model comparison"
+
+
 def _interval_sentence(study: StudyRecord, unit: str) -> str:
-    """Which test metrics carry a grouped-bootstrap interval and which are point estimates:
-    the headline metrics (07's comparison), 08's sets, deferral and subgroups; not calibration,
-    AURC or the map scores."""
+    """Which test metrics carry a grouped-bootstrap interval and which are point estimates: the
+    headline metrics (07's comparison); 04's calibration errors, 08's AURC and 06's map scores
+    where their tables hold ``_low``/``_high`` columns; 08's sets, deferral, subgroups and
+    unknown inputs. The ECE that 07's comparison repeats has no interval of its own."""
     if not study.wrote("comparison"):
         return ""
-    trust = [
-        words
-        for table, words in (
-            ("trust_conformal", "the conformal coverage and mean set size"),
-            ("trust_deferral", "the deferral results"),
-            ("trust_subgroups", "the balanced accuracy per subgroup"),
-            ("trust_unknown", "the unknown-input detection"),
-        )
-        if study.wrote(table)
+    calibration = {"test_before", "test_after"} <= study.intervals("calibration")
+    tables = (  # (table, whether it holds intervals, what it reports)
+        ("trust_conformal", True, "the conformal coverage and mean set size"),
+        ("trust_deferral", True, "the deferral results"),
+        ("trust_subgroups", True, "the balanced accuracy per subgroup"),
+        ("trust_unknown", True, "the unknown-input detection"),
+        (
+            "trust_aurc",
+            "aurc" in study.intervals("trust_aurc"),
+            "the area under the risk-coverage curve",
+        ),
+        ("xai_scores", bool(study.intervals("xai_scores")), "the Grad-CAM scores"),
+    )
+    also = [f"{CALIBRATION_METRICS} before and after scaling"] if calibration else []
+    also += [words for table, ci, words in tables if ci and study.wrote(table)]
+    # 07's comparison repeats the ECE without an interval; 04's table may hold the rest
+    point = [
+        CALIBRATION_METRICS if study.wrote("calibration") and not calibration else COMPARISON_ECE
     ]
-    point = ["the calibration metrics (ECE, MCE, negative log-likelihood, Brier score)"]
-    point += ["the area under the risk-coverage curve"] if study.wrote("trust_aurc") else []
-    point += ["the Grad-CAM scores"] if study.wrote("xai_scores") else []
-    also = f"; so do {_and(trust)}" if trust else ""
+    point += [words for table, ci, words in tables if not ci and study.wrote(table)]
+    verb = "is a point estimate" if len(point) == 1 else "are point estimates"
     return (
         "On the test set, balanced accuracy, accuracy, macro F1 and macro AUC carry 95% "
         f"percentile bootstrap intervals{_cite('efron1979bootstrap', 'efron1993introduction')} "
         f"from {fmt(study.profile.evaluation.n_boot)} resamples of {unit}s (all images of a "
-        f"resampled {unit} enter together, as images of one {unit} are not independent){also}; "
-        f"{_and(point)} {'is a point estimate' if len(point) == 1 else 'are point estimates'} "
-        "without an interval."
+        f"resampled {unit} enter together, as images of one {unit} are not independent)"
+        + (f"; so do {_and(also)}" if also else "")
+        + f"; {_and(point)} {verb} without an interval."
     )
 
 

@@ -12,7 +12,7 @@ products. The weighted metrics equal scikit-learn's on the expanded resample (te
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -296,6 +296,32 @@ def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
         return np.nan, np.nan
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def grouped_intervals(
+    statistics: Callable[[np.ndarray], dict[str, np.ndarray]],
+    groups: Sequence | None,
+    n: int,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of any statistics that take image weights, resampling groups.
+
+    For metrics outside :data:`METRICS` (calibration errors, AURC): ``statistics`` maps a (b, N)
+    block of resamples (:func:`bootstrap_weights`) to ``{name: (b,)}``; resamples where a
+    statistic is undefined (NaN) are left out of its percentiles.
+
+    Args:
+        groups: (N,) lesion (or patient) id per image; None treats images as independent.
+        n: the number of images N.
+
+    Returns:
+        ``{name: (low, high)}``.
+    """
+    chunks = [statistics(w) for w in bootstrap_weights(groups, n, n_boot, seed)]
+    names = chunks[0] if chunks else {}
+    return {k: _interval(np.concatenate([c[k] for c in chunks]), alpha) for k in names}
 
 
 def bootstrap_ci(

@@ -369,18 +369,23 @@ def set_size_bars(counts: dict[str, pd.Series], ax=None):
     return fig
 
 
-def subgroup_forest(table: pd.DataFrame, overall: float, ax=None, label: str = "balanced accuracy"):
-    """Each subgroup's metric with its 95% interval, grouped by attribute; small groups hollow
-    and marked, the whole-test-set value as a dashed line."""
+def subgroup_forest(table: pd.DataFrame, ax=None, label: str = "balanced accuracy"):
+    """What the subgroup audit tests: each group's metric minus that of the rest of the test set
+    (:func:`skinlib.subgroups.subgroup_table`'s ``difference`` with its 95% interval), grouped by
+    attribute, against a zero line (no difference); small groups hollow and marked."""
     fig, ax = _axes(ax, (COLUMN_WIDTH, 0.18 * len(table) + 0.8))
     rows = table.iloc[::-1].reset_index(drop=True)
     y = np.arange(len(rows))
     colours = {a: palette()[i % 10] for i, a in enumerate(table["attribute"].unique())}
+    ax.axvline(0, color="0.5", lw=0.8, ls="--")
     for i, r in rows.iterrows():
         ax.errorbar(
-            r["value"],
+            r["difference"],
             y[i],
-            xerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]],
+            xerr=[
+                [r["difference"] - r["difference_low"]],
+                [r["difference_high"] - r["difference"]],
+            ],
             fmt="o",
             ms=3.5,
             capsize=1.5,
@@ -392,6 +397,5 @@ def subgroup_forest(table: pd.DataFrame, overall: float, ax=None, label: str = "
         for _, r in rows.iterrows()
     ]
     ax.set_yticks(y, names)
-    ax.axvline(overall, color="0.5", lw=0.8, ls="--")
-    ax.set_xlabel(f"{label} (95% CI); dashed: all test images")
+    ax.set_xlabel(f"difference in {label}\n(group minus the rest of the test set, 95% CI)")
     return fig

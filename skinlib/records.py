@@ -62,13 +62,18 @@ class StudyRecord:
     strategies: dict[str, RunRecord] = field(default_factory=dict)  # imbalance arm -> run
     missing: list[str] = field(default_factory=list)  # runs the profile names but none complete
     ensemble: dict | None = None  # ensemble.json of the ensemble run (07)
-    tables: frozenset[str] = (
-        frozenset()
-    )  # names of the tables the notebooks wrote (xai_scores, ...)
+    # the tables the notebooks wrote (xai_scores, ...), each with the columns of its CSV
+    tables: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def wrote(self, table: str) -> bool:
         """A notebook wrote ``thesis/generated/<study>/<table>.csv``: its step ran."""
         return table in self.tables
+
+    def intervals(self, table: str) -> frozenset[str]:
+        """The columns ``x`` of a written table that come with ``x_low`` and ``x_high``: the
+        values it gives an interval for (none where the table was not written)."""
+        columns = self.tables.get(table, frozenset())
+        return frozenset(c for c in columns if f"{c}_low" in columns and f"{c}_high" in columns)
 
 
 def read_study(profile: StudyProfile) -> StudyRecord:
@@ -97,11 +102,22 @@ def read_study(profile: StudyProfile) -> StudyRecord:
     )
 
 
-def written_tables(study: str) -> frozenset[str]:
-    """The tables a study's notebooks wrote (``<name>.csv`` beside the thesis tables): what a
-    sentence about a step rests on, since a step skipped by ``pipeline --only`` writes none."""
+def written_tables(study: str) -> dict[str, frozenset[str]]:
+    """The tables a study's notebooks wrote (``<name>.csv`` beside the thesis tables) and their
+    columns: what a sentence about a step rests on, since a step skipped by ``pipeline --only``
+    writes none, and a table written before a column existed lacks it."""
     folder = paths.generated_tables_dir(study)
-    return frozenset(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else frozenset()
+    if not folder.is_dir():
+        return {}
+    return {p.stem: _csv_columns(p) for p in sorted(folder.glob("*.csv"))}
+
+
+def _csv_columns(path: Path) -> frozenset[str]:
+    """The header of a CSV (none for an empty file)."""
+    try:
+        return frozenset(map(str, pd.read_csv(path, nrows=0).columns))
+    except pd.errors.EmptyDataError:
+        return frozenset()
 
 
 # --- values the runs share, or not -------------------------------------------------------------

@@ -3,7 +3,8 @@
 A confidence score ranks the images; keeping the most confident share (the *coverage*) and
 measuring the error of the kept ones gives the risk-coverage curve (Geifman and El-Yaniv 2017).
 Its area (AURC) summarises a score: lower is better; a perfect ranking (every error after every
-correct answer) gives the smallest area that the model's error rate allows. The deferral policy
+correct answer) gives the smallest area that the model's error rate allows; on test it comes with
+a lesion-bootstrap interval. The deferral policy
 is a confidence threshold chosen on validation and reported on test; its balanced accuracy
 averages the answered images' accuracy over every class of the full set (a class the policy
 never answers counts 0), and the answered share of each class is reported, so a policy cannot
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from skinlib.metrics import bootstrap_weights
+from skinlib.metrics import bootstrap_weights, grouped_intervals
 
 CONFIDENCES = ("max_probability", "margin", "entropy")
 
@@ -71,6 +72,27 @@ def aurc(labels: np.ndarray, proba: np.ndarray, conf: np.ndarray) -> float:
     curve = risk_coverage(labels, proba, conf)
     counts = np.diff(np.r_[0, np.round(curve["coverage"] * len(labels))])
     return float((curve["risk"] * counts).sum() / len(labels))
+
+
+def weighted_aurc(
+    labels: np.ndarray, proba: np.ndarray, conf: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    """:func:`aurc` for every row of image weights (B, N): ``(B,)``.
+
+    A row of integer weights is a bootstrap resample (weight = times drawn): its AURC is that of
+    the resample written out image by image, where an image's copies tie in confidence and so
+    share a risk; a row of ones gives :func:`aurc`.
+    """
+    y, p, c = np.asarray(labels, int), np.asarray(proba, float), np.asarray(conf, float)
+    w = np.atleast_2d(weights)
+    order = np.argsort(-c, kind="stable")
+    starts = np.flatnonzero(np.r_[True, c[order][1:] != c[order][:-1]])  # tie blocks
+    kept = np.add.reduceat(w[:, order], starts, axis=1)  # (B, blocks): weight of each block
+    wrong = (p.argmax(1) != y)[order]
+    errors = np.add.reduceat(w[:, order] * wrong, starts, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a block drawn 0 times adds nothing
+        risk = np.where(kept > 0, np.cumsum(errors, 1) / np.cumsum(kept, 1), 0.0)
+    return (risk * kept).sum(1) / w.sum(1)
 
 
 def _answered_balanced_accuracy(y, p, keep, weights) -> np.ndarray:
@@ -187,19 +209,40 @@ def deferral_policy(
 
 
 def risk_coverage_by_confidence(
-    labels: np.ndarray, proba: np.ndarray
+    labels: np.ndarray,
+    proba: np.ndarray,
+    groups: Sequence | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The risk-coverage curve and its area (AURC) for every confidence score of
     :data:`CONFIDENCES`, so the scores can be compared on the same images.
 
+    Every score's AURC gets a 95% percentile interval from the same ``n_boot`` resamples of
+    ``groups`` (lesions), so the scores are compared on the same resampled lesions.
+
+    Args:
+        groups: (N,) lesion id per image; None treats images as independent.
+
     Returns:
-        Curves by confidence name (:func:`risk_coverage`) and a table ``confidence, aurc``.
+        Curves by confidence name (:func:`risk_coverage`) and a table
+        ``confidence, aurc, aurc_low, aurc_high``.
     """
     curves, rows = {}, []
     for kind in CONFIDENCES:
         conf = confidence(proba, kind)
         curves[kind] = risk_coverage(labels, proba, conf)
-        rows.append({"confidence": kind, "aurc": aurc(labels, proba, conf)})
+        ci = grouped_intervals(
+            lambda w, conf=conf: {"aurc": weighted_aurc(labels, proba, conf, w)},
+            groups,
+            len(conf),
+            n_boot,
+            seed=seed,
+        )["aurc"]
+        rows.append(
+            {"confidence": kind, "aurc": aurc(labels, proba, conf)}
+            | {"aurc_low": ci[0], "aurc_high": ci[1]}
+        )
     return curves, pd.DataFrame(rows)
 
 

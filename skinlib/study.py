@@ -247,13 +247,21 @@ class Study:
     # --- 04 calibration ------------------------------------------------------------------------
 
     def calibrate(self, run: str, tta: bool = False) -> pd.DataFrame:
-        """Fit the temperature on validation, store it with the run, report before/after.
+        """Fit the temperature on validation, store it with the run, report before/after (test
+        errors with 95% intervals over resampled lesions, ``evaluation.n_boot`` resamples).
 
         ``tta``: fit a temperature of its own on the TTA predictions of the validation split
         (averaging views changes the confidence, so the single-view temperature does not apply).
         """
         val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
-        table, t = calibration_report(val.logits, val.labels, test.logits, test.labels)
+        table, t = calibration_report(
+            val.logits,
+            val.labels,
+            test.logits,
+            test.labels,
+            test_groups=test.group,
+            n_boot=self.evaluation.n_boot,
+        )
         RunFolder(self.run_dir(run)).write_temperature(t, tta)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
@@ -426,9 +434,10 @@ class Study:
         return RunFolder(self.run_dir(run)).write_conformal(stored)
 
     def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-        """Test risk-coverage curves and AURC per confidence score (calibrated probabilities)."""
+        """Test risk-coverage curves and AURC per confidence score (calibrated probabilities),
+        the AURC with 95% intervals over resampled lesions."""
         test, tp = self.calibrated(run, "test")
-        return risk_coverage_by_confidence(test.labels, tp)
+        return risk_coverage_by_confidence(test.labels, tp, test.group, self.evaluation.n_boot)
 
     def deferral(self, run: str) -> pd.DataFrame:
         """For each confidence score: the threshold chosen on validation for the profile's target

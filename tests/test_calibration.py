@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from netcal.metrics import ECE, MCE
 from sklearn.base import clone
@@ -11,7 +12,10 @@ from sklearn.exceptions import NotFittedError
 from skinlib.calibration import (
     TemperatureScaler,
     brier,
+    calibration_errors,
+    calibration_errors_ci,
     calibration_report,
+    calibration_table,
     classwise_ece,
     ece,
     logits_to_proba,
@@ -19,7 +23,9 @@ from skinlib.calibration import (
     nll,
     reliability,
     reliability_tables,
+    weighted_calibration_errors,
 )
+from skinlib.metrics import bootstrap_weights
 from skinlib.ood import msp
 from skinlib.predictions import Predictions
 
@@ -177,3 +183,76 @@ def test_calibration_report_before_and_after():
     # T = 1 lies inside the search range, so the fitted T cannot have a worse validation NLL
     assert table.loc[1, "nll"] <= table.loc[0, "nll"]
     assert (table["mce"] >= table["ece"]).all()
+
+
+@pytest.mark.parametrize("c", [2, 4])
+def test_weighted_errors_are_those_of_the_resample_written_out(c):
+    """A row of bootstrap weights gives the errors of the resample with each image repeated as
+    often as it was drawn; a row of ones gives the set's own errors."""
+    logits, y = simulated(n=300, c=c, seed=3, scale=2.0)
+    proba = logits_to_proba(logits)
+    weights = next(bootstrap_weights(np.arange(300) // 3, 300, 6, seed=1))
+    got = weighted_calibration_errors(y, proba, np.vstack([np.ones(300), weights]))
+    expected = [calibration_errors(y, proba)] + [
+        calibration_errors(y[rows], proba[rows])
+        for rows in (np.repeat(np.arange(300), w.astype(int)) for w in weights)
+    ]
+    for name in expected[0]:
+        np.testing.assert_allclose(got[name], [e[name] for e in expected], rtol=1e-9)
+
+
+def _repeated_lesions(copies: int = 6):
+    """50 distinct images, and the same set with every image repeated ``copies`` times as the
+    images of one lesion."""
+    logits, y = simulated(n=50, seed=4, scale=2.0)
+    lesion = np.repeat(np.arange(50), copies)
+    return logits, y, logits[lesion], y[lesion], lesion
+
+
+def test_intervals_resample_lesions_not_images():
+    """Resampling lesions of identical images is resampling the distinct images: the same
+    intervals; resampling the repeated images as if independent gives narrower ones."""
+    logits, y, rep_logits, rep_y, lesion = _repeated_lesions()
+    by_lesion = calibration_errors_ci(rep_y, logits_to_proba(rep_logits), lesion, n_boot=300)
+    distinct = calibration_errors_ci(y, logits_to_proba(logits), None, n_boot=300)
+    assert by_lesion == pytest.approx(distinct, rel=1e-9)
+    per_image = calibration_errors_ci(rep_y, logits_to_proba(rep_logits), None, n_boot=300)
+    for name in ("ece", "nll", "brier"):
+        assert per_image[f"{name}_high"] - per_image[f"{name}_low"] < 0.7 * (
+            by_lesion[f"{name}_high"] - by_lesion[f"{name}_low"]
+        ), name
+
+
+def test_calibration_report_gives_the_test_errors_lesion_intervals():
+    val_logits, val_y = simulated(n=400, seed=5, scale=2.0)
+    _, _, test_logits, test_y, lesion = _repeated_lesions()
+    table, t = calibration_report(
+        val_logits, val_y, test_logits, test_y, test_groups=lesion, n_boot=200
+    )
+    test = table[table["split"] == "test"].set_index("stage")
+    for stage, temperature in (("before", 1.0), ("after", t)):
+        proba = logits_to_proba(test_logits, temperature)
+        expected = calibration_errors_ci(test_y, proba, lesion, n_boot=200)
+        assert test.loc[stage, list(expected)].to_dict() == pytest.approx(expected)
+        # the mean errors' intervals hold their value (the binned ones are biased upwards)
+        for name in ("nll", "brier"):
+            assert expected[f"{name}_low"] < expected[name] < expected[f"{name}_high"]
+    # validation fitted the temperature: its rows carry values, no intervals
+    val = table[table["split"] == "val"]
+    assert val["ece"].notna().all() and val["ece_low"].isna().all()
+
+
+def test_calibration_table_puts_each_error_of_each_model_on_one_row():
+    val_logits, val_y = simulated(n=400, seed=6, scale=2.0)
+    test_logits, test_y = simulated(n=200, seed=7, scale=2.0)
+    report, t = calibration_report(val_logits, val_y, test_logits, test_y, n_boot=50)
+    reports = pd.concat([report.assign(model="a"), report.assign(model="b")], ignore_index=True)
+    table = calibration_table(reports)
+    assert table["model"].tolist() == ["a"] * 5 + ["b"] * 5
+    row = table.set_index(["model", "error"]).loc[("b", "NLL")]
+    at = report.set_index(["split", "stage"])
+    assert row["temperature"] == t
+    assert row["val_before"] == at.loc[("val", "before"), "nll"]
+    assert row["test_after"] == at.loc[("test", "after"), "nll"]
+    assert row["test_after_low"] == at.loc[("test", "after"), "nll_low"]
+    assert row["test_before_high"] == at.loc[("test", "before"), "nll_high"]

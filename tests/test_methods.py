@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -355,16 +356,24 @@ def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
     assert "resamples of images" in text
 
 
-def write_tables(study: str, *names: str) -> None:
-    """The ``<name>.csv`` and ``.tex`` a notebook's ``save_table`` leaves: proof its step ran."""
+def write_tables(study: str, *names: str, columns: Sequence[str] = ("a",)) -> None:
+    """The ``<name>.csv`` and ``.tex`` a notebook's ``save_table`` leaves: proof its step ran
+    (each CSV with ``columns``)."""
     out = paths.generated_tables_dir(study)
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
-        (out / f"{name}.csv").write_text("a\n1\n")
+        pd.DataFrame([[1] * len(columns)], columns=list(columns)).to_csv(
+            out / f"{name}.csv", index=False
+        )
         (out / f"{name}.tex").write_text("% a table\n")
 
 
+def _interval_sentence(text: str) -> str:
+    return re.search(r"On the test set, .*? without an interval\.", text).group()
+
+
 def test_the_interval_sentence_names_the_metrics_without_intervals(study_dirs):
+    """Tables written before 04 and 08 gave intervals: their metrics are point estimates."""
     file = study_dirs()
     write_tables("mini", "comparison", "calibration", "trust_aurc", "xai_scores")
     text = _methods_text(file)
@@ -374,10 +383,41 @@ def test_the_interval_sentence_names_the_metrics_without_intervals(study_dirs):
         "percentile bootstrap intervals"
     ) in text
     assert (
-        "the calibration metrics (ECE, MCE, negative log-likelihood, Brier score), the area "
-        "under the risk-coverage curve and the Grad-CAM scores are point estimates without an "
-        "interval."
+        "the calibration metrics (ECE, MCE, classwise ECE, negative log-likelihood, Brier "
+        "score), the area under the risk-coverage curve and the Grad-CAM scores are point "
+        "estimates without an interval."
     ) in text
+
+
+def test_the_interval_sentence_lists_calibration_and_aurc_once_their_tables_hold_intervals(
+    study_dirs,
+):
+    file = study_dirs()
+    write_tables("mini", "comparison", "xai_scores")
+    write_tables(
+        "mini",
+        "calibration",
+        columns=[f"test_{s}{b}" for s in ("before", "after") for b in ("", "_low", "_high")],
+    )
+    write_tables("mini", "trust_aurc", columns=["confidence", "aurc", "aurc_low", "aurc_high"])
+    sentence = _interval_sentence(_methods_text(file))
+    assert (
+        "; so do the calibration metrics (ECE, MCE, classwise ECE, negative log-likelihood, "
+        "Brier score) before and after scaling and the area under the risk-coverage curve; "
+    ) in sentence
+    assert sentence.endswith(
+        "the ECE shown in the model comparison and the Grad-CAM scores are point estimates "
+        "without an interval."
+    )
+    # map scores with intervals join the others; with 04 not run, only 07's ECE is left
+    write_tables("mini", "xai_scores", columns=["pointing", "pointing_low", "pointing_high"])
+    (paths.generated_tables_dir("mini") / "calibration.csv").unlink()
+    sentence = _interval_sentence(_methods_text(file))
+    assert "so do the area under the risk-coverage curve and the Grad-CAM scores;" in sentence
+    assert "calibration metrics" not in sentence
+    assert sentence.endswith(
+        "the ECE shown in the model comparison is a point estimate without an interval."
+    )
 
 
 def test_tta_xai_and_trust_sentences_need_the_files_their_steps_write(study_dirs):
@@ -421,6 +461,16 @@ def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
     row = _claim_row(32)
     assert "fig:train_resnet18_loss" in row and "training against validation loss" in row
     assert "validation balanced accuracy per epoch" in row
+
+
+def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_dirs):
+    file = study_dirs()
+    write_tables("mini", "comparison")  # 07 ran, 05 did not
+    methods.write_methods(file)
+    assert "tab:comparison" in _claim_row(38) and "tab:operating_points" not in _claim_row(38)
+    write_tables("mini", "operating_points")
+    methods.write_methods(file)
+    assert "Tables~\\ref{tab:comparison}, \\ref{tab:operating_points}" in _claim_row(38)
 
 
 def test_the_external_auc_column_says_which_probabilities_it_scored():

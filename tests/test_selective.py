@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from skinlib import findings
+from skinlib.metrics import bootstrap_weights
 from skinlib.selective import (
     CONFIDENCES,
     aurc,
@@ -16,6 +17,7 @@ from skinlib.selective import (
     deferral_table,
     risk_coverage,
     risk_coverage_by_confidence,
+    weighted_aurc,
 )
 
 
@@ -139,3 +141,40 @@ def test_the_finding_chooses_the_confidence_score_on_validation():
     table["val_coverage"] = [0.7, 0.6]
     table["coverage"] = [0.6, 0.7]
     assert "(margin, the score answering most validation images" in findings.deferral(table)
+
+
+def test_weighted_aurc_is_that_of_the_resample_written_out():
+    """Confidences rounded to one decimal tie often: a drawn image's copies tie with each other
+    and with the images they tied with, as in the resample written out image by image."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 200)
+    proba = rng.dirichlet(np.ones(3), 200).round(1) + 1e-3
+    proba /= proba.sum(1, keepdims=True)
+    weights = next(bootstrap_weights(np.arange(200) // 4, 200, 10, seed=2))
+    for kind in CONFIDENCES:
+        conf = confidence(proba, kind)
+        got = weighted_aurc(y, proba, conf, np.vstack([np.ones(200), weights]))
+        expected = [aurc(y, proba, conf)] + [
+            aurc(y[rows], proba[rows], conf[rows])
+            for rows in (np.repeat(np.arange(200), w.astype(int)) for w in weights)
+        ]
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_aurc_intervals_resample_lesions_not_images():
+    """Lesions of six identical images resample as the distinct images do: the same interval;
+    resampling the copies as independent images would make it narrower."""
+    rng = np.random.default_rng(4)
+    y, proba, _, _ = _perfect_scorer(rng, 60)
+    proba = proba + rng.uniform(0, 0.05, proba.shape)  # confidences differ between images
+    proba /= proba.sum(1, keepdims=True)
+    lesion = np.repeat(np.arange(60), 6)
+    _, by_lesion = risk_coverage_by_confidence(y[lesion], proba[lesion], lesion, n_boot=300)
+    _, distinct = risk_coverage_by_confidence(y, proba, None, n_boot=300)
+    _, per_image = risk_coverage_by_confidence(y[lesion], proba[lesion], None, n_boot=300)
+    cols = ["aurc", "aurc_low", "aurc_high"]
+    np.testing.assert_allclose(by_lesion[cols], distinct[cols], rtol=1e-12)
+    width = by_lesion["aurc_high"] - by_lesion["aurc_low"]
+    assert (per_image["aurc_high"] - per_image["aurc_low"] < 0.7 * width).all()
+    assert (by_lesion["aurc_low"] < by_lesion["aurc"]).all()
+    assert (by_lesion["aurc"] < by_lesion["aurc_high"]).all()

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 
 import skinlib.study as study_module
+from skinlib.calibration import calibration_errors_ci
 from skinlib.config import Config, apply_overrides
 from skinlib.data.tables import table_settings
 from skinlib.metrics import align_pair, holm, paired_tests
 from skinlib.predictions import Predictions
+from skinlib.selective import risk_coverage_by_confidence
 from skinlib.study import Study
 from skinlib.thresholds import operating_point, positive_score, positive_truth
 
@@ -83,6 +85,25 @@ def test_tta_rows_use_their_own_temperature_and_threshold(study):
     study.operating_points("a", tta=True)
     assert (study.run_dir("a") / "thresholds_tta.json").is_file()
     assert (study.run_dir("a") / "thresholds.json").is_file()
+
+
+def test_calibration_and_aurc_intervals_resample_the_lesions_of_the_predictions(study):
+    """04's test errors and 08's AURC: intervals over the predictions' lesion ids, with the
+    profile's ``evaluation.n_boot`` resamples, not over images."""
+    n_boot = study.evaluation.n_boot
+    table = study.calibrate("a")
+    test, t = study.predictions("a"), study.temperature("a")
+    after = table[(table["split"] == "test") & (table["stage"] == "after")].iloc[0]
+    by_lesion = calibration_errors_ci(test.labels, test.probabilities(t), test.group, n_boot)
+    by_image = calibration_errors_ci(test.labels, test.probabilities(t), None, n_boot)
+    assert after[list(by_lesion)].to_dict() == pytest.approx(by_lesion)
+    assert after["nll_low"] != pytest.approx(by_image["nll_low"])
+    _, aurc = study.risk_coverage("a")
+    tp = test.probabilities(t)
+    _, expected = risk_coverage_by_confidence(test.labels, tp, test.group, n_boot)
+    _, by_image = risk_coverage_by_confidence(test.labels, tp, None, n_boot)
+    pd.testing.assert_frame_equal(aurc, expected)
+    assert not np.allclose(aurc["aurc_low"], by_image["aurc_low"])
 
 
 def test_operating_point_intervals_resample_lesions(study):

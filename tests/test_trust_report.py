@@ -52,9 +52,28 @@ def test_worst_subgroup_sentence_and_forest():
     text = findings.worst_subgroup(audit)
     assert text.startswith("Furthest below the rest of the test set: site = face, balanced")
     assert "a difference at the 5% level" in text and "1 group(s) had too few lesions" in text
-    fig = plots.subgroup_forest(audit, audit.attrs["overall"])
+    fig = plots.subgroup_forest(audit)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert "site: ear (small)" in labels and len(labels) == 3
+
+
+def test_subgroup_forest_draws_the_tested_difference_against_zero():
+    """The figure shows what the table tests: each group minus the rest, with that interval,
+    against a zero line, in the order of the ticks (top row first)."""
+    audit = _audit()
+    ax = plots.subgroup_forest(audit).axes[0]
+    drawn = []
+    for bars in ax.containers:
+        (x,), (y,) = bars.lines[0].get_xdata(), bars.lines[0].get_ydata()
+        (low, _), (high, _) = bars.lines[2][0].get_segments()[0]
+        drawn.append((y, x, low, high))
+    drawn = [row[1:] for row in sorted(drawn, reverse=True)]  # top row first
+    expected = audit[["difference", "difference_low", "difference_high"]].to_numpy()
+    np.testing.assert_allclose(drawn, expected)
+    assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines)  # no difference
+    label = ax.get_xlabel()
+    assert "difference in balanced accuracy" in label and "rest of the test set" in label
+    assert "_" not in label
 
 
 def test_unknown_detection_sentence_names_the_best_score_per_kind():
