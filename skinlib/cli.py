@@ -8,7 +8,7 @@ import logging
 import pkgutil
 import sys
 
-from skinlib import __version__, commands
+from skinlib import __version__, commands, ledger
 from skinlib.errors import SkinlibError
 
 
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with ledger.entered(f"skinlib {args.command}"):  # who scored, in the test-look ledger
+            return int(args.func(args) or 0)
     except SkinlibError as err:
         print(f"skinlib {args.command}: error: {err}", file=sys.stderr)
         return 2

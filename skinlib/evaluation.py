@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from skinlib import ledger
 from skinlib.data import load_table
 from skinlib.data.classes import canonical, map_labels, to_binary
 from skinlib.data.dataset import ImageDataset
@@ -317,6 +318,7 @@ def evaluate_external(
     drop_unmapped: bool = False,
     n_boot: int = 1000,
     skip_missing: bool = False,
+    set_name: str | None = None,
 ) -> dict:
     """Test a trained run on another dataset: predictions file and full metrics report.
 
@@ -327,6 +329,9 @@ def evaluate_external(
     says "not calibrated" and has no operating point. ``report.json`` also holds what the set
     can say (``external``: class counts, missing classes, melanoma vs rest and a caveat; see
     :func:`skinlib.external.describe_external`).
+
+    The scoring is a look in the study's test-look ledger (:mod:`skinlib.ledger`), as
+    ``external:<set_name>`` (default: the data folder's name).
     """
     run_dir, out = Path(run_dir), EvaluationFolder(out_dir)
     run = RunFolder(run_dir)
@@ -335,6 +340,7 @@ def evaluate_external(
     preds = predict_table(loaded, found.table, tta=tta)
     out.path.mkdir(parents=True, exist_ok=True)
     preds.save(out.file(out.PREDICTIONS))
+    run.record_test_look(ledger.external(set_name or Path(root).name), tta)
     excluded = found.overlap.excluded
     excluded[["image_id", "label", "path", *OVERLAP_COLUMNS]].to_csv(
         out.file(out.EXCLUDED), index=False

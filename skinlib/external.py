@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from skinlib import paths
+from skinlib import ledger, paths
 from skinlib.data.adapters import FORMATS
 from skinlib.errors import ConfigError, SkinlibError
 from skinlib.metrics import bootstrap_ci
@@ -373,6 +373,7 @@ def evaluate_external_sets(
             )
             if reuse and _still_valid(out, run, spec):
                 report = out.report()
+                RunFolder(run).record_test_look(ledger.external(spec.name), bool(report.get("tta")))
             else:
                 log.info("evaluating %s on %s (%s)", run.name, spec.name, spec.path())
                 report = evaluate_external(
@@ -383,6 +384,7 @@ def evaluate_external_sets(
                     drop_unmapped=spec.drop_unmapped,
                     n_boot=settings.n_boot,
                     skip_missing=spec.skip_missing,
+                    set_name=spec.name,
                 )
             rows.append(_row(run, spec, report, out.metrics()))
     return pd.DataFrame(rows)

@@ -28,6 +28,7 @@ from skinlib.data.splits import SPLITS
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.evaluation import TTA_VIEWS
 from skinlib.io import write_text
+from skinlib.ledger import LEDGER, scored_before
 from skinlib.markup import inline_latex, latex_escape
 from skinlib.models import resolve_arch
 from skinlib.profile import NEUTRAL_IMBALANCE, load_study_profile
@@ -582,8 +583,30 @@ def evaluation_section(study: StudyRecord) -> Section:
         _ensemble_sentence(study),
         _xai_sentence(study),
         _trust_sentence(study, unit),
+        _test_looks_sentence(study),
     ]
     return Section("Evaluation", "sec:methods-evaluation", [_sentences(*sentences)])
+
+
+def _test_looks_sentence(study: StudyRecord) -> str:
+    """How many other configurations were scored on test before the reported ones, from the
+    study's test-look ledger; nothing where there is no ledger or it never saw a reported
+    configuration (it cannot count what came before them)."""
+    if study.test_looks is None:
+        return ""
+    reported = study.reported_configurations
+    before = scored_before(study.test_looks, reported)
+    if before is None:
+        return ""
+    n, k = len(before), len(reported)
+    others = "no configuration" if n == 0 else f"{n} distinct configuration{'s' if n > 1 else ''}"
+    theirs = "the one" if k == 1 else f"the {k}"
+    return (
+        f"According to the study's test-look ledger (`{LEDGER}`, kept since "
+        f"{study.test_looks[0].time[:10]}; a configuration is a run's settings, not its name), "
+        f"{others} other than {theirs} reported here {'were' if n > 1 else 'was'} scored on the "
+        "test split or an external set before the reported results were last computed."
+    )
 
 
 def _calibration_metrics_sentence(study: StudyRecord) -> str:

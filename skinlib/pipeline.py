@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from skinlib import paths
+from skinlib import ledger, paths
 from skinlib.errors import SkinlibError
 from skinlib.executors import JobBook, resubmit_command, run_jobs, training_jobs
 from skinlib.io import read_json, write_json
@@ -159,15 +159,16 @@ def execute_step(step: Step, output: Path, progress: bool = True) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     # Long loops print a tqdm line at most every 30 s into the saved notebook, not thousands.
     os.environ.setdefault("TQDM_MININTERVAL", "30")
-    try:
-        pm.execute_notebook(
-            str(paths.notebooks_dir() / step.notebook),
-            str(output),
-            parameters=step.parameters,
-            kernel_name=KERNEL,
-            progress_bar=progress,
-            cwd=str(paths.PROJECT_ROOT),
-        )
+    try:  # the kernel inherits the entry point its test looks are recorded under
+        with ledger.entered(f"{step.notebook} (pipeline step {step.name})"):
+            pm.execute_notebook(
+                str(paths.notebooks_dir() / step.notebook),
+                str(output),
+                parameters=step.parameters,
+                kernel_name=KERNEL,
+                progress_bar=progress,
+                cwd=str(paths.PROJECT_ROOT),
+            )
     except PapermillExecutionError as err:
         raise PipelineError(_failure_message(step, err, output)) from None
 

@@ -1,7 +1,8 @@
 """What the runs of a study recorded, read back, and whether they agree.
 
 A :class:`RunRecord` holds one complete run folder's ``config.yaml``, ``meta.json``, ``split.csv``
-and what notebooks 04 and 05 added; :func:`per_run` and :func:`disagreement` turn a recorded value
+and what notebooks 04 and 05 added; a :class:`StudyRecord` also holds the study's test-look
+ledger (:mod:`skinlib.ledger`); :func:`per_run` and :func:`disagreement` turn a recorded value
 into text that states it once when the runs share it and per run when they do not.
 """
 
@@ -14,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from skinlib import paths
+from skinlib import ledger, paths
 from skinlib.config import Config
+from skinlib.errors import SkinlibError
 from skinlib.profile import StudyProfile
 from skinlib.runs import ENSEMBLE_RUN, RunFolder
 
@@ -35,6 +37,7 @@ class RunRecord:
     tta: bool = (
         False  # predictions_test_tta.csv exists: 07 evaluated it with test-time augmentation
     )
+    fingerprint: str = ""  # its configuration, as the test-look ledger names it
 
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
@@ -42,14 +45,16 @@ def read_run(run_dir: str | Path) -> RunRecord | None:
     folder = RunFolder(run_dir)
     if not folder.is_complete():
         return None
+    config = folder.config()
     return RunRecord(
         name=folder.name,
-        config=folder.config(),
+        config=config,
         meta=folder.meta(),
         split=folder.split_table(),
         calibration=folder.calibration(),
         thresholds=folder.operating_points(),
         tta=folder.predictions_file("test", tta=True).is_file(),
+        fingerprint=ledger.config_fingerprint(config),
     )
 
 
@@ -64,6 +69,8 @@ class StudyRecord:
     ensemble: dict | None = None  # ensemble.json of the ensemble run (07)
     # the tables the notebooks wrote (xai_scores, ...), each with the columns of its CSV
     tables: dict[str, frozenset[str]] = field(default_factory=dict)
+    test_looks: list[ledger.Look] | None = None  # the test-look ledger; None: the study has none
+    ensemble_fingerprint: str = ""  # the ensemble's configuration, where it can be read
 
     def wrote(self, table: str) -> bool:
         """A notebook wrote ``thesis/generated/<study>/<table>.csv``: its step ran."""
@@ -74,6 +81,13 @@ class StudyRecord:
         values it gives an interval for (none where the table was not written)."""
         columns = self.tables.get(table, frozenset())
         return frozenset(c for c in columns if f"{c}_low" in columns and f"{c}_high" in columns)
+
+    @property
+    def reported_configurations(self) -> frozenset[str]:
+        """The configurations the study reports: its architectures, imbalance arms and ensemble
+        (a TTA row is its run's configuration, evaluated another way)."""
+        runs = [*self.architectures, *self.strategies.values()]
+        return frozenset([r.fingerprint for r in runs] + [self.ensemble_fingerprint]) - {""}
 
 
 def read_study(profile: StudyProfile) -> StudyRecord:
@@ -92,14 +106,26 @@ def read_study(profile: StudyProfile) -> StudyRecord:
         for name in profile.imbalance.strategies
         if (r := get(f"imbalance_{name}")) is not None
     }
+    ensemble = RunFolder.of(profile.study, ENSEMBLE_RUN)
     return StudyRecord(
         profile,
         archs,
         strategies,
         missing,
-        ensemble=RunFolder.of(profile.study, ENSEMBLE_RUN).ensemble(),
+        ensemble=ensemble.ensemble(),
         tables=written_tables(profile.study),
+        test_looks=ledger.read_looks(paths.study_dir(profile.study)),
+        ensemble_fingerprint=_fingerprint(ensemble) if ensemble.is_ensemble else "",
     )
+
+
+def _fingerprint(folder: RunFolder) -> str:
+    """The folder's configuration, or "" where a member's config cannot be read (then the
+    ensemble is not counted among the reported configurations)."""
+    try:
+        return folder.fingerprint()
+    except (SkinlibError, OSError, ValueError):
+        return ""
 
 
 def written_tables(study: str) -> dict[str, frozenset[str]]:

@@ -5,6 +5,9 @@
 (temperature, operating points, conformal sets); training, the study, the app and the external
 evaluation ask it, as timm's ``CheckpointSaver`` alone knows its checkpoint names.
 
+Reading a run's test predictions or test images records a look in the study's test-look ledger
+(:mod:`skinlib.ledger`): every test number starts there, so no caller can forget it.
+
 Optional state is explicit: :meth:`RunFolder.temperature` is None for a run that no temperature
 was fitted for, never a silent 1.0. Test-time augmentation changes the predictions, so TTA has
 its own temperature and operating points (``*_tta.json``), fitted on the TTA predictions of the
@@ -25,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from skinlib import paths
+from skinlib import ledger, paths
 from skinlib.config import Config, config_from_dict, load_config, save_config
 from skinlib.conformal import StoredConformal, load_conformal, save_conformal
 from skinlib.data.splits import load_split, save_split
@@ -176,11 +179,35 @@ class RunFolder:
         rows = table[table["split"] == split]
         if rows.empty:
             raise DataError(f"{self.split_file} has no rows with split == {split!r}")
+        if split == ledger.TEST:  # the model is about to be run on test images (maps, unknowns)
+            self.record_test_look()
         return rows.reset_index(drop=True)
 
     def predictions(self, split: str = "test", tta: bool = False) -> Predictions:
         """The predictions the run (or a later step, for TTA) wrote for one split."""
-        return Predictions.load(self.predictions_file(split, tta))
+        preds = Predictions.load(self.predictions_file(split, tta))
+        if split == ledger.TEST:
+            self.record_test_look(tta=tta)
+        return preds
+
+    def record_test_look(self, scored: str = ledger.TEST, tta: bool = False) -> None:
+        """Append a look at this run's test (or an external set, ``ledger.external(name)``) to
+        the study's ledger, ``<study>/test_looks.jsonl``; a failure is a warning."""
+        ledger.record_look(self.path.parent, self.name, self.fingerprint, scored, tta)
+
+    def fingerprint(self) -> str:
+        """The configuration this folder's predictions come from
+        (:func:`skinlib.ledger.config_fingerprint`); an ensemble's, from its members' and how
+        it combines them."""
+        record = self.ensemble()
+        if record is None:
+            return ledger.config_fingerprint(self.config())
+        members, weights = self._recorded_members(record)
+        return ledger.ensemble_fingerprint(
+            [self._member(m).fingerprint() for m in members],
+            str(record.get("combine", "")) if isinstance(record, dict) else "",
+            weights is not None,
+        )
 
     def history(self) -> pd.DataFrame:
         """``metrics.csv``: one row per completed epoch."""
@@ -352,14 +379,11 @@ class RunFolder:
         if record is None:
             return [self], [1.0]
         spec = self.ensemble_file
-        members = record.get("members") if isinstance(record, dict) else record
-        if not isinstance(members, list) or not members:
-            raise DataError(f"{spec}: expected a list of run names (or {{'members': [...]}})")
-        folders = [self._member(str(m)) for m in members]
+        members, weights = self._recorded_members(record)
+        folders = [self._member(m) for m in members]
         missing = [str(f.path) for f in folders if not f.is_trained]
         if missing:
             raise DataError(f"{spec}: member run folders without checkpoints: {missing}")
-        weights = record.get("weights") if isinstance(record, dict) else None
         try:
             weights = [1.0] * len(folders) if weights is None else [float(w) for w in weights]
         except (TypeError, ValueError):
@@ -367,6 +391,16 @@ class RunFolder:
         if len(weights) != len(folders) or min(weights) < 0 or sum(weights) <= 0:
             raise DataError(f"{spec}: weights must be non-negative numbers, one per member")
         return folders, weights
+
+    def _recorded_members(self, record: dict | list) -> tuple[list[str], list | None]:
+        """``ensemble.json``'s members and weights (None: equal), as written."""
+        members = record.get("members") if isinstance(record, dict) else record
+        if not isinstance(members, list) or not members:
+            raise DataError(
+                f"{self.ensemble_file}: expected a list of run names (or {{'members': [...]}})"
+            )
+        weights = record.get("weights") if isinstance(record, dict) else None
+        return [str(m) for m in members], weights
 
     def _member(self, member: str) -> RunFolder:
         path = Path(member)

@@ -13,6 +13,7 @@ import torch
 from fixtures.runs import copy_run
 from PIL import Image
 
+from skinlib import ledger
 from skinlib.calibration import logits_to_proba
 from skinlib.cli import main
 from skinlib.data.synthetic import generate
@@ -315,3 +316,19 @@ def test_a_run_without_split_file_cannot_be_evaluated_externally(run, tmp_path):
     (copy / "split.csv").unlink()
     with pytest.raises(DataError, match="split.csv not found: external validation needs"):
         external_table(load_model(copy), run_data(run), "ham10000", progress=False)
+
+
+def test_scoring_an_external_set_is_a_look_in_the_study_ledger(run, tmp_path):
+    fresh = new_dataset(
+        generate(
+            tmp_path / "fresh", n=14, seed=5, size=96, balanced=True, workers=1, progress=False
+        )
+    )
+    before = len(ledger.read_looks(run.parent) or [])  # the module's other tests look too
+    args = ["evaluate", "--run", str(run), "--data", str(fresh), "--format", "ham10000"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--n-boot", "20"]) == 0
+    new = (ledger.read_looks(run.parent) or [])[before:]
+    assert [(x.run, x.scored, x.tta, x.entry) for x in new] == [
+        (run.name, "external:fresh", False, "skinlib evaluate")
+    ]
+    assert new[0].config == ledger.config_fingerprint(RunFolder(run).config())

@@ -15,6 +15,7 @@ import pytest
 from fixtures.builders import PH2_DIR, make_isic2018_folder, make_ph2_folder
 from sklearn.metrics import f1_score, roc_auc_score
 
+from skinlib import ledger
 from skinlib.cli import main
 from skinlib.data import load_table
 from skinlib.data.adapters import FORMATS, SCHEMA
@@ -27,6 +28,7 @@ from skinlib.external import (
     positive_vs_rest,
     present_class_metrics,
 )
+from skinlib.runs import RunFolder
 from skinlib.thresholds import load_thresholds, sens_spec
 
 TEST_CSV = "ISIC2018_Task3_Test_GroundTruth.csv"
@@ -458,6 +460,9 @@ def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
     again = evaluate_external_sets(run.parent, settings, out_root=tmp_path / "ext")  # the study
     assert report.stat().st_mtime_ns == stamp  # reused, not predicted again
     pd.testing.assert_frame_equal(table, again)
+    looks = [x for x in ledger.read_looks(run.parent) if x.scored.startswith("external:")]
+    assert [x.scored for x in looks[-4:]] == ["external:isic2018_val", "external:ph2"] * 2
+    assert {x.config for x in looks[-4:]} == {RunFolder(run).fingerprint()}  # reused: looked at
     os.utime(run / "thresholds.json")  # a new operating point: evaluate again
     evaluate_external_sets([run], settings, out_root=tmp_path / "ext")
     assert report.stat().st_mtime_ns > stamp

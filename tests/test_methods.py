@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from skinlib import claim, methods, paths
-from skinlib.config import save_config
+from skinlib import claim, ledger, methods, paths
+from skinlib.config import Config, TrainConfig, save_config
 from skinlib.data.splits import file_hash
 from skinlib.io import write_json
 from skinlib.profile import load_study_profile
+from skinlib.runs import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
@@ -493,3 +494,30 @@ def test_the_external_auc_column_says_which_probabilities_it_scored():
     assert "AUC (raw)" in external_for_reading(rows([False])).columns
     mixed = external_for_reading(rows([True, False])).columns
     assert "AUC (raw)" not in mixed and "AUC (calibrated)" not in mixed
+
+
+def test_the_test_look_sentence_counts_other_configurations_scored_before(study_dirs):
+    file = study_dirs()
+    assert "test-look ledger" not in _methods_text(file)  # no ledger: no claim, not "zero"
+    study_dir = paths.study_dir("mini")
+    reported = {run: RunFolder.of("mini", run).fingerprint() for run in ("resnet18", "vit_tiny")}
+    tried = [ledger.config_fingerprint(Config(train=TrainConfig(lr=lr))) for lr in (0.1, 0.2)]
+    ledger.record_look(study_dir, "resnet18", tried[0])  # an earlier resnet18, since retrained
+    assert "test-look ledger" not in _methods_text(file)  # it never saw a reported one
+    ledger.record_look(study_dir, "resnet18", tried[0], ledger.external("ph2"))  # a repeat
+    ledger.record_look(study_dir, "resnet18", reported["resnet18"])
+    ledger.record_look(study_dir, "vit_tiny", tried[1])  # after the last reported look: not yet
+    text = _methods_text(file)
+    assert (
+        "1 distinct configuration other than the 4 reported here was scored on the test split "
+        "or an external set before the reported results were last computed."
+    ) in text
+    ledger.record_look(study_dir, "vit_tiny", reported["vit_tiny"])
+    assert "2 distinct configurations other than the 4 reported here were scored" in (
+        _methods_text(file)
+    )
+    (study_dir / ledger.LEDGER).write_text("")
+    ledger.record_look(study_dir, "resnet18", reported["resnet18"])
+    text = _methods_text(file)
+    assert "no configuration other than the 4 reported here was scored" in text
+    assert f"kept since {ledger.read_looks(study_dir)[0].time[:10]}" in text
