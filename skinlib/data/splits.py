@@ -25,6 +25,27 @@ log = logging.getLogger(__name__)
 
 CALIBRATION = "calibration"  # post-hoc calibration's own split (data.calibration_fraction > 0)
 SPLITS = ("train", "val", "test", CALIBRATION)  # a split file holds the first three, or all four
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test", CALIBRATION: "calibration"}
+
+
+def split_name(split: str | None) -> str:
+    """A split in words, as the text names it (what a record holds when it is not a split).
+
+    >>> split_name("val"), split_name("calibration"), split_name(None)
+    ('validation', 'calibration', '(not recorded)')
+    """
+    return SPLIT_NAMES.get(split or "", split or "(not recorded)")
+
+
+def on_split(split: str | None) -> str:
+    """Where something was chosen or fitted, as a sentence says it after "on".
+
+    >>> on_split("val"), on_split("calibration")
+    ('validation', 'the calibration split')
+    """
+    return "validation" if split == "val" else f"the {split_name(split)} split"
+
+
 SPLIT_FILE_COLUMNS = ("image_id", "group", "label", "split", "fold", "path", "mask_path")
 
 
