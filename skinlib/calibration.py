@@ -212,9 +212,15 @@ def calibration_report(
     val_y: np.ndarray,
     test_logits: np.ndarray,
     test_y: np.ndarray,
+    fit_split: str = "val",
     n_bins: int = N_BINS,
 ) -> tuple[pd.DataFrame, float]:
-    """Errors before and after temperature scaling (fitted on validation), on val and test.
+    """Errors before and after temperature scaling, fitted on the first set (validation, or a
+    calibration split), on that set and on test.
+
+    Args:
+        val_logits, val_y: the logits (N, C) and labels the temperature is fitted on.
+        fit_split: their split's name, in the ``split`` column (``val`` or ``calibration``).
 
     Returns:
         (table with one row per split x stage (``before``/``after``) and the columns
@@ -222,7 +228,7 @@ def calibration_report(
     """
     scaler = TemperatureScaler().fit(val_logits, val_y)
     rows = []
-    for split, z, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
+    for split, z, y in ((fit_split, val_logits, val_y), ("test", test_logits, test_y)):
         for stage, t in (("before", 1.0), ("after", scaler.temperature_)):
             errors = calibration_errors(y, logits_to_proba(z, t), n_bins)
             rows.append({"split": split, "stage": stage, "temperature": t, **errors})
