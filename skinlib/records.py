@@ -35,6 +35,9 @@ class RunRecord:
     tta: bool = (
         False  # predictions_test_tta.csv exists: 07 evaluated it with test-time augmentation
     )
+    thresholds_chosen_on: str | None = None  # the split 05 chose the thresholds on
+    conformal_fitted_on: str | None = None  # the split 08 calibrated the stored sets on
+    posthoc_split: str = "val"  # where post-hoc calibration fits (RunFolder.posthoc_split)
 
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
@@ -50,6 +53,9 @@ def read_run(run_dir: str | Path) -> RunRecord | None:
         calibration=folder.calibration(),
         thresholds=folder.operating_points(),
         tta=folder.predictions_file("test", tta=True).is_file(),
+        thresholds_chosen_on=folder.thresholds_chosen_on(),
+        conformal_fitted_on=conformal.fitted_on if (conformal := folder.conformal()) else None,
+        posthoc_split=folder.posthoc_split(),
     )
 
 
