@@ -196,7 +196,6 @@ def _give_calibration_split(study, run: str) -> Predictions:
 def test_temperature_is_fitted_on_the_calibration_split_when_the_run_has_one(study):
     cal = _give_calibration_split(study, "a")
     val = study.predictions("a", "val")
-    assert study.posthoc_split("a") == "calibration" and study.posthoc_split("b") == "val"
     table = study.calibrate("a")
     on_cal = TemperatureScaler().fit(cal.logits, cal.labels).temperature_
     on_val = TemperatureScaler().fit(val.logits, val.labels).temperature_
@@ -204,6 +203,7 @@ def test_temperature_is_fitted_on_the_calibration_split_when_the_run_has_one(stu
     assert study.temperature("a") == pytest.approx(on_cal)
     assert read_json(study.run_dir("a") / "calibration.json")["fitted_on"] == "calibration"
     assert table["split"].unique().tolist() == ["calibration", "test"]
+    assert study.posthoc_split("a") == "calibration" and study.posthoc_split("b") == "val"
     # a run without one is fitted on validation, as before
     study.calibrate("b")
     b_val = study.predictions("b", "val")
