@@ -314,18 +314,22 @@ def calibration_report(
     val_y: np.ndarray,
     test_logits: np.ndarray,
     test_y: np.ndarray,
+    fit_split: str = "val",
     n_bins: int = N_BINS,
     test_groups: Sequence | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, float]:
-    """Errors before and after temperature scaling (fitted on validation), on val and test.
+    """Errors before and after temperature scaling, fitted on the first set (validation, or a
+    calibration split), on that set and on test.
 
     The test errors carry 95% intervals from ``n_boot`` resamples of ``test_groups`` (lesions);
-    the validation rows have none (NaN): validation fitted the temperature, so its errors after
-    scaling describe the fit, not new lesions.
+    the rows of the fitting split have none (NaN): it fitted the temperature, so its errors
+    after scaling describe the fit, not new lesions.
 
     Args:
+        val_logits, val_y: the logits (N, C) and labels the temperature is fitted on.
+        fit_split: their split's name, in the ``split`` column (``val`` or ``calibration``).
         test_groups: (N_test,) lesion id per test image; None treats images as independent.
 
     Returns:
@@ -335,7 +339,7 @@ def calibration_report(
     """
     scaler = TemperatureScaler().fit(val_logits, val_y)
     rows = []
-    for split, z, y in (("val", val_logits, val_y), ("test", test_logits, test_y)):
+    for split, z, y in ((fit_split, val_logits, val_y), ("test", test_logits, test_y)):
         for stage, t in (("before", 1.0), ("after", scaler.temperature_)):
             proba = logits_to_proba(z, t)
             if split == "test":
@@ -357,20 +361,22 @@ ERROR_NAMES = {  # calibration_errors key -> the name a reader sees
 
 def calibration_table(report: pd.DataFrame) -> pd.DataFrame:
     """:func:`calibration_report` rows (with a ``model`` column) as the thesis shows them: one
-    row per model and error, its validation and test values before and after scaling side by
-    side, the test ones with their intervals (``test_before``/``test_after`` with ``_low`` and
-    ``_high``). Five errors with intervals in one row each would not fit a page.
+    row per model and error, its values on the fitting split (``val_`` or ``calibration_``)
+    and on test before and after scaling side by side, the test ones with their intervals
+    (``test_before``/``test_after`` with ``_low`` and ``_high``). Five errors with intervals in
+    one row each would not fit a page.
     """
     rows = []
     for model, part in report.groupby("model", sort=False):
         at = part.set_index(["split", "stage"])
+        fit = next(s for s in part["split"] if s != "test")
         for key, name in ERROR_NAMES.items():
             row = {
                 "model": model,
                 "error": name,
-                "temperature": at.loc[("val", "after"), "temperature"],
+                "temperature": at.loc[(fit, "after"), "temperature"],
             }
-            row |= {f"val_{s}": at.loc[("val", s), key] for s in ("before", "after")}
+            row |= {f"{fit}_{s}": at.loc[(fit, s), key] for s in ("before", "after")}
             for s in ("before", "after"):
                 test = at.loc[("test", s)]
                 row |= {f"test_{s}": test[key]}

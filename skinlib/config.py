@@ -39,8 +39,12 @@ class DataConfig:
     positive: list[str] = field(default_factory=lambda: ["mel"])  # binary task: positive classes
     image_size: int = 224  # training resolution; the model's native one if 0
     split_file: str = ""  # CSV with a `split` column; empty = make one (grouped, stratified)
-    val_frac: float = 0.15  # share of images for validation (model selection, calibration)
+    val_frac: float = 0.15  # share of images for validation (selection; calibration unless split)
     test_frac: float = 0.15  # share held out for the reported numbers (the usual 70/15/15)
+    # share of all images carved out of training for post-hoc calibration (temperature,
+    # thresholds, conformal sets, deferral), so validation only selects (checkpoint, recipe);
+    # 0 = off: those are fitted on validation and the split is exactly the one without it
+    calibration_fraction: float = 0.0
     folds: int = 0  # k-fold cross-validation when > 1 (`fold` selects the held-out fold)
     fold: int = 0  # with folds > 1: the held-out fold of this run (0 .. folds - 1)
     split_seed: int = 0  # seed of the grouped split; a new seed gives another, equally valid split

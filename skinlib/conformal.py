@@ -2,8 +2,9 @@
 
 Split conformal prediction (Vovk et al. 2005; Angelopoulos and Bates 2021) turns any classifier's
 probabilities into sets that contain the true class with probability at least ``1 - alpha``,
-provided calibration and test images are exchangeable. The calibration set is the validation
-split (never seen in training, never the test set). Three scores of how badly a class fits:
+provided calibration and test images are exchangeable. The calibration set is the run's
+calibration split where it has one (``data.calibration_fraction``), else the validation split:
+never seen in training, never the test set. Three scores of how badly a class fits:
 
 * ``lac``: ``1 - p_class`` (Sadinle et al. 2019): the smallest sets on average.
 * ``aps``: the probability mass of every class at least as likely as this one (Romano et al.
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinlib.data.splits import split_name
 from skinlib.io import read_json, write_json
 from skinlib.metrics import bootstrap_weights
 from skinlib.predictions import Predictions
@@ -283,8 +285,9 @@ def conformal_grid(
     n_boot: int = 1000,
     calibration: str = "lesion-weighted",
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions (lesion
-    weights), then on test: coverage and mean set size with lesion-bootstrap intervals.
+    """Every method x coverage x (marginal, Mondrian), calibrated on the lesions of ``val`` (the
+    calibration split, or validation; lesion weights), then on test: coverage and mean set size
+    with lesion-bootstrap intervals.
     ``image_level_method`` is also calibrated image by image, to show what ignoring repeated
     lesions changes.
 
@@ -363,7 +366,7 @@ class StoredConformal:
     grouping: str  # how calibration treated repeated lesions
     lam: float = 0.01
     k_reg: int = 1
-    fitted_on: str = "val"
+    fitted_on: str = "val"  # the split the quantiles were calibrated on (val or calibration)
     # unknown-input score and its threshold (validation knowns kept at the stated share)
     unknown: dict = field(default_factory=dict)
 
@@ -380,22 +383,26 @@ def stored_conformal(
     coverage: float,
     unknown: dict | None = None,
     calibration: str = "lesion-weighted",
+    fitted_on: str = "val",
 ) -> StoredConformal:
     """The sets a run stores for the app: ``method`` at ``coverage``, marginal, calibrated on the
-    validation probabilities at ``temperature`` with each lesion weighing 1 (the guarantee is for
+    probabilities of ``val`` at ``temperature`` with each lesion weighing 1 (the guarantee is for
     a new lesion, which is what a patient brings).
 
     Args:
+        val: the predictions that calibrate the sets: split ``fitted_on``.
         unknown: the unknown-input rule to store beside the sets
             (:func:`skinlib.ood.unknown_rule`).
         calibration: :class:`ConformalClassifier`'s; ``grouping`` records which ran.
+        fitted_on: ``val`` or ``calibration``, recorded (and named in ``grouping``).
     """
     cp = ConformalClassifier(method, coverage, calibration=calibration).fit(
         val.probabilities(temperature), val.labels, val.group
     )
+    split = split_name(fitted_on)
     grouping = {
-        "lesion-weighted": "lesion weights (each validation lesion weighs 1; asymptotically valid)",
-        "one-image": "one image per validation lesion, seed 0 (finite-sample guarantee)",
+        "lesion-weighted": f"lesion weights (each {split} lesion weighs 1; asymptotically valid)",
+        "one-image": f"one image per {split} lesion, seed 0 (finite-sample guarantee)",
     }[calibration]
     return StoredConformal(
         method=method,
@@ -405,6 +412,7 @@ def stored_conformal(
         classes=list(val.classes),
         temperature=temperature,
         grouping=grouping,
+        fitted_on=fitted_on,
         unknown=dict(unknown or {}),
     )
 

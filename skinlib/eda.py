@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from skinlib.data.splits import audit_split, shared_groups
+from skinlib.data.splits import SPLITS, audit_split, shared_groups
 
 
 def class_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -73,7 +73,8 @@ def split_audit(table: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.Da
     counts = audit.counts.copy()
     counts["max deviation (points)"] = (audit.max_deviation * 100).round(2)
     counts.index.name = "class"
-    shares = table["split"].value_counts(normalize=True).reindex(["train", "val", "test"]).fillna(0)
+    shares = table["split"].value_counts(normalize=True)
+    shares = shares.reindex([s for s in SPLITS if s in shares.index])
     rng = np.random.default_rng(seed)
     naive = table.assign(split=rng.choice(shares.index, len(table), p=shares.to_numpy()))
     leakage = pd.DataFrame(

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from skinlib.data.splits import on_split, split_name
 from skinlib.report import format_ci
 from skinlib.subgroups import worst_group
 from skinlib.thresholds import at_specificity
@@ -56,8 +57,10 @@ def calibration(table: pd.DataFrame, split: str = "test") -> str:
     """Which models temperature scaling helped on ``split`` (ECE before -> after), and which not.
 
     Args:
-        table: rows of :func:`skinlib.calibration.calibration_report` with a ``model`` column.
+        table: rows of :func:`skinlib.calibration.calibration_report` with a ``model`` column;
+            its first row is on the split the temperature was fitted on (val or calibration).
     """
+    fitted = split_name(table["split"].iloc[0])
     rows = table[table["split"] == split].pivot(index="model", columns="stage", values="ece")
     rows = rows.loc[table.loc[table["split"] == split, "model"].unique()]  # the table's order
     change = {m: f"{m} {r['before']:.3f} -> {r['after']:.3f}" for m, r in rows.iterrows()}
@@ -67,13 +70,16 @@ def calibration(table: pd.DataFrame, split: str = "test") -> str:
     text += (": " + "; ".join(better)) if better else ""
     if worse:
         text += ". It did not for " + "; ".join(worse)
-        text += " (the temperature minimises validation NLL, not ECE on another split)"
+        text += f" (the temperature minimises {fitted} NLL, not ECE on another split)"
     return text + "."
 
 
-def operating_points(points: pd.DataFrame, positive: str, target: float) -> str:
+def operating_points(
+    points: pd.DataFrame, positive: str, target: float, chosen_on: str = "val"
+) -> str:
     """Test sensitivity (with interval) and specificity at the threshold chosen for ``target``
-    specificity on validation, per model, most sensitive first.
+    specificity on ``chosen_on`` (validation, or the calibration split), per model, most
+    sensitive first.
 
     Args:
         points: :func:`skinlib.thresholds.operating_points_table` rows with a ``model`` column.
@@ -87,7 +93,7 @@ def operating_points(points: pd.DataFrame, positive: str, target: float) -> str:
         for _, r in chosen.iterrows()
     ]
     return (
-        f"At the threshold chosen for {target:.0%} specificity on validation, {positive} "
+        f"At the threshold chosen for {target:.0%} specificity on {on_split(chosen_on)}, {positive} "
         f"sensitivity on test: " + "; ".join(parts) + "."
     )
 
@@ -143,13 +149,19 @@ def show(*sentences: str) -> Finding:
 # --- 08 trust ---------------------------------------------------------------------------------
 
 
-def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = None) -> str:
+def coverage(
+    table: pd.DataFrame,
+    setting: str,
+    mondrian_setting: str | None = None,
+    calibrated_on: str = "val",
+) -> str:
     """Test coverage and mean set size of one conformal setting, its least-covered class, and
     (if given) that of the class-conditional (Mondrian) sets.
 
     Args:
         table: :meth:`skinlib.study.Study.conformal_sets` rows (``setting``, ``class``,
             ``coverage``/``mean_size`` with ``_low``/``_high``, ``target``).
+        calibrated_on: the split whose lesions calibrated the sets (val or calibration).
 
     >>> t = pd.DataFrame({"setting": ["lac 90%"] * 3, "class": ["all", "a", "b"],
     ...     "target": 0.9, "coverage": [0.91, 0.95, 0.7], "coverage_low": [0.88, 0.9, 0.5],
@@ -167,7 +179,8 @@ def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = N
     classes, whole, low = part(setting)
     image = f" (image average {whole['image_coverage']:.3f})" if "image_coverage" in whole else ""
     text = (
-        f"Conformal sets for {whole['target']:.0%} ({setting}, calibrated on validation lesions): "
+        f"Conformal sets for {whole['target']:.0%} ({setting}, calibrated on "
+        f"{split_name(calibrated_on)} lesions): "
         f"test coverage per lesion {_ci(whole, 'coverage')}{image}, mean set size "
         f"{format_ci(whole['mean_size'], whole['mean_size_low'], whole['mean_size_high'], 2)}; "
         f"least covered class {low.name} {_ci(low, 'coverage')}"
@@ -180,7 +193,7 @@ def coverage(table: pd.DataFrame, setting: str, mondrian_setting: str | None = N
             f". Class-conditional sets ({mondrian_setting}) {verb} {low.name} from "
             f"{before:.3f} to {after:.3f} at mean set size {m_whole['mean_size']:.2f}"
         )
-        text += _in_every_set(m_classes)
+        text += _in_every_set(m_classes, calibrated_on)
     return text + "."
 
 
@@ -196,8 +209,8 @@ def _silenced(row: pd.Series) -> str:
     return ""
 
 
-def _in_every_set(classes: pd.DataFrame) -> str:
-    """The classes in every set because too few validation lesions calibrate them."""
+def _in_every_set(classes: pd.DataFrame, calibrated_on: str = "val") -> str:
+    """The classes in every set because too few calibrating lesions calibrate them."""
     if "in_every_set" not in classes:
         return ""
     every = classes[classes["in_every_set"].astype(bool)]
@@ -205,26 +218,28 @@ def _in_every_set(classes: pd.DataFrame) -> str:
         return ""
     names = ", ".join(f"{c} ({int(n)} lesions)" for c, n in every["calibration_lesions"].items())
     verb, pronoun = ("is", "it") if len(every) == 1 else ("are", "them")
-    return f"; {names} {verb} in every set: too few validation lesions calibrate {pronoun}"
+    lesions = f"{split_name(calibrated_on)} lesions"
+    return f"; {names} {verb} in every set: too few {lesions} calibrate {pronoun}"
 
 
-def deferral(table: pd.DataFrame) -> str:
-    """The deferral trade-off on test for the confidence score that answers most validation
-    images (chosen on validation, like the threshold: choosing on test would flatter it), and
-    the classes it never answers.
+def deferral(table: pd.DataFrame, chosen_on: str = "val") -> str:
+    """The deferral trade-off on test for the confidence score that answers most images of the
+    split the threshold is chosen on (validation, or the calibration split; choosing on test
+    would flatter it), and the classes it never answers.
 
     Args:
-        table: :meth:`skinlib.study.Study.deferral` rows.
+        table: :meth:`skinlib.study.Study.deferral` rows (``val_coverage``: on ``chosen_on``).
     """
     best = table.sort_values("val_coverage", ascending=False, kind="stable").iloc[0]
+    where, images = on_split(chosen_on), f"{split_name(chosen_on)} images"
     if not best["val_coverage"]:
         return (
             f"No confidence threshold reaches balanced accuracy {best['target']:.2f} on "
-            f"validation: the model would have to defer every image."
+            f"{where}: the model would have to defer every image."
         )
     return (
         f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, the score "
-        f"answering most validation images; threshold chosen on validation for balanced accuracy "
+        f"answering most {images}; threshold chosen on {where} for balanced accuracy "
         f"{best['target']:.2f} over every class), the model answers "
         f"{format_ci(best['coverage'], best['coverage_low'], best['coverage_high'], 2)} of test "
         f"images with balanced accuracy {_ci(best, 'balanced_accuracy')}, against "

@@ -22,6 +22,7 @@ from skinlib.app_inputs import read_upload
 from skinlib.calibration import logits_to_proba
 from skinlib.conformal import StoredConformal, describe_set
 from skinlib.data.classes import CLASS_NAMES
+from skinlib.data.splits import on_split, split_name
 from skinlib.data.transforms import centre_square
 from skinlib.errors import DataError
 from skinlib.evaluation import (
@@ -70,16 +71,21 @@ class PredictionResult:
         return self.top3[0][0]
 
 
-def _criterion_words(point: OperatingPoint) -> str:
+def _criterion_words(point: OperatingPoint, chosen_on: str = "val") -> str:
+    on = on_split(chosen_on)
     if point.criterion == "youden":
-        return "chosen on validation to maximise sensitivity + specificity (Youden)"
-    return f"chosen for {point.target:.0%} {point.criterion} on validation"
+        return f"chosen on {on} to maximise sensitivity + specificity (Youden)"
+    return f"chosen for {point.target:.0%} {point.criterion} on {on}"
 
 
 def describe_decision(
-    proba: np.ndarray, classes: Sequence[str], point: OperatingPoint | None
+    proba: np.ndarray,
+    classes: Sequence[str],
+    point: OperatingPoint | None,
+    chosen_on: str = "val",
 ) -> str:
-    """The answer at the stored operating point, in words.
+    """The answer at the stored operating point, in words (``chosen_on``: the split the
+    threshold was chosen on, :meth:`skinlib.runs.RunFolder.thresholds_chosen_on`).
 
     >>> from skinlib.thresholds import OperatingPoint
     >>> point = OperatingPoint(["mel"], "specificity", 0.95, 0.27, 1.0, 0.8, 0.95)
@@ -102,16 +108,18 @@ def describe_decision(
     side, verdict = ("above", "refer") if score >= point.threshold else ("below", "not flagged")
     return (
         f"{what} probability {score:.2f} is {side} the threshold {point.threshold:.2f} "
-        f"{_criterion_words(point)}: {verdict}."
+        f"{_criterion_words(point, chosen_on)}: {verdict}."
     )
 
 
-def _member_line(loaded: LoadedRun, temperature: float | None) -> str:
+def _member_line(loaded: LoadedRun, temperature: float | None, tta: bool = False) -> str:
     folder = RunFolder(loaded.run_dir)
     meta = folder.meta() if folder.meta_file.is_file() else {}
     epoch = f", epoch {meta['best_epoch']} of {meta['epochs_run']}" if "best_epoch" in meta else ""
+    # calibration.json's fitted_on: "val", "calibration", or either with " (TTA predictions)"
+    fitted_on = str((folder.calibration(tta) or {}).get("fitted_on", "val")).split(" ")[0]
     calibration = (
-        f"temperature {temperature:.3g} (fitted on validation)"
+        f"temperature {temperature:.3g} (fitted on {split_name(fitted_on)})"
         if temperature is not None
         else f"**uncalibrated** (no {RunFolder.CALIBRATION})"
     )
@@ -147,7 +155,7 @@ class Predictor:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         tta: average over flips and right-angle rotations (``skinlib.evaluation.TTA_VIEWS``).
             With TTA the run's TTA temperature and threshold apply (``*_tta.json``, fitted
-            on the TTA predictions of the validation split by 07); without them it is
+            on the TTA predictions of the post-hoc split by 07); without them it is
             uncalibrated and makes no decision.
     """
 
@@ -171,6 +179,7 @@ class Predictor:
         self.binary = self.members[0].config.data.task == "binary"
         points = folder.operating_points(tta)
         self.operating_point = points[0] if points else None
+        self.chosen_on = folder.thresholds_chosen_on(tta) or "val"
         self.conformal = _conformal_for(folder, self.classes)
 
     @property
@@ -191,7 +200,8 @@ class Predictor:
 
     def describe(self) -> str:
         """Markdown naming what answers: run(s), architecture, checkpoint, temperature."""
-        lines = [_member_line(m, t) for m, t in zip(self.members, self.temperatures, strict=True)]
+        pairs = zip(self.members, self.temperatures, strict=True)
+        lines = [_member_line(m, t, self.tta) for m, t in pairs]
         head = "**Answering:**"
         if self.is_ensemble:
             head = f"**Ensemble** `{self.run_dir}` of {len(lines)} runs (Grad-CAM from the first):"
@@ -261,7 +271,7 @@ class Predictor:
         return PredictionResult(
             probabilities={c: float(p) for c, p in zip(self.classes, proba, strict=True)},
             top3=[(self.classes[i], float(proba[i])) for i in order[:3]],
-            decision=describe_decision(proba, self.classes, self.operating_point),
+            decision=describe_decision(proba, self.classes, self.operating_point, self.chosen_on),
             cam_overlay=self.cam_overlay(image, int(order[0])),
             cam_class=self.classes[order[0]],
             run_info=self.describe(),

@@ -24,7 +24,7 @@ import pandas as pd
 from skinlib import claim, paths
 from skinlib.calibration import N_BINS
 from skinlib.config import Config
-from skinlib.data.splits import SPLITS
+from skinlib.data.splits import CALIBRATION, SPLITS, on_split, split_name
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.evaluation import TTA_VIEWS
 from skinlib.io import write_text
@@ -248,8 +248,13 @@ def split_section(study: StudyRecord) -> Section:
         else "made by skinlib with scikit-learn's StratifiedGroupKFold"
         + _cite("pedregosa2011sklearn")
     )
+    sets = (
+        "training, validation, test and calibration"
+        if _has_calibration(runs)
+        else ("training, validation and test")
+    )
     sentences = [
-        f"The images were assigned to training, validation and test sets grouped by {unit}, so "
+        f"The images were assigned to {sets} sets grouped by {unit}, so "
         f"that no {unit} appears in two sets, and stratified by class; the assignment was {how}, "
         f"with split seed {per_run(runs, lambda r: r.config.data.split_seed)}.",
         "The source gave no lesion or patient ids, so the split is at the image level: images "
@@ -263,14 +268,17 @@ def split_section(study: StudyRecord) -> Section:
             "was held out as the test set."
         )
     else:
-        requested = (1 - d.val_frac - d.test_frac, d.val_frac, d.test_frac)
+        cal = d.calibration_fraction
+        requested = [1 - d.val_frac - d.test_frac - cal, d.val_frac, d.test_frac]
+        requested += [cal] if cal else []
         sentences.append(
-            "Requested fractions (training/validation/test): "
+            f"Requested fractions (training/validation/test{'/calibration' if cal else ''}): "
             + "/".join(_percent(x) for x in requested)
             + "; achieved, in images: "
             + _achieved(first.split)
             + "."
         )
+    sentences.append(_calibration_split_sentence(runs, unit))
     sentences += [
         f"The split file's SHA-256 begins {per_run(runs, lambda r: _short(recorded(r, 'split_sha256')))}.",
         disagreement(runs, lambda r: _short(recorded(r, "split_sha256")), "the split file"),
@@ -286,9 +294,28 @@ def _normalisation(run: RunRecord) -> str:
     return f"mean ({means}), standard deviation ({stds})"
 
 
+def _has_calibration(runs: Sequence[RunRecord]) -> bool:
+    """Some run's split file holds a calibration split (what the runs saw, not the profile)."""
+    return any((r.split["split"] == CALIBRATION).any() for r in runs)
+
+
+def _calibration_split_sentence(runs: Sequence[RunRecord], unit: str) -> str:
+    """What the calibration split is, where the split files hold one (what the runs saw)."""
+    with_split = [r for r in runs if (r.split["split"] == CALIBRATION).any()]
+    if not with_split:
+        return ""
+    who = "" if len(with_split) == len(runs) else f" of {name_list([r.name for r in with_split])}"
+    return (
+        f"A calibration split{who} was carved out of the training images, grouped by {unit} and "
+        "stratified by class like the others, so that validation only selects (the checkpoint "
+        "and the recipe) while post-hoc calibration is fitted on images that neither trained "
+        "nor selected the model."
+    )
+
+
 def _achieved(split: pd.DataFrame) -> str:
     n = split["split"].value_counts()
-    counts = [int(n.get(s, 0)) for s in SPLITS]
+    counts = [int(n.get(s, 0)) for s in SPLITS if s != CALIBRATION or s in n.index]
     shares = "/".join(_percent(c / max(1, sum(counts))) for c in counts)
     return f"{shares} ({'/'.join(fmt(c) for c in counts)} images)"
 
@@ -574,6 +601,7 @@ def evaluation_section(study: StudyRecord) -> Section:
     runs = study.architectures
     unit = group_unit(runs[0])
     sentences = [
+        _fitted_where_sentence(study),
         _calibration_sentence(runs),
         _thresholds_sentence(runs),
         _calibration_metrics_sentence(study),
@@ -736,22 +764,26 @@ CONFORMAL_PAPERS = {
 
 
 def _trust_sentence(study: StudyRecord, unit: str) -> str:
-    """What 08 computed: its conformal and deferral tables, not the profile, say it ran."""
+    """What 08 computed: its conformal and deferral tables, not the profile, say it ran; the
+    split each was fitted on comes from the runs' records (conformal.json, the post-hoc split)."""
     trust = study.profile.trust
+    runs = study.architectures
     parts = []
     if study.wrote("trust_conformal"):
         coverages = " and ".join(f"{c:.0%}" for c in trust.coverages)
         method = trust.set_method.upper()
+        fitted = per_run(runs, lambda r: _split_name(_conformal_split(r)), " split")
         parts.append(
             f"Prediction sets were built by split conformal prediction"
             f"{_cite('vovk2005algorithmic')} with the {method} score"
             f"{_cite(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per class, Mondrian sets, "
-            f"calibrated on the validation split with each {unit} weighted once (images of one "
+            f"calibrated on the {fitted} with each {unit} weighted once (images of one "
             f"{unit} are not exchangeable), for {coverages} coverage"
         )
     if study.wrote("trust_deferral"):
+        chosen = per_run(runs, lambda r: on_split(r.posthoc_split))
         parts.append(
-            "the threshold for deferring an image to a dermatologist was chosen on validation "
+            f"the threshold for deferring an image to a dermatologist was chosen on {chosen} "
             f"for a balanced accuracy of {trust.deferral_accuracy:.2f}, the recall of the answered "
             "images averaged over every class (a class never answered counts as 0)"
         )
@@ -777,8 +809,42 @@ def _calibration_sentence(runs: Sequence[RunRecord]) -> str:
 
 
 def _split_name(name: str | None) -> str:
-    return {"val": "validation", "test": "test", "train": "training"}.get(
-        name or "", name or "(not recorded)"
+    return split_name(name)
+
+
+def _conformal_split(run: RunRecord) -> str:
+    """The split of the run's stored sets (conformal.json), else where 08 would calibrate."""
+    return run.conformal_fitted_on or run.posthoc_split
+
+
+def _fitted_where_sentence(study: StudyRecord) -> str:
+    """Which split chose what and which fitted what, where some run has a calibration split:
+    each post-hoc step named only once its record or table exists, with the split it records."""
+    runs = study.architectures
+    if not _has_calibration(runs):
+        return ""
+    chosen = ["the kept checkpoint of every run"]
+    chosen += ["the architectures' recipes"] if study.profile.recipes else []
+    chosen += ["the ensemble weights"] if study.ensemble and study.ensemble.get("weights") else []
+    chosen += ["the reference model of the paired tests"] if study.wrote("paired_tests") else []
+    trust = study.wrote("trust_conformal") or study.wrote("trust_deferral")
+    chosen += ["the run the trust analysis audits"] if trust else []
+    fitted = []
+    if calibrated := [r for r in runs if r.calibration]:
+        fitted.append(("the temperature", lambda r: r.calibration.get("fitted_on"), calibrated))
+    if with_points := [r for r in runs if r.thresholds]:
+        fitted.append(("the operating thresholds", lambda r: r.thresholds_chosen_on, with_points))
+    if study.wrote("trust_conformal"):
+        fitted.append(("the conformal sets", _conformal_split, runs))
+    if study.wrote("trust_deferral"):
+        fitted.append(("the deferral threshold", lambda r: r.posthoc_split, runs))
+    where: dict[str, list[str]] = {}  # "calibration split" (or per run) -> steps fitted there
+    for what, get, among in fitted:
+        split = per_run(among, lambda r, get=get: _split_name(get(r)), " split")
+        where.setdefault(split, []).append(what)
+    steps = "; ".join(f"{_and(items)} on the {split}" for split, items in where.items())
+    return f"Validation chose {_and(chosen)}; " + (
+        f"post-hoc calibration fitted {steps}." if fitted else "no post-hoc step has run yet."
     )
 
 
@@ -792,8 +858,9 @@ def _thresholds_sentence(runs: Sequence[RunRecord]) -> str:
         target = "" if p.target is None else f" {p.target:g}"
         return f"{p.criterion}{target} for {' + '.join(p.positive)}"
 
+    chosen_on = per_run(with_points, lambda r: _split_name(r.thresholds_chosen_on))
     return (
-        f"Operating thresholds were chosen on the validation split for a target "
+        f"Operating thresholds were chosen on the {chosen_on} split for a target "
         f"{per_run(with_points, words)} and applied unchanged to the test split; the threshold "
         f"acts on the calibrated probabilities."
     )

@@ -38,6 +38,9 @@ class RunRecord:
         False  # predictions_test_tta.csv exists: 07 evaluated it with test-time augmentation
     )
     fingerprint: str = ""  # its configuration, as the test-look ledger names it
+    thresholds_chosen_on: str | None = None  # the split 05 chose the thresholds on
+    conformal_fitted_on: str | None = None  # the split 08 calibrated the stored sets on
+    posthoc_split: str = "val"  # where post-hoc calibration fits (RunFolder.posthoc_split)
 
 
 def read_run(run_dir: str | Path) -> RunRecord | None:
@@ -55,6 +58,9 @@ def read_run(run_dir: str | Path) -> RunRecord | None:
         thresholds=folder.operating_points(),
         tta=folder.predictions_file("test", tta=True).is_file(),
         fingerprint=ledger.config_fingerprint(config),
+        thresholds_chosen_on=folder.thresholds_chosen_on(),
+        conformal_fitted_on=conformal.fitted_on if (conformal := folder.conformal()) else None,
+        posthoc_split=folder.posthoc_split(),
     )
 
 

@@ -11,7 +11,7 @@ Reading a run's test predictions or test images records a look in the study's te
 Optional state is explicit: :meth:`RunFolder.temperature` is None for a run that no temperature
 was fitted for, never a silent 1.0. Test-time augmentation changes the predictions, so TTA has
 its own temperature and operating points (``*_tta.json``), fitted on the TTA predictions of the
-validation split.
+split post-hoc calibration fits on (:meth:`RunFolder.posthoc_split`).
 """
 
 from __future__ import annotations
@@ -31,13 +31,18 @@ from torch import nn
 from skinlib import ledger, paths
 from skinlib.config import Config, config_from_dict, load_config, save_config
 from skinlib.conformal import StoredConformal, load_conformal, save_conformal
-from skinlib.data.splits import load_split, save_split
+from skinlib.data.splits import CALIBRATION, load_split, save_split
 from skinlib.data.transforms import build_transforms
 from skinlib.errors import DataError, SkinlibError
 from skinlib.io import atomic_path, atomic_write, read_json, write_json
 from skinlib.models import create_model
 from skinlib.predictions import Predictions
-from skinlib.thresholds import OperatingPoint, load_thresholds, save_thresholds
+from skinlib.thresholds import (
+    OperatingPoint,
+    load_thresholds,
+    save_thresholds,
+    thresholds_chosen_on,
+)
 
 ENSEMBLE_RUN = "ensemble"  # the study's ensemble folder (07), a sibling of the runs it averages
 
@@ -68,12 +73,12 @@ class RunFolder:
 
     CONFIG = "config.yaml"  # the resolved Config the run trained with
     META = "meta.json"  # written last by training: a run is complete once it says so
-    SPLIT = "split.csv"  # the images of train, val and test (what the run saw)
+    SPLIT = "split.csv"  # the images of train, val, test (and calibration): what the run saw
     HISTORY = "metrics.csv"  # one row per epoch: losses and validation metrics
     CHECKPOINTS = "checkpoints"  # best.pt (selected on validation) and last.pt (to resume)
     TENSORBOARD = "tb"
-    CALIBRATION = "calibration.json"  # temperature fitted on validation (04; TTA: 07)
-    THRESHOLDS = "thresholds.json"  # operating points chosen on validation (05; TTA: 07)
+    CALIBRATION = "calibration.json"  # temperature (04; TTA: 07), on posthoc_split()
+    THRESHOLDS = "thresholds.json"  # operating points (05; TTA: 07), on posthoc_split()
     CONFORMAL = "conformal.json"  # conformal sets and unknown-input threshold (08)
     ENSEMBLE = "ensemble.json"  # an ensemble folder's members and weights (07)
     EXTERNAL = "external"  # evaluations on external sets, one folder per set
@@ -168,7 +173,7 @@ class RunFolder:
         return read_json(self.meta_file)
 
     def split_table(self) -> pd.DataFrame:
-        """Every row of the run's split file (train, val and test), checked on reading."""
+        """Every row of the run's split file (train, val, test, calibration), checked on reading."""
         if not self.split_file.is_file():
             raise DataError(f"{self.split_file} not found: is {self.path} a finished skinlib run?")
         return load_split(self.split_file)
@@ -216,6 +221,17 @@ class RunFolder:
     def epochs_done(self) -> int:
         """Completed epochs so far (0 before the first one ends)."""
         return len(self.history()) if self.history_file.is_file() else 0
+
+    def posthoc_split(self) -> str:
+        """The split post-hoc calibration is fitted on: the temperature (04), the operating
+        thresholds (05), the conformal sets and the deferral threshold (08).
+
+        ``calibration`` where training wrote predictions for a calibration split of its own
+        (``data.calibration_fraction`` > 0), else ``val``; validation still selects the
+        checkpoint, the recipe, the ensemble weights and the audited run. The one place that
+        decides, so that the three steps fit on the same images.
+        """
+        return CALIBRATION if self.predictions_file(CALIBRATION).is_file() else "val"
 
     @property
     def is_trained(self) -> bool:
@@ -293,7 +309,7 @@ class RunFolder:
         return read_json(path) if path.is_file() else None
 
     def temperature(self, tta: bool = False) -> float | None:
-        """The temperature fitted on validation, or None when the run was not calibrated."""
+        """The temperature 04 fitted, or None when the run was not calibrated."""
         record = self.calibration(tta)
         if record is None:
             return None
@@ -308,21 +324,22 @@ class RunFolder:
             raise DataError(f"{path}: temperature {value} must be a positive number")
         return value
 
-    def write_temperature(self, temperature: float, tta: bool = False) -> Path:
-        """Store a temperature fitted on the validation split (single view or TTA predictions)."""
-        fitted_on = "val (TTA predictions)" if tta else "val"
+    def write_temperature(
+        self, temperature: float, tta: bool = False, fitted_on: str = "val"
+    ) -> Path:
+        """Store a temperature fitted on split ``fitted_on`` (single view or TTA predictions)."""
         return write_json(
             self.calibration_file(tta),
             {
                 "temperature": float(temperature),
-                "fitted_on": fitted_on,
+                "fitted_on": f"{fitted_on} (TTA predictions)" if tta else fitted_on,
                 "method": "temperature scaling",
             },
         )
 
     def operating_points(self, tta: bool = False) -> list[OperatingPoint] | None:
-        """The operating points chosen on validation (the app uses the first), or None when the
-        study stored none for this run."""
+        """The operating points 05 chose (the app uses the first), or None when the study stored
+        none for this run (:meth:`thresholds_chosen_on` says on which split)."""
         path = self.thresholds_file(tta)
         if not path.is_file():
             return None
@@ -333,8 +350,15 @@ class RunFolder:
                 f"{path}: not a thresholds file ({err}); re-run the thresholds step"
             ) from None
 
-    def write_operating_points(self, points: Sequence[OperatingPoint], tta: bool = False) -> Path:
-        return save_thresholds(self.thresholds_file(tta), points)
+    def thresholds_chosen_on(self, tta: bool = False) -> str | None:
+        """The split the stored operating points were chosen on, or None when none are stored."""
+        path = self.thresholds_file(tta)
+        return thresholds_chosen_on(path) if path.is_file() else None
+
+    def write_operating_points(
+        self, points: Sequence[OperatingPoint], tta: bool = False, chosen_on: str = "val"
+    ) -> Path:
+        return save_thresholds(self.thresholds_file(tta), points, chosen_on)
 
     def conformal(self) -> StoredConformal | None:
         """The conformal sets and unknown-input threshold of step 08, or None before it ran."""

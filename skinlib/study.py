@@ -19,6 +19,7 @@ from skinlib.config import Config
 from skinlib.conformal import conformal_grid, stored_conformal
 from skinlib.data import load_table
 from skinlib.data.images import load_image
+from skinlib.data.splits import CALIBRATION
 from skinlib.data.tables import data_source, prepare_table, table_settings
 from skinlib.data.transforms import centre_square
 from skinlib.errors import DataError, SkinlibError
@@ -148,8 +149,18 @@ class Study:
         return folder.predictions(split, tta)
 
     def temperature(self, run: str, tta: bool = False) -> float | None:
-        """The temperature 04 fitted on validation, or None where the run is not calibrated."""
+        """The temperature 04 fitted, or None where the run is not calibrated."""
         return RunFolder(self.run_dir(run)).temperature(tta)
+
+    def posthoc_split(self, run: str | None = None) -> str:
+        """The split post-hoc calibration fits on (temperature, thresholds, conformal sets,
+        deferral): ``calibration`` where the run has one, else ``val``
+        (:meth:`skinlib.runs.RunFolder.posthoc_split` decides). Without ``run``: that of the
+        study's architecture runs, for a caption (both, joined by "/", if they differ)."""
+        if run is not None:
+            return RunFolder(self.run_dir(run)).posthoc_split()
+        found = dict.fromkeys(self.posthoc_split(r) for r in self.runs)
+        return "/".join(found) if found else "val"
 
     def calibrated_probabilities(self, run: str, split: str = "test", tta: bool = False):
         """``(probabilities, temperature)``: calibrated where a temperature was fitted, else the
@@ -247,22 +258,25 @@ class Study:
     # --- 04 calibration ------------------------------------------------------------------------
 
     def calibrate(self, run: str, tta: bool = False) -> pd.DataFrame:
-        """Fit the temperature on validation, store it with the run, report before/after (test
-        errors with 95% intervals over resampled lesions, ``evaluation.n_boot`` resamples).
+        """Fit the temperature on the run's :meth:`posthoc_split` (its calibration split, else
+        validation), store it with the run, report before/after there and on test (test errors
+        with 95% intervals over resampled lesions, ``evaluation.n_boot`` resamples).
 
-        ``tta``: fit a temperature of its own on the TTA predictions of the validation split
-        (averaging views changes the confidence, so the single-view temperature does not apply).
+        ``tta``: fit a temperature of its own on the TTA predictions of that split (averaging
+        views changes the confidence, so the single-view temperature does not apply).
         """
-        val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
+        split = self.posthoc_split(run)
+        fit, test = self.predictions(run, split, tta), self.predictions(run, "test", tta)
         table, t = calibration_report(
-            val.logits,
-            val.labels,
+            fit.logits,
+            fit.labels,
             test.logits,
             test.labels,
+            split,
             test_groups=test.group,
             n_boot=self.evaluation.n_boot,
         )
-        RunFolder(self.run_dir(run)).write_temperature(t, tta)
+        RunFolder(self.run_dir(run)).write_temperature(t, tta, fitted_on=split)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
@@ -273,18 +287,20 @@ class Study:
     # --- 05 thresholds -------------------------------------------------------------------------
 
     def operating_points(self, run: str, positive=None, tta: bool = False) -> pd.DataFrame:
-        """Operating points for the positive set: chosen on validation, reported on test with
-        grouped-bootstrap intervals (lesions resampled). For the profile's positive set the
-        first point (its target specificity) is stored with the run for the app and
-        ``skinlib evaluate``.
+        """Operating points for the positive set: chosen on the run's :meth:`posthoc_split` (its
+        calibration split, else validation; the ``val_*`` columns are measured there), reported
+        on test with grouped-bootstrap intervals (lesions resampled). For the profile's positive
+        set the first point (its target specificity) is stored with the run for the app and
+        ``skinlib evaluate``, with the split it was chosen on.
 
         Thresholds apply to calibrated probabilities: the temperature 04 stored, or, for a run
-        not yet calibrated, one fitted here on validation (recorded in the table and the file).
+        not yet calibrated, one fitted here on the same split (recorded in the table and file).
         """
         positive = list(positive or self.evaluation.positive)
-        val, test = self.predictions(run, "val", tta), self.predictions(run, "test", tta)
+        split = self.posthoc_split(run)
+        fit, test = self.predictions(run, split, tta), self.predictions(run, "test", tta)
         table = operating_points_from_predictions(
-            val,
+            fit,
             test,
             positive,
             targets_for(self.evaluation.specificity),
@@ -294,7 +310,7 @@ class Study:
         )
         if positive == list(self.evaluation.positive):
             folder = RunFolder(self.run_dir(run))
-            folder.write_operating_points([stored_point(table, positive)], tta)
+            folder.write_operating_points([stored_point(table, positive)], tta, chosen_on=split)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def roc(self, run: str, positive=None):
@@ -360,7 +376,12 @@ class Study:
                 "temperature yet: run 04_calibration first"
             )
         temperatures = [self.temperature(r) for r in runs]
-        for split in ("val", "test"):
+        splits = ["val", "test"]
+        if all(self.posthoc_split(r) == CALIBRATION for r in runs):
+            splits.append(CALIBRATION)  # so the ensemble calibrates where its members did
+        else:  # an earlier ensemble's would make it calibrate on a split its members lack
+            out.predictions_file(CALIBRATION).unlink(missing_ok=True)
+        for split in splits:
             members = [self.predictions(r, split) for r in runs]
             out.write_predictions(ensemble(members, weights, temperatures), split)
         out.split_file.write_bytes(RunFolder(self.run_dir(runs[0])).split_file.read_bytes())
@@ -395,8 +416,9 @@ class Study:
     def conformal_sets(
         self, run: str, calibration: str = "lesion-weighted"
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-        """Every method x coverage x (marginal, Mondrian), calibrated on validation lesions, on
-        test, and the stored method image by image (:func:`skinlib.conformal.conformal_grid`).
+        """Every method x coverage x (marginal, Mondrian), calibrated on the lesions of the
+        run's :meth:`posthoc_split` (its calibration split, else validation), on test, and the
+        stored method image by image (:func:`skinlib.conformal.conformal_grid`).
 
         Args:
             calibration: ``"lesion-weighted"`` (asymptotically valid) or ``"one-image"`` (one
@@ -409,7 +431,7 @@ class Study:
         """
         trust = self.profile.trust
         return conformal_grid(
-            self.predictions(run, "val"),
+            self.predictions(run, self.posthoc_split(run)),
             self.predictions(run, "test"),
             self.fitted_temperature(run),
             trust.coverages,
@@ -420,16 +442,19 @@ class Study:
 
     def store_conformal(self, run: str) -> Path:
         """Write the run's ``conformal.json``: the sets at the first coverage of ``trust`` (its
-        ``set_method``, marginal, lesion-weighted) and the unknown-input threshold (calibrated
-        maximum probability keeping 95% of validation images), for the app."""
+        ``set_method``, marginal, lesion-weighted, calibrated on :meth:`posthoc_split`) and the
+        unknown-input threshold (calibrated maximum probability keeping 95% of validation
+        images, like the unknown-input score 08 chooses on validation), for the app."""
         trust = self.profile.trust
-        val, vp = self.calibrated(run, "val")
+        split = self.posthoc_split(run)
+        _, vp = self.calibrated(run, "val")
         stored = stored_conformal(
-            val,
+            self.predictions(run, split),
             self.fitted_temperature(run),
             trust.set_method,
             trust.coverages[0],
             unknown=unknown_rule(vp),
+            fitted_on=split,
         )
         return RunFolder(self.run_dir(run)).write_conformal(stored)
 
@@ -440,10 +465,11 @@ class Study:
         return risk_coverage_by_confidence(test.labels, tp, test.group, self.evaluation.n_boot)
 
     def deferral(self, run: str) -> pd.DataFrame:
-        """For each confidence score: the threshold chosen on validation for the profile's target
-        balanced accuracy of the answers (every class), and what it gives on test (with intervals
-        and the least answered class, named so a silenced class shows)."""
-        val, vp = self.calibrated(run, "val")
+        """For each confidence score: the threshold chosen on the run's :meth:`posthoc_split`
+        (its calibration split, else validation; ``val_coverage`` is measured there) for the
+        profile's target balanced accuracy of the answers (every class), and what it gives on
+        test (with intervals and the least answered class, named so a silenced class shows)."""
+        val, vp = self.calibrated(run, self.posthoc_split(run))
         test, tp = self.calibrated(run, "test")
         target = self.profile.trust.deferral_accuracy
         return deferral_table(

@@ -1,11 +1,14 @@
-"""Operating points: thresholds chosen on validation, reported on test, stored with the run.
+"""Operating points: thresholds chosen on validation (or on a calibration split of the run's
+own, :meth:`skinlib.runs.RunFolder.posthoc_split`), reported on test, stored with the run.
+
+The ``val_*`` fields and arguments are the split the threshold is chosen on, whichever it is.
 
 A clinical claim ("at 95% specificity the model finds 70% of melanomas") needs a threshold fixed
 before the test set is seen. The score for a set of classes (malignant vs benign) is the sum of
 their probabilities; "positive" means ``score >= threshold``.
 
-Thresholds apply to *calibrated* probabilities: the temperature fitted on validation
-(``calibration.json``) is applied first, and the temperature used is stored with every operating
+Thresholds apply to *calibrated* probabilities: the run's temperature (``calibration.json``,
+fitted on the same split) is applied first, and the temperature used is stored with every operating
 point. A threshold on calibrated probabilities reads as a probability ("refer above 12% melanoma
 risk"), and the app, the external evaluation and the thesis all apply it to the same numbers.
 Temperature scaling keeps each image's argmax but not, in a multi-class model, the ranking of one
@@ -154,7 +157,8 @@ def _bootstrap_sens_spec(truth, score, threshold, groups, n_boot, alpha, seed):
 
 @dataclass
 class OperatingPoint:
-    """A threshold and what it gives on validation (where it was chosen) and on test."""
+    """A threshold and what it gives where it was chosen (``val_*``: validation, or the
+    calibration split) and on test."""
 
     positive: list[str]  # the classes whose summed probability is the score
     criterion: str  # specificity | sensitivity | youden
@@ -324,21 +328,30 @@ def _finite_or_none(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def save_thresholds(path: str | Path, points: Sequence[OperatingPoint]) -> Path:
+def save_thresholds(
+    path: str | Path, points: Sequence[OperatingPoint], chosen_on: str = "val"
+) -> Path:
     """Store operating points with a run (``thresholds.json``); the app uses the first.
 
-    Missing test values are written as ``null`` (strict JSON).
+    Missing test values are written as ``null`` (strict JSON). ``chosen_on`` (the split the
+    thresholds were chosen on; their ``val_*`` fields are measured there) is written when it is
+    not validation, so that files chosen on validation keep their bytes: a file without it was
+    chosen on validation (:func:`thresholds_chosen_on`).
     """
-    return write_json(
-        path,
-        {
-            "operating_points": [
-                {k: _finite_or_none(v) for k, v in asdict(p).items()} for p in points
-            ],
-            "applies_to": "calibrated probabilities: softmax(logits / temperature), "
-            "score = sum over the positive classes, positive if score >= threshold",
-        },
-    )
+    record = {
+        "operating_points": [{k: _finite_or_none(v) for k, v in asdict(p).items()} for p in points],
+        "applies_to": "calibrated probabilities: softmax(logits / temperature), "
+        "score = sum over the positive classes, positive if score >= threshold",
+    }
+    if chosen_on != "val":
+        record["chosen_on"] = chosen_on
+    return write_json(path, record)
+
+
+def thresholds_chosen_on(path: str | Path) -> str:
+    """The split a ``thresholds.json``'s points were chosen on (``val`` where it names none:
+    every file from before the calibration split existed, and every one chosen on validation)."""
+    return str(read_json(path).get("chosen_on", "val"))
 
 
 def load_thresholds(path: str | Path) -> list[OperatingPoint]:
@@ -358,17 +371,20 @@ def _criterion_label(criterion: str, target) -> str:
     return "Youden" if criterion == "youden" else f"{short} >= {float(target):.2f}"
 
 
-def points_for_reading(points: pd.DataFrame) -> pd.DataFrame:
-    """Every operating point, as the appendix shows them (the criterion says what held on
-    validation, so its validation sensitivity is left out to fit the page)."""
-    return _for_reading(points).drop(columns="sens. (val)")
+def points_for_reading(points: pd.DataFrame, chosen_on: str = "val") -> pd.DataFrame:
+    """Every operating point, as the appendix shows them (the criterion says what held on the
+    split the thresholds were chosen on, ``chosen_on``, so its sensitivity there is left out to
+    fit the page)."""
+    return _for_reading(points, chosen_on).drop(columns=f"sens. ({chosen_on})")
 
 
-def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
+def _for_reading(points: pd.DataFrame, chosen_on: str = "val") -> pd.DataFrame:
     """Operating points with human headers and intervals in their cells, as a thesis shows them.
 
     Args:
         points: :func:`operating_points_table` rows with a ``model`` column.
+        chosen_on: the split the thresholds were chosen on (``val`` or ``calibration``), in the
+            headers of the columns measured there.
     """
 
     def interval(what: str) -> list[str]:
@@ -381,12 +397,12 @@ def _for_reading(points: pd.DataFrame) -> pd.DataFrame:
         {
             "model": points["model"],
             "positive": points["positive"],
-            "criterion (val)": [
+            f"criterion ({chosen_on})": [
                 _criterion_label(c, t)
                 for c, t in zip(points["criterion"], points["target"], strict=True)
             ],
             "threshold": points["threshold"].to_numpy(),
-            "sens. (val)": points["val_sensitivity"].to_numpy(),
+            f"sens. ({chosen_on})": points["val_sensitivity"].to_numpy(),
             "sens. (test)": interval("sensitivity"),
             "spec. (test)": interval("specificity"),
         }

@@ -319,6 +319,20 @@ def test_broken_run_files_give_messages(tiny_run, tmp_path):
         Predictor(tmp_path / "ens")
 
 
+def test_the_page_names_the_split_the_temperature_and_threshold_were_fitted_on(tiny_run, tmp_path):
+    folder = RunFolder(uncalibrated_copy(tiny_run, tmp_path / "cal"))
+    source = RunFolder(tiny_run)
+    folder.write_temperature(source.temperature(), fitted_on="calibration")
+    folder.write_operating_points(source.operating_points(), chosen_on="calibration")
+    predictor = Predictor(folder.path)
+    assert "(fitted on calibration)" in predictor.describe()
+    decision = predictor.predict(load_image(_test_rows(tiny_run).loc[0, "path"])).decision
+    assert decision.endswith(
+        "90% specificity on the calibration split: refer."
+    ) or decision.endswith("90% specificity on the calibration split: not flagged.")
+    assert "(fitted on validation)" in Predictor(tiny_run).describe()
+
+
 # --- the page's answers (what the browser shows), bad input first ---------------------------
 
 

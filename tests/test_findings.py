@@ -166,3 +166,55 @@ def test_coverage_says_which_classes_are_in_every_set_for_too_few_lesions():
     text = findings.coverage(table, "lac 90%", "lac Mondrian 90%")
     assert "raise b from 0.700 to 1.000" in text
     assert "b (5 lesions) is in every set: too few validation lesions calibrate it" in text
+
+
+def test_findings_name_the_split_that_fitted_the_step():
+    """With a calibration split, each sentence says the temperature, threshold, sets and
+    deferral were fitted there; validation's words stay where validation fitted them."""
+    table = pd.DataFrame(
+        {
+            "model": ["v"] * 4,
+            "split": ["calibration", "calibration", "test", "test"],
+            "stage": ["before", "after"] * 2,
+            "ece": [0.15, 0.2, 0.19, 0.22],
+        }
+    )
+    assert "(the temperature minimises calibration NLL," in findings.calibration(table)
+    points = pd.DataFrame(
+        {
+            "model": ["r"],
+            "positive": ["mel"],
+            "criterion": ["specificity"],
+            "target": [0.95],
+            "test_sensitivity": [0.7],
+            "test_sensitivity_low": [0.48],
+            "test_sensitivity_high": [0.86],
+            "test_specificity": [0.967],
+        }
+    )
+    text = findings.operating_points(points, "mel", 0.95, chosen_on="calibration")
+    assert "95% specificity on the calibration split, mel sensitivity on test" in text
+    sets = pd.DataFrame(
+        _coverage_rows("lac 90%", [0.9, 0.95, 0.7], 1.5)
+        + _coverage_rows("lac Mondrian 90%", [0.9, 0.9, 1.0], 1.8, every=(False, False, True))
+    )
+    text = findings.coverage(sets, "lac 90%", "lac Mondrian 90%", calibrated_on="calibration")
+    assert "(lac 90%, calibrated on calibration lesions)" in text
+    assert "too few calibration lesions calibrate it" in text and "validation" not in text
+    deferral = pd.DataFrame(
+        {
+            "confidence": ["max_probability"],
+            "target": 0.9,
+            "val_coverage": [0.6],
+            "coverage": [0.55],
+            "coverage_low": [0.5],
+            "coverage_high": [0.6],
+            "balanced_accuracy": [0.88],
+            "balanced_accuracy_low": [0.8],
+            "balanced_accuracy_high": [0.95],
+            "balanced_accuracy_all": [0.7],
+        }
+    )
+    text = findings.deferral(deferral, chosen_on="calibration")
+    assert "answering most calibration images; threshold chosen on the calibration split" in text
+    assert "validation" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -15,10 +16,12 @@ import yaml
 
 from skinlib import claim, ledger, methods, paths
 from skinlib.config import Config, TrainConfig, save_config
+from skinlib.conformal import StoredConformal, save_conformal
 from skinlib.data.splits import file_hash
 from skinlib.io import write_json
 from skinlib.profile import load_study_profile
 from skinlib.runs import RunFolder
+from skinlib.thresholds import OperatingPoint, save_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
@@ -521,3 +524,68 @@ def test_the_test_look_sentence_counts_other_configurations_scored_before(study_
     text = _methods_text(file)
     assert "no configuration other than the 4 reported here was scored" in text
     assert f"kept since {ledger.read_looks(study_dir)[0].time[:10]}" in text
+
+
+def _give_calibration_split(run_dir: Path) -> None:
+    """What training, 04, 05 and 08 leave in a run with a calibration split: lesions 16-19 of
+    training in ``split.csv``, its predictions, and records fitted on it."""
+    split = _split()
+    split.loc[split["group"].isin([f"L{i}" for i in range(16, 20)]), "split"] = "calibration"
+    split.to_csv(run_dir / "split.csv", index=False)
+    (run_dir / "predictions_calibration.csv").write_text("image_id\n")  # the split 08 fits on
+    write_json(
+        run_dir / "calibration.json",
+        {"temperature": 1.5, "fitted_on": "calibration", "method": "temperature scaling"},
+    )
+    point = OperatingPoint(["mel"], "specificity", 0.95, 0.3, 1.5, 0.7, 0.95)
+    save_thresholds(run_dir / "thresholds.json", [point], chosen_on="calibration")
+    grouping = "lesion weights (each calibration lesion weighs 1; asymptotically valid)"
+    stored = StoredConformal("lac", 0.9, False, [0.8] * 3, ["bkl", "mel", "nv"], 1.5, grouping)
+    save_conformal(run_dir / "conformal.json", dataclasses.replace(stored, fitted_on="calibration"))
+
+
+def test_methods_say_which_split_fitted_what_from_the_records(study_dirs):
+    with_fraction = {**PROFILE, "config": {**PROFILE["config"]}}
+    with_fraction["config"]["data"] = {**PROFILE["config"]["data"], "calibration_fraction": 0.1}
+    file = study_dirs(with_fraction)
+    write_tables("mini", "trust_conformal", "trust_deferral")
+    default = _methods_text(file)  # the fraction asked, but no run's split file holds one
+    assert "calibration split" not in default and "Validation chose" not in default
+    assert "fitted on the validation split" in default
+    for arch in ("resnet18", "vit_tiny"):
+        _give_calibration_split(paths.run_dir("mini", arch))
+    text = _methods_text(file)
+    assert (
+        "Requested fractions (training/validation/test/calibration): 60.0%/15.0%/15.0%/10.0%"
+        in text
+    )
+    assert "achieved, in images: 53.3%/16.7%/16.7%/13.3% (32/10/10/8 images)" in text
+    assert "assigned to training, validation, test and calibration sets grouped by lesion" in text
+    assert "A calibration split was carved out of the training images, grouped by lesion" in text
+    assert (
+        "Validation chose the kept checkpoint of every run, the architectures' recipes and the "
+        "run the trust analysis audits; post-hoc calibration fitted the temperature, the "
+        "operating thresholds, the conformal sets and the deferral threshold on the calibration "
+        "split."
+    ) in text
+    assert "by temperature scaling [@guo2017calibration], fitted on the calibration split" in text
+    assert "Operating thresholds were chosen on the calibration split for a target" in text
+    assert "Mondrian sets, calibrated on the calibration split with each lesion weighted" in text
+    assert "deferring an image to a dermatologist was chosen on the calibration split for" in text
+    assert "validation split" not in text
+    # a step is named with the split its record gives: a temperature fitted on validation
+    # (04 run before the split existed) says so, and a step that has not run is not named
+    vit = paths.run_dir("mini", "vit_tiny")
+    write_json(
+        vit / "calibration.json",
+        {"temperature": 1.2, "fitted_on": "val", "method": "temperature scaling"},
+    )
+    (vit / "thresholds.json").unlink()
+    (paths.run_dir("mini", "resnet18") / "thresholds.json").unlink()
+    text = _methods_text(file)
+    assert (
+        "post-hoc calibration fitted the temperature on the calibration split for `resnet18`; "
+        "validation split for `vit_tiny`; the conformal sets and the deferral threshold on the "
+        "calibration split."
+    ) in text
+    assert "operating thresholds" not in text

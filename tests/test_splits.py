@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +13,10 @@ from sklearn.model_selection import train_test_split
 from skinlib.cli import main
 from skinlib.data import load_table
 from skinlib.data.splits import (
+    CALIBRATION,
     apply_split,
     audit_split,
+    carve_calibration,
     count_shared_groups,
     fold_to_split,
     load_split,
@@ -202,3 +206,65 @@ def test_split_cli_writes_file_and_prints_audit(tmp_path, capsys):
     folds = tmp_path / "folds.csv"
     assert main(["split", str(tmp_path), "--labels-only", "--folds", "3", "--out", str(folds)]) == 0
     assert sorted(load_split(folds)["fold"].unique()) == [0, 1, 2]
+
+
+# --- the calibration split (data.calibration_fraction) -------------------------------------------
+
+
+def _digest(split: pd.Series) -> str:
+    return hashlib.sha256(",".join(split).encode()).hexdigest()[:16]
+
+
+def test_calibration_fraction_zero_leaves_the_split_as_it_was(ham):
+    # digests of the split column that make_split and fold_to_split gave before the calibration
+    # split existed (commit 49564e2): off means byte for byte the same assignment
+    head = ham.head(3000)
+    assert _digest(make_split(head, seed=3)["split"]) == "90a50795449954b9"
+    assert _digest(make_split(head, seed=3, calibration_frac=0.0)["split"]) == "90a50795449954b9"
+    folds = make_folds(head, k=5, seed=1)
+    off = fold_to_split(folds, fold=2, seed=1, calibration_frac=0.0)
+    assert _digest(off["split"]) == "1ffc5b3082731de0"
+    assert CALIBRATION not in set(off["split"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fraction", [0.05, 0.2])
+def test_calibration_split_is_carved_from_training_grouped_and_stratified(ham, ham_split, fraction):
+    off = ham_split  # seed 0, no calibration split
+    on = make_split(ham, seed=0, calibration_frac=fraction)
+    # no lesion in two splits: none of calibration's lesions is in train, val or test
+    cal_groups = set(on.loc[on["split"] == CALIBRATION, "group"])
+    for other in ("train", "val", "test"):
+        assert not cal_groups & set(on.loc[on["split"] == other, "group"]), other
+    assert count_shared_groups(on["group"], on["split"]) == 0
+    # the requested share of all images, taken from training only: val and test are unchanged
+    got = split_fractions(on)
+    want = {"train": 0.7 - fraction, "val": 0.15, "test": 0.15, CALIBRATION: fraction}
+    assert got == pytest.approx(want, abs=0.01)
+    moved = on["split"] != off["split"]
+    assert moved.any() and (off.loc[moved, "split"] == "train").all()
+    assert (on.loc[moved, "split"] == CALIBRATION).all()
+    # stratified like the other splits: every class within 2 points of its overall share
+    audit = audit_split(on)
+    assert set(audit.counts.columns) == {"train", "val", "test", CALIBRATION}
+    assert (audit.counts[CALIBRATION] > 0).all()
+    assert audit.max_share_deviation <= 0.02, audit.max_deviation
+
+
+def test_calibration_split_quick_in_folds_split_files_and_bad_fractions(ham, tmp_path):
+    head = ham.head(3000)
+    split = fold_to_split(make_folds(head, k=5, seed=1), fold=2, seed=1, calibration_frac=0.1)
+    assert split_fractions(split)[CALIBRATION] == pytest.approx(0.1, abs=0.01)
+    assert (split.loc[split["fold"] == 2, "split"] == "test").all()
+    assert count_shared_groups(split["group"], split["split"]) == 0
+    on = make_split(head, seed=0, calibration_frac=0.1)
+    cal_groups = set(on.loc[on["split"] == CALIBRATION, "group"])
+    assert cal_groups and not cal_groups & set(on.loc[on["split"] != CALIBRATION, "group"])
+    assert split_fractions(on)[CALIBRATION] == pytest.approx(0.1, abs=0.01)
+    # a split file with a calibration split reads back as written
+    path = save_split(on, tmp_path / "split.csv")
+    assert load_split(path)["split"].tolist() == on["split"].tolist()
+    with pytest.raises(DataError, match="sum to less than 1"):
+        make_split(head, val_frac=0.3, test_frac=0.3, calibration_frac=0.4)
+    with pytest.raises(DataError, match="must be in"):
+        carve_calibration(make_split(head, seed=0), 0.8)

@@ -7,14 +7,18 @@ import pandas as pd
 import pytest
 
 import skinlib.study as study_module
-from skinlib.calibration import calibration_errors_ci
+from skinlib.calibration import TemperatureScaler, calibration_errors_ci
 from skinlib.config import Config, apply_overrides
+from skinlib.conformal import stored_conformal
 from skinlib.data.tables import table_settings
+from skinlib.evaluation import ensemble_weights
+from skinlib.io import read_json
 from skinlib.metrics import align_pair, holm, paired_tests
 from skinlib.predictions import Predictions
-from skinlib.selective import risk_coverage_by_confidence
+from skinlib.runs import RunFolder
+from skinlib.selective import deferral_table, risk_coverage_by_confidence
 from skinlib.study import Study
-from skinlib.thresholds import operating_point, positive_score, positive_truth
+from skinlib.thresholds import choose_threshold, operating_point, positive_score, positive_truth
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -194,3 +198,84 @@ def test_table_settings_tell_tables_apart():
     assert table_settings(base) == table_settings(apply_overrides(base, ["data.image_size=64"]))
     for change in ("data.task=binary", "data.fold=1", "data.split_seed=3"):
         assert table_settings(apply_overrides(base, [change])) != table_settings(base)
+
+
+# --- a calibration split of the run's own (data.calibration_fraction > 0) -------------------------
+
+
+def _give_calibration_split(study, run: str) -> Predictions:
+    """Write a calibration split's predictions for ``run``: other images, other logits than its
+    validation ones (less skilled, more over-confident), as training writes them."""
+    p = _preds(np.random.default_rng(99), 240, 1.5, ids=np.arange(1000, 1240))
+    cal = Predictions(p.image_id, [f"c{g}" for g in p.group], p.labels, 5 * p.logits, CLASSES)
+    cal.save(study.run_dir(run) / "predictions_calibration.csv")
+    return cal
+
+
+def test_temperature_is_fitted_on_the_calibration_split_when_the_run_has_one(study):
+    cal = _give_calibration_split(study, "a")
+    val = study.predictions("a", "val")
+    table = study.calibrate("a")
+    on_cal = TemperatureScaler().fit(cal.logits, cal.labels).temperature_
+    on_val = TemperatureScaler().fit(val.logits, val.labels).temperature_
+    assert abs(on_cal - on_val) > 0.5  # the two splits ask for clearly different temperatures
+    assert study.temperature("a") == pytest.approx(on_cal)
+    assert read_json(study.run_dir("a") / "calibration.json")["fitted_on"] == "calibration"
+    assert table["split"].unique().tolist() == ["calibration", "test"]
+    assert study.posthoc_split("a") == "calibration" and study.posthoc_split("b") == "val"
+    # a run without one is fitted on validation, as before
+    study.calibrate("b")
+    b_val = study.predictions("b", "val")
+    assert study.temperature("b") == pytest.approx(
+        TemperatureScaler().fit(b_val.logits, b_val.labels).temperature_
+    )
+    assert read_json(study.run_dir("b") / "calibration.json")["fitted_on"] == "val"
+
+
+def test_thresholds_sets_and_deferral_fit_on_the_calibration_split(study):
+    cal = _give_calibration_split(study, "a")
+    study.calibrate("a")
+    t = study.temperature("a")
+    cp, test = cal.probabilities(t), study.predictions("a", "test")
+    # 05: the stored threshold is chosen on the calibration split, and says so
+    study.operating_points("a")
+    point = RunFolder(study.run_dir("a")).operating_points()[0]
+    truth, score = (
+        positive_truth(cal.labels, CLASSES, ["mel"]),
+        positive_score(cp, CLASSES, ["mel"]),
+    )
+    assert point.threshold == choose_threshold(truth, score, "specificity", 0.9)
+    assert point.val_specificity >= 0.9
+    assert RunFolder(study.run_dir("a")).thresholds_chosen_on() == "calibration"
+    # 08: the stored sets are calibrated on the calibration lesions; deferral chosen there
+    study.store_conformal("a")
+    stored = RunFolder(study.run_dir("a")).conformal()
+    expected = stored_conformal(cal, t, "lac", 0.9)
+    assert stored.fitted_on == "calibration" and stored.quantiles == expected.quantiles
+    assert "each calibration lesion weighs 1" in stored.grouping
+    deferral = study.deferral("a")
+    want = deferral_table(cal.labels, cp, test.labels, test.probabilities(t), test.group, 0.9, 50)
+    np.testing.assert_allclose(deferral["threshold"], want["threshold"])
+    np.testing.assert_allclose(deferral["val_coverage"], want["val_coverage"])
+    # a run without a calibration split: chosen on validation, thresholds.json as before
+    study.calibrate("b")
+    study.operating_points("b")
+    record = read_json(study.run_dir("b") / "thresholds.json")
+    assert "chosen_on" not in record and set(record) == {"operating_points", "applies_to"}
+    assert RunFolder(study.run_dir("b")).thresholds_chosen_on() == "val"
+
+
+def test_an_ensemble_of_runs_with_calibration_splits_calibrates_on_theirs(study):
+    for run in ("a", "b"):
+        _give_calibration_split(study, run)
+        study.calibrate(run)
+    (study.run_dir("a") / "split.csv").write_text("image_id\n")  # copied, not read
+    study.build_ensemble(["a", "b"])
+    ensemble = RunFolder(study.run_dir("ensemble"))
+    assert ensemble.posthoc_split() == "calibration"
+    assert ensemble.calibration()["fitted_on"] == "calibration"
+    assert ensemble.thresholds_chosen_on() == "calibration"
+    # the weights are still chosen on validation (each member's validation balanced accuracy)
+    assert ensemble.ensemble()["weights"] == pytest.approx(
+        ensemble_weights([study.predictions(r, "val") for r in ("a", "b")])
+    )

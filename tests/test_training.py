@@ -20,7 +20,7 @@ from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.io import read_json
 from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
-from skinlib.runs import load_model
+from skinlib.runs import RunFolder, load_model
 from skinlib.training import engine, train
 from skinlib.training.schedule import build_scheduler
 
@@ -370,6 +370,28 @@ def test_prepare_table_uses_saved_split(synth_root, env, tmp_path):
     assert (again["split"].to_numpy() == flipped["split"].to_numpy()).all()
 
 
+def test_a_split_file_gets_a_calibration_split_carved_from_its_training_rows(
+    synth_root, env, tmp_path
+):
+    """A split file without a calibration split gets one from its training rows only (val and
+    test kept); one with a calibration split is read as it is."""
+    from skinlib.data.splits import save_split
+
+    cfg = tiny_config(synth_root)
+    table = prepare_table(cfg, progress=False)
+    save_split(table, tmp_path / "s.csv")
+    split_file = f"data.split_file={tmp_path / 's.csv'}"
+    carved = prepare_table(
+        apply_overrides(cfg, [split_file, "data.calibration_fraction=0.15"]), progress=False
+    )
+    moved = carved["split"].to_numpy() != table["split"].to_numpy()
+    assert moved.any() and (carved.loc[moved, "split"] == "calibration").all()
+    assert (table.loc[moved, "split"] == "train").all()
+    save_split(carved, tmp_path / "c.csv")
+    read = prepare_table(apply_overrides(cfg, [f"data.split_file={tmp_path / 'c.csv'}"]))
+    assert (read["split"].to_numpy() == carved["split"].to_numpy()).all()
+
+
 def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
         name: buf.clone()
@@ -475,3 +497,24 @@ def test_dataset_drops_or_substitutes_unreadable_images(tmp_path):
     assert substitute[2][1] == 1  # img3's label with img3's image
     with pytest.raises(DataError, match="img2.png: not an image file"):
         ImageDataset(table, ["mel", "nv"], to_tensor)[2]
+
+
+def test_a_calibration_split_is_predicted_and_recorded(synth_root, env):
+    cfg = tiny_config(synth_root, **{"data.calibration_fraction": 0.15, "train.epochs": 1})
+    run = train(cfg, progress=False)
+    split = pd.read_csv(run / "split.csv", dtype=str)
+    cal = split[split["split"] == "calibration"]
+    assert len(cal) == pytest.approx(0.15 * len(split), abs=3)
+    assert not set(cal["group"]) & set(split.loc[split["split"] != "calibration", "group"])
+    # validation and test are the images a run without a calibration split gets
+    without = prepare_table(tiny_config(synth_root))
+    for name in ("val", "test"):
+        assert set(split.loc[split["split"] == name, "image_id"]) == set(
+            without.loc[without["split"] == name, "image_id"]
+        )
+    preds = Predictions.load(run / "predictions_calibration.csv")
+    assert sorted(preds.image_id) == sorted(cal["image_id"])
+    meta = read_json(run / "meta.json")
+    assert list(meta["split_fractions"]) == ["train", "val", "test", "calibration"]
+    assert meta["skipped_images"]["unreadable"]["calibration"] == 0
+    assert RunFolder(run).posthoc_split() == "calibration"

@@ -17,6 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--val", type=float, default=0.15, help="validation fraction")
     p.add_argument("--test", type=float, default=0.15, help="test fraction")
+    p.add_argument(
+        "--calibration",
+        type=float,
+        default=0.0,
+        help="calibration fraction, carved out of training (0 = no calibration split)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--labels-only", action="store_true", help="do not require the image files")
     p.set_defaults(func=run)
@@ -30,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if args.folds:
         table, column = make_folds(table, args.folds, args.seed), "fold"
     else:
-        table, column = make_split(table, args.val, args.test, args.seed), "split"
+        table = make_split(table, args.val, args.test, args.seed, args.calibration)
+        column = "split"
     save_split(table, args.out)
     print(audit_split(table, column))
     print(f"wrote {args.out} ({len(table)} images, {table['group'].nunique()} groups)")

@@ -23,7 +23,29 @@ from skinlib.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
+CALIBRATION = "calibration"  # post-hoc calibration's own split (data.calibration_fraction > 0)
+SPLITS = ("train", "val", "test", CALIBRATION)  # a split file holds the first three, or all four
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test", CALIBRATION: "calibration"}
+
+
+def split_name(split: str | None) -> str:
+    """A split in words, as the text names it (what a record holds when it is not a split).
+
+    >>> split_name("val"), split_name("calibration"), split_name(None)
+    ('validation', 'calibration', '(not recorded)')
+    """
+    return SPLIT_NAMES.get(split or "", split or "(not recorded)")
+
+
+def on_split(split: str | None) -> str:
+    """Where something was chosen or fitted, as a sentence says it after "on".
+
+    >>> on_split("val"), on_split("calibration")
+    ('validation', 'the calibration split')
+    """
+    return "validation" if split == "val" else f"the {split_name(split)} split"
+
+
 SPLIT_FILE_COLUMNS = ("image_id", "group", "label", "split", "fold", "path", "mask_path")
 
 
@@ -127,30 +149,84 @@ def split_fractions(table: pd.DataFrame, column: str = "split") -> dict[str, flo
 
 
 def make_split(
-    table: pd.DataFrame, val_frac: float = 0.15, test_frac: float = 0.15, seed: int = 0
+    table: pd.DataFrame,
+    val_frac: float = 0.15,
+    test_frac: float = 0.15,
+    seed: int = 0,
+    calibration_frac: float = 0.0,
 ) -> pd.DataFrame:
-    """Train/val/test split, grouped by ``group`` and stratified by ``label``.
+    """Train/val/test split, grouped by ``group`` and stratified by ``label``; with
+    ``calibration_frac`` > 0 also a calibration split, carved out of training
+    (:func:`carve_calibration`).
 
     One StratifiedGroupKFold (shuffled by ``seed``) cuts ``k`` folds; test takes the first ones
     and validation the next, so each share is a multiple of ``1/k`` within half a point of the
     request (70/15/15: 20 folds, 14/3/3). A given seed always gives the same split; the
     achieved shares are in :func:`audit_split` and a run's meta.json.
 
+    Args:
+        calibration_frac: share of all images for the calibration split (0 = none: the split is
+            exactly the one made without it). Test and validation are the same either way.
+
     Returns:
-        A copy of ``table`` (index reset) with a ``split`` column in {"train", "val", "test"}.
+        A copy of ``table`` (index reset) with a ``split`` column in {"train", "val", "test"},
+        plus "calibration" when ``calibration_frac`` > 0.
     """
-    if not (0 < test_frac < 1 and 0 < val_frac < 1 and val_frac + test_frac < 1):
-        raise DataError(
-            f"split fractions val={val_frac}, test={test_frac} must each be in (0, 1) and sum "
-            "to less than 1"
-        )
+    _check_fractions(val_frac, test_frac, calibration_frac)
     out = table.reset_index(drop=True).copy()
     part = _grouped_parts(out, (test_frac, val_frac), seed)
     out["split"] = np.array(["test", "val", "train"], dtype=object)[part]
+    train = 1 - val_frac - test_frac - calibration_frac
+    requested = {"train": train, "val": val_frac, "test": test_frac}
+    if calibration_frac:
+        out = carve_calibration(out, calibration_frac, seed)
+        requested[CALIBRATION] = calibration_frac
     audit = audit_split(out)
-    _warn_if_off(
-        audit.fractions, {"train": 1 - val_frac - test_frac, "val": val_frac, "test": test_frac}
-    )
+    _warn_if_off(audit.fractions, requested)
+    return out
+
+
+def _check_fractions(val_frac: float, test_frac: float, calibration_frac: float = 0.0) -> None:
+    """Each share in (0, 1) (calibration in [0, 1)), and training left with some images."""
+    if not (
+        0 < test_frac < 1
+        and 0 < val_frac < 1
+        and 0 <= calibration_frac < 1
+        and val_frac + test_frac + calibration_frac < 1
+    ):
+        cal = f", calibration={calibration_frac}" if calibration_frac else ""
+        raise DataError(
+            f"split fractions val={val_frac}, test={test_frac}{cal} must each be in (0, 1) and "
+            "sum to less than 1"
+        )
+
+
+def carve_calibration(table: pd.DataFrame, fraction: float, seed: int = 0) -> pd.DataFrame:
+    """Move ``fraction`` of all images from training into a ``calibration`` split.
+
+    The calibration split is taken from the training images, grouped and stratified like the
+    others (whole StratifiedGroupKFold folds of the training rows, shuffled by ``seed`` + 2), so
+    no lesion of it is in another split, and validation and test stay exactly as they were:
+    a run with a calibration split is tested on the same images as one without.
+
+    Args:
+        table: rows with ``group``, ``label`` and a ``split`` column holding "train" rows.
+        fraction: share of all rows of ``table`` to move (0 < fraction < training share).
+
+    Returns:
+        A copy of ``table`` with some "train" rows now "calibration".
+    """
+    out = table.copy()
+    train = (out["split"] == "train").to_numpy()
+    if not 0 < fraction < train.mean():
+        raise DataError(
+            f"calibration fraction {fraction} must be in (0, {train.mean():.3f}), the training "
+            "share it is carved from"
+        )
+    held = _grouped_parts(out[train], (fraction / train.mean(),), seed + 2) == 0
+    split = out["split"].to_numpy(dtype=object).copy()
+    split[np.flatnonzero(train)[held]] = CALIBRATION
+    out["split"] = split
     return out
 
 
@@ -183,9 +259,15 @@ def make_folds(table: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
 
 
 def fold_to_split(
-    table: pd.DataFrame, fold: int, val_frac: float = 0.15, seed: int = 0
+    table: pd.DataFrame,
+    fold: int,
+    val_frac: float = 0.15,
+    seed: int = 0,
+    calibration_frac: float = 0.0,
 ) -> pd.DataFrame:
-    """Held-out ``fold`` becomes test; validation is carved (grouped) from the other folds."""
+    """Held-out ``fold`` becomes test; validation is carved (grouped) from the other folds, and
+    with ``calibration_frac`` > 0 a calibration split from what training is left
+    (:func:`carve_calibration`)."""
     if fold not in set(table["fold"]):
         raise DataError(f"fold {fold} not in the fold column ({sorted(set(table['fold']))})")
     out = table.reset_index(drop=True).copy()
@@ -195,6 +277,8 @@ def fold_to_split(
     split[test] = "test"
     split[np.flatnonzero(~test)[val]] = "val"
     out["split"] = split
+    if calibration_frac:
+        out = carve_calibration(out, calibration_frac, seed)
     return out
 
 

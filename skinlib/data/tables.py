@@ -12,7 +12,14 @@ import pandas as pd
 from skinlib.config import Config
 from skinlib.data.adapters import load_table
 from skinlib.data.classes import class_list, to_binary
-from skinlib.data.splits import apply_split, fold_to_split, make_folds, make_split
+from skinlib.data.splits import (
+    CALIBRATION,
+    apply_split,
+    carve_calibration,
+    fold_to_split,
+    make_folds,
+    make_split,
+)
 from skinlib.data.synthetic import ensure_synthderm
 from skinlib.errors import ConfigError
 
@@ -54,10 +61,13 @@ def table_settings(cfg: Config) -> str:
 
 
 def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
-    """The labelled table with a ``split`` column (train/val/test), as the config describes.
+    """The labelled table with a ``split`` column (train/val/test, and calibration when
+    ``data.calibration_fraction`` > 0), as the config describes.
 
     A saved split file (``data.split_file``) is read rather than recomputed; otherwise a grouped,
     stratified split is made with ``data.split_seed`` (or k folds, holding out ``data.fold``).
+    A split file's own calibration rows are kept; a file without any gets them carved from its
+    training rows when ``data.calibration_fraction`` asks for them.
     """
     table = load_table(data_root(cfg, progress), cfg.data.format, skip_missing=cfg.data.skip_bad)
     skipped = table.attrs.get("skipped_missing", 0)
@@ -65,15 +75,18 @@ def prepare_table(cfg: Config, progress: bool = True) -> pd.DataFrame:
         table = to_binary(table, cfg.data.positive)
     elif cfg.data.task != "multiclass":
         raise ConfigError(f"data.task={cfg.data.task!r}; choose multiclass or binary")
-    if cfg.data.split_file:
-        table = apply_split(table, cfg.data.split_file)
+    d = cfg.data
+    if d.split_file:
+        table = apply_split(table, d.split_file)
         if "split" not in table:
-            table = fold_to_split(table, cfg.data.fold, cfg.data.val_frac, cfg.data.split_seed)
-    elif cfg.data.folds > 1:
-        table = make_folds(table, cfg.data.folds, cfg.data.split_seed)
-        table = fold_to_split(table, cfg.data.fold, cfg.data.val_frac, cfg.data.split_seed)
+            table = fold_to_split(table, d.fold, d.val_frac, d.split_seed, d.calibration_fraction)
+        elif d.calibration_fraction and CALIBRATION not in set(table["split"]):
+            table = carve_calibration(table, d.calibration_fraction, d.split_seed)
+    elif d.folds > 1:
+        table = make_folds(table, d.folds, d.split_seed)
+        table = fold_to_split(table, d.fold, d.val_frac, d.split_seed, d.calibration_fraction)
     else:
-        table = make_split(table, cfg.data.val_frac, cfg.data.test_frac, cfg.data.split_seed)
+        table = make_split(table, d.val_frac, d.test_frac, d.split_seed, d.calibration_fraction)
     table.attrs["skipped_missing"] = skipped  # for the run's meta.json
     return table
 

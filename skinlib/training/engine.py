@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from skinlib.config import Config
 from skinlib.data.cache import build_cache
 from skinlib.data.dataset import ImageDataset, collate_readable
-from skinlib.data.splits import file_hash, split_fractions
+from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
 from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
@@ -134,9 +134,7 @@ class Trainer:
 
     def _build_data(self) -> None:
         split = self.table["split"]
-        self.rows = {
-            s: self.table[split == s].reset_index(drop=True) for s in ("train", "val", "test")
-        }
+        self.rows = {s: self.table[split == s].reset_index(drop=True) for s in SPLITS}
         if self.rows["train"].empty or self.rows["val"].empty:
             raise ConfigError(
                 "the split has no training or no validation images; check data.*_frac"
@@ -531,7 +529,7 @@ class Trainer:
         """Images left out (data.skip_bad): files missing from the table, and unreadable ones
         per split.
 
-        Validation and test count exactly what evaluation dropped. Training counts the images
+        Validation, test and calibration count exactly what evaluation dropped. Training counts the images
         the cache could not build; without the cache, those this process met (DataLoader workers
         only log theirs), replaced in their batches by the next readable image.
         """
@@ -542,15 +540,19 @@ class Trainer:
             train = len(self.train_set.skipped)
         unreadable = {"train": train, "val": self.dropped.get("val", 0)}
         unreadable["test"] = self.dropped.get("test", 0)
+        if not self.rows[CALIBRATION].empty:
+            unreadable[CALIBRATION] = self.dropped.get(CALIBRATION, 0)
         return {"missing": self.skipped_missing, "unreadable": unreadable}
 
     def finish(self) -> None:
-        """Predictions of the best checkpoint on val and test, and the run's record."""
+        """Predictions of the best checkpoint on val and test (and calibration, where the split
+        has one), and the run's record."""
         best = load_checkpoint(self.folder.checkpoint("best"), self.device)
         model = self.eval_model()
         model.load_state_dict(best["ema"] if best["ema"] is not None else best["model"])
         start = time.perf_counter()
-        preds = {s: self.predict(s, model) for s in ("val", "test") if not self.rows[s].empty}
+        evaluated = ("val", "test", CALIBRATION)
+        preds = {s: self.predict(s, model) for s in evaluated if not self.rows[s].empty}
         n_eval = sum(len(p.labels) for p in preds.values())
         eval_rate = n_eval / max(time.perf_counter() - start, 1e-9)
         if not dist.is_main():
