@@ -101,12 +101,14 @@ def test_results_hold_sane_values(smoke):
     assert (metrics["low"] <= metrics["value"]).all() and (
         metrics["value"] <= metrics["high"]
     ).all()
-    calib = pd.read_csv(gen / "calibration.csv")
-    for _, group in calib[calib["split"] == "val"].groupby("model"):
-        before = group.loc[group["stage"] == "before", "nll"].item()
-        after = group.loc[group["stage"] == "after", "nll"].item()
-        assert after <= before + 1e-9  # temperature minimises validation NLL
-        assert group["ece"].between(0, 1).all()
+    calib = pd.read_csv(gen / "calibration.csv").set_index(["model", "error"])
+    for model in calib.index.unique("model"):
+        nll = calib.loc[(model, "NLL")]
+        assert nll["val_after"] <= nll["val_before"] + 1e-9  # temperature minimises val NLL
+        ece = calib.loc[(model, "ECE")]
+        values = ["val_before", "val_after", "test_before", "test_after"]
+        assert ece[values].between(0, 1).all()
+        assert ece["test_after_low"] <= ece["test_after_high"]
     run = root / "exp" / "smoke" / "resnet18"
     assert json.loads((run / "calibration.json").read_text())["temperature"] > 0
     assert (
