@@ -225,17 +225,19 @@ def _in_every_set(classes: pd.DataFrame, calibrated_on: str = "val") -> str:
 def deferral(table: pd.DataFrame, chosen_on: str = "val") -> str:
     """The deferral trade-off on test for the confidence score that answers most images of the
     split the threshold is chosen on (validation, or the calibration split; choosing on test
-    would flatter it), and the classes it never answers.
+    would flatter it), and the classes it never answers. Where no threshold reaches the target
+    there, the fixed-share policies (``answers 70%`` rows) say what deferring buys instead.
 
     Args:
         table: :meth:`skinlib.study.Study.deferral` rows (``val_coverage``: on ``chosen_on``).
     """
-    best = table.sort_values("val_coverage", ascending=False, kind="stable").iloc[0]
+    targets = table[table["target"].notna()] if "policy" in table else table
+    best = targets.sort_values("val_coverage", ascending=False, kind="stable").iloc[0]
     where, images = on_split(chosen_on), f"{split_name(chosen_on)} images"
     if not best["val_coverage"]:
         return (
             f"No confidence threshold reaches balanced accuracy {best['target']:.2f} on "
-            f"{where}: the model would have to defer every image."
+            f"{where}: the model would have to defer every image." + _fixed_shares(table)
         )
     return (
         f"Deferring the least confident images ({best['confidence'].replace('_', ' ')}, the score "
@@ -244,6 +246,28 @@ def deferral(table: pd.DataFrame, chosen_on: str = "val") -> str:
         f"{format_ci(best['coverage'], best['coverage_low'], best['coverage_high'], 2)} of test "
         f"images with balanced accuracy {_ci(best, 'balanced_accuracy')}, against "
         f"{best['balanced_accuracy_all']:.3f} when it answers all" + _silenced(best) + "."
+    )
+
+
+def _fixed_shares(table: pd.DataFrame) -> str:
+    """What answering a fixed share of images gives on test (the first confidence score's
+    rows, all with thresholds chosen on the same split), with the least answered class."""
+    if "policy" not in table:
+        return ""
+    rows = table[table["target"].isna()]
+    rows = rows[rows["confidence"] == table["confidence"].iloc[0]]
+    if rows.empty:
+        return ""
+    parts = [
+        f"answering {r['coverage']:.0%} of test images ({r['policy']} of the threshold's split) "
+        f"gives balanced accuracy {_ci(r, 'balanced_accuracy')} and answers "
+        f"{r['least_answered_coverage']:.0%} of {r['least_answered']}"
+        for _, r in rows.iterrows()
+    ]
+    first = rows.iloc[0]
+    return (
+        f" By {first['confidence'].replace('_', ' ')}, against "
+        f"{first['balanced_accuracy_all']:.3f} when it answers all: " + "; ".join(parts) + "."
     )
 
 

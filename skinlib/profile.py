@@ -66,12 +66,21 @@ class TrustSettings:
     coverages: list[float] = field(default_factory=lambda: [0.9, 0.95])  # first: stored for the app
     set_method: str = "lac"  # conformal score stored for the app: lac | aps | raps
     deferral_accuracy: float = 0.9  # balanced accuracy the answered validation images must reach
+    # fixed shares of validation images answered, reported beside the target (a weak model may
+    # reach no accuracy target: these still show what deferring buys, and which class it costs)
+    deferral_coverages: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5])
     unknown_class: str = "scc"  # a class the run never saw, as near-unknown inputs
     # real profiles: an ISIC 2019 folder whose images of unknown_class are the near unknowns
     # (SynthDerm draws them when the study runs on SynthDerm; empty on real data: far ones only)
     unknown_root: str = ""
     unknown_images: int = 60  # demo unknown images of each kind (unseen class, blank, artefacts)
     min_lesions: int = 20  # subgroups with fewer test lesions are marked small
+
+    def __post_init__(self):
+        shares = {"coverages": self.coverages, "deferral_coverages": self.deferral_coverages}
+        for key, values in shares.items():
+            if not all(isinstance(v, int | float) and 0 < v <= 1 for v in values):
+                raise ConfigError(f"trust.{key}={values}: shares in (0, 1] expected, e.g. [0.9]")
 
 
 @dataclass

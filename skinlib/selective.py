@@ -135,6 +135,14 @@ def coverage_for_target(
     return 0.0, float("inf")
 
 
+def threshold_for_coverage(conf: np.ndarray, coverage: float) -> float:
+    """The confidence threshold that answers the most confident ``coverage`` share of these
+    images (at least one): a policy fixed by how much it answers, which a model too weak for
+    an accuracy target still has."""
+    c = np.sort(np.asarray(conf, float))[::-1]
+    return float(c[max(1, round(coverage * len(c))) - 1])
+
+
 @dataclass
 class DeferralResult:
     """A deferral policy (threshold chosen on validation) as it does on test."""
@@ -153,6 +161,9 @@ class DeferralResult:
     least_answered: str  # the test class with the smallest answered share
     least_answered_coverage: float
     unanswered: str  # test classes of which no image is answered, comma-separated ("" if none)
+    # what fixed the threshold: "balanced accuracy 0.90" (the target) or "answers 70%" (the
+    # share of validation images answered; ``target`` is then NaN)
+    policy: str = ""
 
 
 def _class_summary(y, keep, classes: Sequence[str]) -> tuple[str, float, str]:
@@ -175,11 +186,23 @@ def deferral_policy(
     n_boot: int = 1000,
     seed: int = 0,
     classes: Sequence[str] | None = None,
+    coverage: float | None = None,
 ) -> DeferralResult:
     """Choose the confidence threshold on validation for ``target`` balanced accuracy of the
-    answers (every class; one never answered counts 0); report test coverage, balanced accuracy with
+    answers (every class; one never answered counts 0), or, with ``coverage``, for answering
+    that share of validation images; report test coverage, balanced accuracy with
     lesion-bootstrap intervals, and the answered share of the least answered class."""
-    val_cov, t = coverage_for_target(val_labels, val_proba, confidence(val_proba, kind), target)
+    val_conf = confidence(val_proba, kind)
+    if coverage is None:
+        val_cov, t = coverage_for_target(val_labels, val_proba, val_conf, target)
+        policy = f"balanced accuracy {target:.2f}"
+    else:
+        t = threshold_for_coverage(val_conf, coverage)
+        val_cov, target, policy = (
+            float((val_conf >= t).mean()),
+            float("nan"),
+            f"answers {coverage:.0%}",
+        )
     y, p = np.asarray(test_labels, int), np.asarray(test_proba, float)
     keep = confidence(p, kind) >= t
     ones = np.ones((1, len(y)))
@@ -205,6 +228,7 @@ def deferral_policy(
         float(bal_hi),
         float(_answered_balanced_accuracy(y, p, np.ones(len(y), bool), ones)[0]),
         *_class_summary(y, keep, names),
+        policy,
     )
 
 
@@ -264,8 +288,11 @@ def deferral_table(
     target: float,
     n_boot: int = 1000,
     classes: Sequence[str] | None = None,
+    coverages: Sequence[float] = (),
 ) -> pd.DataFrame:
-    """:func:`deferral_policy` for every confidence score: one row each, with the fields of
+    """:func:`deferral_policy` for every confidence score, for the accuracy ``target`` and for
+    each fixed share of validation answered (``coverages``, so the trade-off shows where the
+    target is out of reach): one row each (``policy`` first), with the fields of
     :class:`DeferralResult` (threshold chosen on validation, results on test) and the test
     share answered of every class (``answered <class>``, NaN for a class absent)."""
     results = [
@@ -279,8 +306,11 @@ def deferral_table(
             kind,
             n_boot,
             classes=classes,
+            coverage=coverage,
         )
+        for coverage in (None, *coverages)
         for kind in CONFIDENCES
     ]
     shares = pd.DataFrame([_answered_shares(test_labels, test_proba, r, classes) for r in results])
-    return pd.concat([pd.DataFrame([asdict(r) for r in results]), shares], axis=1)
+    table = pd.concat([pd.DataFrame([asdict(r) for r in results]), shares], axis=1)
+    return table[["policy", *(c for c in table.columns if c != "policy")]]

@@ -481,6 +481,7 @@ class Study:
             target,
             self.evaluation.n_boot,
             classes=test.classes,
+            coverages=self.profile.trust.deferral_coverages,
         )
 
     def subgroup_audit(self, run: str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from skinlib.selective import (
     deferral_table,
     risk_coverage,
     risk_coverage_by_confidence,
+    threshold_for_coverage,
     weighted_aurc,
 )
 
@@ -131,6 +132,49 @@ def test_a_policy_that_defers_a_whole_class_does_not_meet_its_target_silently():
     assert (res.unanswered, res.least_answered, res.least_answered_coverage) == ("c", "c", 0.0)
     text = findings.deferral(pd.DataFrame([asdict(res)]))
     assert "it answers no test image of c" in text
+
+
+def test_an_unreachable_target_still_reports_what_fixed_shares_answered_give():
+    """Regression: on the real images the 0.9 target was out of reach, and 08's table held one
+    row per score answering nothing (every class share 0): no trade-off to read. The fixed
+    shares are chosen on validation, as the target's threshold is, and show the cost per class."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 100)
+    conf = rng.uniform(0.34, 1.0, 300)
+    proba = np.empty((300, 3))
+    # surer answers are right more often; class c never: no threshold reaches 0.9 over a, b, c
+    hit = (rng.uniform(size=300) < conf - 0.2) & (y != 2)
+    pred = np.where(hit, y, (y + 1) % 3)
+    proba[:] = ((1 - conf) / 2)[:, None]
+    proba[np.arange(300), pred] = conf
+    assert threshold_for_coverage(confidence(proba), 0.7) == pytest.approx(
+        np.quantile(confidence(proba), 0.3), abs=0.01
+    )
+    table = deferral_table(y, proba, y, proba, None, 0.9, n_boot=20, classes=list("abc"))
+    assert (table["policy"] == "balanced accuracy 0.90").all() and len(table) == 3
+    table = deferral_table(
+        y, proba, y, proba, None, 0.9, n_boot=20, classes=list("abc"), coverages=[0.7, 0.5]
+    )
+    assert list(table.columns[:2]) == ["policy", "confidence"] and len(table) == 9
+    fixed = table[table["policy"] == "answers 50%"]
+    assert fixed["val_coverage"].to_numpy() == pytest.approx(0.5, abs=0.01)
+    assert fixed["target"].isna().all()
+    mp = table.set_index(["policy", "confidence"]).loc[("answers 50%", "max_probability")]
+    assert mp["balanced_accuracy"] > mp["balanced_accuracy_all"]  # deferring helps here
+    shares = mp[["answered a", "answered b", "answered c"]].to_numpy(float)
+    assert shares.mean() == pytest.approx(0.5, abs=0.01) and (shares > 0).all()
+    text = findings.deferral(table)
+    assert text.startswith("No confidence threshold reaches balanced accuracy 0.90")
+    assert "answering 50% of test images (answers 50% of the threshold's split)" in text
+    assert f"{mp['balanced_accuracy']:.3f}" in text
+
+
+def test_deferral_shares_outside_zero_to_one_are_refused():
+    from skinlib.errors import ConfigError
+    from skinlib.profile import TrustSettings
+
+    with pytest.raises(ConfigError, match=r"trust.deferral_coverages=\[70\]: shares in \(0, 1\]"):
+        TrustSettings(deferral_coverages=[70])
 
 
 def test_the_finding_chooses_the_confidence_score_on_validation():
