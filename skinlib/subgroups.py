@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from skinlib.metrics import auc_per_class, bootstrap_weights, holm, weighted_metrics
+from skinlib.metrics import (
+    auc_per_class,
+    bootstrap_weights,
+    grouped_intervals,
+    holm,
+    weighted_metrics,
+)
 from skinlib.thresholds import OperatingPoint, positive_score, positive_truth, sens_spec
 
 AGE_BANDS = (0, 30, 45, 60, 75, 200)  # years; bands [0, 30), [30, 45), ..., [75, ...)
@@ -152,20 +158,38 @@ def auc_by_group(
 
 
 def point_by_group(
-    labels: np.ndarray, proba: np.ndarray, values: np.ndarray, classes, point: OperatingPoint
+    labels: np.ndarray,
+    proba: np.ndarray,
+    values: np.ndarray,
+    classes,
+    point: OperatingPoint,
+    lesions: Sequence | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Sensitivity and specificity of the positive set (e.g. melanoma) at the run's stored
-    threshold in every group, with the number of positives: the clinical claim per group."""
+    threshold in every group, with the number of positives: the clinical claim per group. With
+    ``n_boot``, the sensitivity gets a 95% interval from resampled ``lesions`` of the group."""
     truth = positive_truth(labels, classes, point.positive)
-    score = positive_score(proba, classes, point.positive)
+    flagged = positive_score(proba, classes, point.positive) >= point.threshold
     rows = []
     for name in pd.unique(values):
         keep = values == name
-        sens, spec = sens_spec(truth[keep], score[keep], point.threshold)
-        rows.append(
-            {"group": str(name), "positives": int(truth[keep].sum()), "sensitivity": sens}
-            | {"specificity": spec}
+        t, f = truth[keep], flagged[keep]
+        sens, spec = sens_spec(
+            t, positive_score(proba, classes, point.positive)[keep], point.threshold
         )
+        row = {"group": str(name), "positives": int(t.sum()), "sensitivity": sens}
+        if n_boot:
+            ids = None if lesions is None else np.asarray(lesions)[keep]
+
+            def hits(w, t=t, f=f):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    return {"sensitivity": (w @ (t & f)) / (w @ t)}
+
+            low, high = grouped_intervals(hits, ids, len(t), n_boot, seed=seed)["sensitivity"]
+            row |= {"sensitivity_low": low, "sensitivity_high": high}
+        rows.append(row | {"specificity": spec})
     return pd.DataFrame(rows).set_index("group")
 
 
@@ -196,7 +220,8 @@ def subgroup_table(
         ``worst`` (the most negative difference among this attribute's groups not small).
         ``attrs``: ``overall``, ``metric``, ``per_class_recall`` and ``per_class_auc``
         ((attribute, group) x class) and, given ``point``, ``operating_point`` ((attribute,
-        group) x ``positives, sensitivity, specificity``).
+        group) x ``positives, sensitivity`` with its lesion-bootstrap ``_low``/``_high``,
+        ``specificity``).
     """
     y, p, g = np.asarray(labels, int), np.asarray(proba, float), np.asarray(groups)
     names = classes if classes is not None else [str(c) for c in range(p.shape[1])]
@@ -206,7 +231,7 @@ def subgroup_table(
         recalls[attribute] = recall_by_group(y, p.argmax(1), values, names)
         aucs[attribute] = auc_by_group(p, y, values, names)
         if point is not None:
-            points[attribute] = point_by_group(y, p, values, names, point)
+            points[attribute] = point_by_group(y, p, values, names, point, g, n_boot, seed)
         for name in pd.unique(values):
             keep = values == name
             lesions = len(pd.unique(g[keep]))
@@ -281,3 +306,17 @@ def worst_group(table: pd.DataFrame) -> pd.Series | None:
     small."""
     worst = table[table["worst"] & table["difference"].notna()]
     return None if worst.empty else worst.loc[worst["difference"].idxmin()]
+
+
+def operating_point_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The clinical claim per subgroup from :func:`subgroup_table`'s ``attrs``: the positive
+    set's sensitivity at the stored threshold (with its lesion interval), specificity and
+    the number of positives, beside each group's per-class AUC of the positive classes; empty
+    where no operating point was given."""
+    if "operating_point" not in table.attrs:
+        return pd.DataFrame()
+    points = table.attrs["operating_point"]
+    lesions = table.set_index(["attribute", "group"])["lesions"]
+    auc = table.attrs["per_class_auc"].add_prefix("AUC ")
+    out = points.join(lesions).join(auc)
+    return out.reset_index()[["attribute", "group", "lesions", *points.columns, *auc.columns]]

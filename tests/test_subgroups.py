@@ -10,6 +10,7 @@ from skinlib import findings
 from skinlib.subgroups import (
     age_band,
     audit_attributes,
+    operating_point_table,
     subgroup_audit,
     subgroup_table,
     worst_group,
@@ -132,6 +133,16 @@ def test_melanoma_sensitivity_at_the_stored_threshold_and_auc_per_group():
         y, proba, np.arange(8), site, n_boot=10, min_lesions=1, classes=["nv", "mel"], point=point
     )
     at = table.attrs["operating_point"].loc["site"]
-    assert at.loc["face"].tolist() == [2, 0.5, 1.0] and at.loc["back"].tolist() == [2, 1.0, 0.5]
+    columns = ["positives", "sensitivity", "specificity"]
+    assert at.loc["face", columns].tolist() == [2, 0.5, 1.0]
+    assert at.loc["back", columns].tolist() == [2, 1.0, 0.5]
+    # the interval resamples the group's lesions: the back finds both, in every resample
+    assert at.loc["back", ["sensitivity_low", "sensitivity_high"]].tolist() == [1.0, 1.0]
+    assert 0.0 <= at.loc["face", "sensitivity_low"] < 0.5 < at.loc["face", "sensitivity_high"]
     auc = table.attrs["per_class_auc"].loc["site", "mel"]
     assert auc.to_dict() == {"face": 1.0, "back": 0.75}
+    saved = operating_point_table(table).set_index("group")  # what 08 writes for the thesis
+    assert saved.loc["back", ["lesions", "positives", "sensitivity", "AUC mel"]].tolist() == [
+        4, 2, 1.0, 0.75,
+    ]  # fmt: skip
+    assert operating_point_table(subgroup_table(y, proba, np.arange(8), site, n_boot=10)).empty
