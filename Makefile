@@ -31,17 +31,19 @@ install: $(STAMP) ## create .venv and install skinlib with its dev tools
 demo: $(STAMP) ## run the whole study on the embedded SynthDerm dataset (PROFILE=params/demo.yaml)
 	$(SKINLIB) pipeline --profile $(PROFILE)
 
-# The suite runs on WORKERS pytest-xdist processes (WORKERS=0: one process, for a debugger).
-# --dist loadgroup keeps each module that shares one costly fixture (the smoke study, a server)
-# on one worker and spreads every other test over all of them.
+# The quick tests run on WORKERS pytest-xdist processes (WORKERS=0: one process, for a
+# debugger). The slow ones (training, the smoke pipeline, subprocess jobs, browsers) run in one
+# process: each already keeps both cores busy (two torch threads, two jobs, a kernel beside
+# pytest), and two workers of them took 11 min where one process takes under 4.
 WORKERS ?= 2
-XDIST = -n $(WORKERS) --dist loadgroup
 
-test: $(STAMP) ## run the whole test suite, with the 30 slowest tests listed
-	$(PY) -m pytest $(XDIST) --durations=30
+test: $(STAMP) ## the whole suite: quick tests on two workers, then the slow ones; the slowest listed
+	$(PY) -m pytest -n $(WORKERS) -m "not slow" --durations=15; quick=$$?; \
+	$(PY) -m pytest -m slow --durations=30; slow=$$?; \
+	exit $$(( quick || slow ))
 
-test-fast: $(STAMP) ## the edit-test loop: every test not marked slow or browser
-	$(PY) -m pytest $(XDIST) -m "not slow and not browser"
+test-fast: $(STAMP) ## the edit-test loop: every test not marked slow, on two workers
+	$(PY) -m pytest -n $(WORKERS) -m "not slow"
 
 lint: $(STAMP) ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -26,7 +26,6 @@ from skinlib.data.classes import class_name
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.xdist_group("app_browser"),  # one worker: one server for the module
     pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which("chromium") is None,

@@ -23,7 +23,6 @@ from skinlib import paths
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.xdist_group("lab_browser"),  # one worker: one server for the module
     pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which("chromium") is None,

@@ -13,9 +13,6 @@ from pylatexenc.latexwalker import LatexWalker
 from skinlib import paths
 from skinlib.pipeline import PipelineError, Step, execute_step, run_pipeline
 
-# One worker runs the module: its smoke study (the module fixture) is trained once.
-pytestmark = pytest.mark.xdist_group("pipeline")
-
 FIGURES = [
     "eda_samples",
     "eda_class_counts",
