@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Under pytest-xdist (the quick tests of `make test`: two workers) each worker gets its share of the cores, so
-# two workers' PyTorch and BLAS threads do not fight over two cores. Set before torch loads.
+# Under pytest-xdist (the quick tests of `make test`: two workers) each worker gets its share
+# of the cores, so two workers' PyTorch and BLAS threads do not fight over two cores. Set
+# before torch loads.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))

@@ -29,7 +29,10 @@ def git_commit() -> dict:
 
     def run(*args: str) -> str:
         out = subprocess.run(
-            ["git", *args],
+            # The notebooks' nbstripout clean filter would run once per notebook whose index
+            # entry is stale (every one, in a fresh clone): seconds per training, for a flag.
+            # Without it a notebook saved with outputs reads as a change, which it is on disk.
+            ["git", "-c", "filter.nbstripout.clean=cat", *args],
             cwd=paths.PROJECT_ROOT,
             capture_output=True,
             text=True,
