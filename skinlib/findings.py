@@ -307,8 +307,24 @@ def worst_subgroup(table: pd.DataFrame) -> str:
         f"{format_ci(worst['value'], worst['low'], worst['high'])} against {worst['rest']:.3f}, "
         f"difference {format_ci(worst['difference'], worst['difference_low'], worst['difference_high'])}"
         f" (lesion bootstrap), Holm-adjusted {_p(worst['p_holm'])} over {tested} groups: "
-        f"{verdict} at the 5% level." + note + CAVEAT
+        f"{verdict} at the 5% level." + _clear_below(table, worst) + note + CAVEAT
     )
+
+
+def _clear_below(table: pd.DataFrame, worst: pd.Series) -> str:
+    """The other groups clearly below their rest (Holm-adjusted p < 0.05): the largest gap need
+    not be the clearest, and a reader must not miss a clear one behind a noisy one."""
+    clear = table[(table["p_holm"] < 0.05) & (table["difference"] < 0) & ~table["small"]]
+    clear = clear[(clear["attribute"] != worst["attribute"]) | (clear["group"] != worst["group"])]
+    if clear.empty:
+        return ""
+    parts = [
+        f"{r['attribute']} = {r['group']} "
+        f"({format_ci(r['difference'], r['difference_low'], r['difference_high'])}, "
+        f"{_p(r['p_holm'])})"
+        for _, r in clear.iterrows()
+    ]
+    return " Clearly below the rest after Holm's adjustment: " + "; ".join(parts) + "."
 
 
 def _chosen_score(rows: pd.DataFrame) -> str:

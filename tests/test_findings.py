@@ -218,3 +218,27 @@ def test_findings_name_the_split_that_fitted_the_step():
     text = findings.deferral(deferral, chosen_on="calibration")
     assert "answering most calibration images; threshold chosen on the calibration split" in text
     assert "validation" not in text
+
+
+def test_worst_subgroup_also_names_a_clear_gap_behind_a_larger_noisy_one():
+    """Regression (real HAM10000): the largest gap (site = unknown, 30 lesions, p_holm = 1) was
+    named and the clear one (histopathology-confirmed lesions, p_holm < 0.001) was not."""
+    row = {"images": 50, "lesions": 40, "classes": 3, "low": 0.1, "high": 0.9, "rest": 0.7}
+    table = pd.DataFrame(
+        [
+            row
+            | {"attribute": "site", "group": "unknown", "value": 0.25, "difference": -0.47}
+            | {"difference_low": -0.53, "difference_high": 0.13, "p": 0.15, "p_holm": 1.0},
+            row
+            | {"attribute": "confirmation", "group": "histo", "value": 0.38}
+            | {"difference": -0.38, "difference_low": -0.53, "difference_high": -0.25}
+            | {"p": 0.0, "p_holm": 0.0},
+            row
+            | {"attribute": "sex", "group": "male", "value": 0.6, "difference": 0.05}
+            | {"difference_low": -0.1, "difference_high": 0.2, "p": 0.01, "p_holm": 0.02},
+        ]
+    ).assign(small=False, worst=[True, True, True])
+    text = findings.worst_subgroup(table)
+    assert text.startswith("Furthest below the rest of the test set: site = unknown")
+    assert "Clearly below the rest after Holm's adjustment: confirmation = histo (" in text
+    assert "p < 0.001" in text and "sex = male" not in text  # above its rest: not "below"
