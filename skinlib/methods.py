@@ -786,11 +786,20 @@ def _trust_sentence(study: StudyRecord, unit: str) -> str:
             f"the threshold for deferring an image to a dermatologist was chosen on {chosen} "
             f"for a balanced accuracy of {trust.deferral_accuracy:.2f}, the recall of the answered "
             "images averaged over every class (a class never answered counts as 0)"
+            + _fixed_shares(study, trust.deferral_coverages)
         )
     if not parts:
         return ""
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def _fixed_shares(study: StudyRecord, shares: Sequence[float]) -> str:
+    """The fixed answered shares 08 reports beside the target, where its table holds them."""
+    if "policy" not in study.tables.get("trust_deferral", frozenset()) or not shares:
+        return ""
+    listed = ", ".join(f"{c:.0%}" for c in shares)
+    return f", and, beside it, thresholds answering {listed} of the same split's images"
 
 
 def _calibration_sentence(runs: Sequence[RunRecord]) -> str:

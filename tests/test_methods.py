@@ -438,6 +438,12 @@ def test_tta_xai_and_trust_sentences_need_the_files_their_steps_write(study_dirs
     assert "Explanations are Grad-CAM" in text and "paired bootstrap" in text
     assert "Prediction sets were built by split conformal prediction" in text
     assert "; the threshold for deferring an image to a dermatologist" in text
+    assert "thresholds answering" not in text  # a deferral table without fixed shares
+    write_tables("mini", "trust_deferral", columns=("policy", "confidence"))
+    assert (
+        "(a class never answered counts as 0), and, beside it, thresholds answering 90%, 70%, "
+        "50% of the same split's images." in _methods_text(file)
+    )
 
 
 def _claim_row(number: int) -> str:
