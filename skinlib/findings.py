@@ -216,7 +216,10 @@ def _in_every_set(classes: pd.DataFrame, calibrated_on: str = "val") -> str:
     every = classes[classes["in_every_set"].astype(bool)]
     if every.empty:
         return ""
-    names = ", ".join(f"{c} ({int(n)} lesions)" for c, n in every["calibration_lesions"].items())
+    names = ", ".join(
+        f"{c} ({int(n)} lesion{'' if int(n) == 1 else 's'})"
+        for c, n in every["calibration_lesions"].items()
+    )
     verb, pronoun = ("is", "it") if len(every) == 1 else ("are", "them")
     lesions = f"{split_name(calibrated_on)} lesions"
     return f"; {names} {verb} in every set: too few {lesions} calibrate {pronoun}"
