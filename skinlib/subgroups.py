@@ -171,14 +171,13 @@ def point_by_group(
     threshold in every group, with the number of positives: the clinical claim per group. With
     ``n_boot``, the sensitivity gets a 95% interval from resampled ``lesions`` of the group."""
     truth = positive_truth(labels, classes, point.positive)
-    flagged = positive_score(proba, classes, point.positive) >= point.threshold
+    score = positive_score(proba, classes, point.positive)
+    flagged = score >= point.threshold
     rows = []
     for name in pd.unique(values):
         keep = values == name
         t, f = truth[keep], flagged[keep]
-        sens, spec = sens_spec(
-            t, positive_score(proba, classes, point.positive)[keep], point.threshold
-        )
+        sens, spec = sens_spec(t, score[keep], point.threshold)
         row = {"group": str(name), "positives": int(t.sum()), "sensitivity": sens}
         if n_boot:
             ids = None if lesions is None else np.asarray(lesions)[keep]
