@@ -294,9 +294,11 @@ def parameter_count(arch: str, img_size: int) -> int:
 
 
 def checkpoint_bytes(n_params: int, train: TrainConfig) -> int:
-    """``best.pt`` + ``last.pt`` of one run: float32 weights, EMA weights, optimiser moments."""
-    tensors = 1 + int(train.ema) + (2 if train.optimizer == "adamw" else 1)
-    return 2 * 4 * n_params * tensors
+    """``best.pt`` (float32 weights and EMA weights) + ``last.pt`` (those and the optimiser
+    moments, to resume)."""
+    weights = 1 + int(train.ema)
+    moments = 2 if train.optimizer == "adamw" else 1
+    return 4 * n_params * (2 * weights + moments)
 
 
 def dataset_images(cfg: Config, counted: int | None = None) -> tuple[int | None, str]:

@@ -112,11 +112,12 @@ def test_cache_estimate_known_answer():
 
 
 def test_checkpoint_estimate_known_answer():
-    # best.pt + last.pt, float32: weights + EMA + two AdamW moments, or weights + SGD momentum
+    # float32: best.pt holds the weights (+ EMA), last.pt those and the optimiser's moments
+    # (two for AdamW, SGD's momentum one)
     adamw_ema = apply_overrides(Config(), ["train.ema=true"]).train
     sgd = apply_overrides(Config(), ["train.optimizer=sgd", "train.ema=false"]).train
-    assert doctor.checkpoint_bytes(1000, adamw_ema) == 2 * 4 * 1000 * 4
-    assert doctor.checkpoint_bytes(1000, sgd) == 2 * 4 * 1000 * 2
+    assert doctor.checkpoint_bytes(1000, adamw_ema) == 4 * 1000 * (2 + 4)
+    assert doctor.checkpoint_bytes(1000, sgd) == 4 * 1000 * (1 + 2)
     assert doctor.parameter_count("resnet18", 64) == 11_180_103  # 7-class head, on meta
 
 
@@ -131,20 +132,21 @@ def test_disk_short_of_the_estimate_fails(monkeypatch, tmp_path):
     profile = load_study_profile(HAM_PROFILE)
     # three cache sides: ResNet crop 0.95 -> 405 px, ViT/Swin 0.9 -> 427, EfficientNet 0.875 -> 439
     assert doctor.cache_sides(profile) == [405, 427, 439]
-    # 10 runs (5 architectures, 5 imbalance strategies) of 1M parameters: 10 * 32 MB
+    # 10 runs (5 architectures, 5 imbalance strategies) of 1M parameters, with EMA and AdamW:
+    # 10 * 4 B * 1M * (2 weights in best.pt + 4 in last.pt) = 240 MB
     params = lambda arch, size: 10**6  # noqa: E731
     _free_bytes(monkeypatch, 10**8)
     (check,) = doctor.disk_checks(profile, 10_015, "full ham10000", params)
     assert check.verdict == "fail" and "SKINLIB_CACHE" in check.advice
     assert "cache needs about 1.68 GiB" in check.detail and "of 10 runs" in check.detail
-    assert "0.30 GiB" in check.detail and str(tmp_path / "cache") in check.detail
+    assert "0.22 GiB" in check.detail and str(tmp_path / "cache") in check.detail
     _free_bytes(monkeypatch, 10**11)
     assert [c.verdict for c in doctor.disk_checks(profile, 10_015, "", params)] == ["ok"]
 
 
 def test_cache_and_runs_on_two_disks_are_checked_apart(monkeypatch, tmp_path):
     monkeypatch.setattr(doctor, "_device", lambda path: hash(str(path)))
-    _free_bytes(monkeypatch, 3 * 2**30)  # enough for the cache (1.68 GiB), not for 4.8 GiB of runs
+    _free_bytes(monkeypatch, 3 * 2**30)  # enough for the cache (1.68 GiB), not for 3.6 GiB of runs
     profile = load_study_profile(HAM_PROFILE)
     cache, runs = doctor.disk_checks(profile, 10_015, "", lambda arch, size: 16 * 10**6)
     assert (cache.name, cache.verdict) == ("disk cache", "ok")

@@ -22,6 +22,7 @@ from skinlib.models import cam_spec, create_model
 from skinlib.predictions import Predictions
 from skinlib.runs import RunFolder, load_model
 from skinlib.training import engine, train
+from skinlib.training.checkpoint import RESUME_ONLY, load_checkpoint
 from skinlib.training.schedule import build_scheduler
 
 FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
@@ -80,6 +81,8 @@ def test_each_family_produces_a_complete_run(arch, synth_root, env):
     test = Predictions.load(run / "predictions_test.csv")
     assert test.logits.shape[1] == 7 and np.isfinite(test.logits).all()
     assert meta["classes"] == test.classes
+    best, last = (load_checkpoint(run / "checkpoints" / f"{w}.pt") for w in ("best", "last"))
+    assert not set(RESUME_ONLY) & set(best) and set(RESUME_ONLY) <= set(last)  # best: weights
     loaded = load_model(run)
     assert not loaded.model.training and loaded.classes == test.classes
     assert loaded.transform(load_image(_first_image(run))).shape == (3, 32, 32)

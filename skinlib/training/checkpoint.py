@@ -17,6 +17,16 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+# What only resuming needs: ``best.pt`` is for evaluation and inference and leaves these out,
+# which makes it a third of ``last.pt``'s size under AdamW.
+RESUME_ONLY = ("optimizer", "scheduler", "scaler", "selector", "rng")
+
+
+def for_inference(state: dict) -> dict:
+    """``state`` without what only resuming reads (optimiser moments, schedules, RNG states)."""
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
     return torch.load(path, map_location=device, weights_only=True)
 

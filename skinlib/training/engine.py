@@ -37,7 +37,13 @@ from skinlib.predictions import Predictions
 from skinlib.progress import tqdm
 from skinlib.runs import RunFolder
 from skinlib.training import distributed as dist
-from skinlib.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from skinlib.training.checkpoint import (
+    for_inference,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
@@ -456,7 +462,7 @@ class Trainer:
                 self._log_epoch(row, writer)
                 state = self.checkpoint_state()
                 if improved:
-                    save_checkpoint(self.folder.checkpoint("best"), state)
+                    save_checkpoint(self.folder.checkpoint("best"), for_inference(state))
                 save_checkpoint(self.folder.checkpoint("last"), state)
                 self.write_metrics()
             dist.barrier()
