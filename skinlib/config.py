@@ -58,7 +58,9 @@ class DataConfig:
 class ModelConfig:
     """Which timm architecture and how its head and regularisation are set."""
 
-    arch: str = "resnet18"  # any name from skinlib.models.ARCHITECTURES (or a timm name)
+    arch: str = (
+        "resnet18"  # any name from skinlib.models.architectures.ARCHITECTURES (or a timm name)
+    )
     pretrained: bool = False  # ImageNet weights through timm (needs the hub or `weights`)
     weights: str = ""  # local weights file (.pth/.safetensors) or timm cache dir for offline use
     drop_rate: float = 0.0  # dropout before the classifier

@@ -19,7 +19,7 @@ from skinlib.config import Config, apply_overrides, config_from_dict, load_profi
 from skinlib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from skinlib.external import ExternalSet
+    from skinlib.external.describe import ExternalSet
 
 # What "no imbalance handling" means: every strategy run starts here, whatever the profile's own
 # config uses for the architecture runs (say focal loss), so each arm is the neutral base plus
@@ -99,12 +99,12 @@ class EvaluationSettings:
     # external test sets, each {name, format, root[, drop_unmapped, skip_missing]}, e.g.
     # {name: isic2018_test, format: isic2018, root: data/ISIC2018}; root may be the label file
     # itself (an ISIC 2018 Validation CSV picks that split). Empty: internal test only.
-    # See skinlib.external.ExternalSet and evaluate_external_sets.
+    # See skinlib.external.describe.ExternalSet and evaluate_external_sets.
     external: list[ExternalSet] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.external:  # imports pandas: only when sets are named
-            from skinlib.external import parse_external_sets
+            from skinlib.external.describe import parse_external_sets
 
             self.external = parse_external_sets(self.external)
 
@@ -117,7 +117,7 @@ class ClusterSettings:
     """Where the pipeline's trainings run (``skinlib pipeline --executor``) and what each asks for.
 
     ``local`` trains inside the notebooks, one run after another; ``local-parallel`` and ``slurm``
-    train every run as its own job first (see :mod:`skinlib.executors`), then run the notebooks.
+    train every run as its own job first (see :mod:`skinlib.study.jobs`), then run the notebooks.
     """
 
     executor: str = "local"  # local | local-parallel | slurm

@@ -20,7 +20,9 @@ import torch
 
 from skinlib import paths
 from skinlib.errors import ConfigError
-from skinlib.executors import (
+from skinlib.evaluation.predictions import Predictions
+from skinlib.profile import ClusterSettings, load_study_profile
+from skinlib.study.jobs import (
     JobBook,
     TrainCall,
     resubmit_command,
@@ -30,9 +32,13 @@ from skinlib.executors import (
     train_job,
     training_jobs,
 )
-from skinlib.pipeline import PipelineError, build_steps, held_and_stale, profile_text, run_pipeline
-from skinlib.predictions import Predictions
-from skinlib.profile import ClusterSettings, load_study_profile
+from skinlib.study.pipeline import (
+    PipelineError,
+    build_steps,
+    held_and_stale,
+    profile_text,
+    run_pipeline,
+)
 
 SMOKE = "params/smoke.yaml"
 # The smoke study with two optimiser steps per epoch: the jobs stay seconds long on 2 cores.
@@ -53,7 +59,7 @@ def places(tmp_path, monkeypatch):
     ]:
         monkeypatch.setenv(var, str(tmp_path / name))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two jobs share the two cores of a CI machine
-    monkeypatch.setattr("skinlib.executors.POLL_S", {"local-parallel": 0.05, "slurm": 0.05})
+    monkeypatch.setattr("skinlib.study.jobs.POLL_S", {"local-parallel": 0.05, "slurm": 0.05})
     return tmp_path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from skinlib import findings
+from skinlib.study import findings
 
 
 def _row(model, value, low, high):

@@ -15,21 +15,21 @@ import pytest
 from fixtures.builders import PH2_DIR, make_isic2018_folder, make_ph2_folder
 from sklearn.metrics import f1_score, roc_auc_score
 
-from skinlib import ledger
 from skinlib.cli import main
 from skinlib.data import load_table
 from skinlib.data.adapters import FORMATS, SCHEMA
 from skinlib.data.classes import HAM10000_CLASSES, class_list
 from skinlib.errors import ConfigError, DataError
-from skinlib.external import (
+from skinlib.evaluation.thresholds import load_thresholds, sens_spec
+from skinlib.external.describe import (
     caveat,
     class_counts,
     parse_external_sets,
     positive_vs_rest,
     present_class_metrics,
 )
-from skinlib.runs import RunFolder
-from skinlib.thresholds import load_thresholds, sens_spec
+from skinlib.runs import ledger
+from skinlib.runs.folder import RunFolder
 
 TEST_CSV = "ISIC2018_Task3_Test_GroundTruth.csv"
 VAL_CSV = "ISIC2018_Task3_Validation_GroundTruth.csv"
@@ -430,7 +430,7 @@ def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, ca
 
 @pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
 def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
-    from skinlib.external import evaluate_external_sets
+    from skinlib.external.describe import evaluate_external_sets
     from skinlib.profile import EvaluationSettings
 
     make_isic2018_folder(tmp_path / "isic", "challenge", ("Test", "Validation"))

@@ -14,14 +14,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from skinlib import claim, ledger, methods, paths
+from skinlib import paths
 from skinlib.config import Config, TrainConfig, save_config
-from skinlib.conformal import StoredConformal, save_conformal
 from skinlib.data.splits import file_hash
+from skinlib.evaluation.conformal import StoredConformal, save_conformal
+from skinlib.evaluation.thresholds import OperatingPoint, save_thresholds
 from skinlib.io import write_json
 from skinlib.profile import load_study_profile
-from skinlib.runs import RunFolder
-from skinlib.thresholds import OperatingPoint, save_thresholds
+from skinlib.runs import ledger
+from skinlib.runs.folder import RunFolder
+from skinlib.thesis import claim, methods
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
@@ -331,7 +333,7 @@ def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dir
 
 
 def test_the_pipeline_writes_the_methods_after_its_steps(study_dirs, monkeypatch):
-    from skinlib import pipeline
+    from skinlib.study import pipeline
 
     def fake_step(step, output, progress=True):  # the notebook's work is not under test here
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -484,7 +486,7 @@ def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_d
 
 
 def test_the_external_auc_column_says_which_probabilities_it_scored():
-    from skinlib.external import external_for_reading
+    from skinlib.external.describe import external_for_reading
 
     def rows(calibrated: list[bool]) -> pd.DataFrame:
         values = {

@@ -15,7 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from skinlib.metrics import (
+from skinlib.evaluation.metrics import (
     HEADLINE,
     bootstrap_ci,
     bootstrap_weights,

@@ -13,7 +13,7 @@ import torch
 
 from skinlib.config import ModelConfig
 from skinlib.errors import ConfigError, TrainingError
-from skinlib.models import (
+from skinlib.models.architectures import (
     ARCHITECTURES,
     cam_spec,
     create_model,
@@ -172,7 +172,7 @@ def test_local_weights_file_loads(tmp_path):
 def test_offline_pretrained_gives_clear_error():
     # huggingface_hub reads HF_HUB_OFFLINE when imported, so the attempt runs in a fresh process.
     code = (
-        "from skinlib.models import create_model; from skinlib.config import ModelConfig; "
+        "from skinlib.models.architectures import create_model; from skinlib.config import ModelConfig; "
         "create_model(ModelConfig(arch='resnet18', pretrained=True), 3)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

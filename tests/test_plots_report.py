@@ -16,9 +16,9 @@ import seaborn as sns
 from PIL import Image
 from pylatexenc.latexwalker import LatexEnvironmentNode, LatexWalker
 
-from skinlib import plots
-from skinlib.calibration import reliability
-from skinlib.report import format_ci, format_p, to_latex, write_table
+from skinlib.evaluation.calibration import reliability
+from skinlib.thesis import plots
+from skinlib.thesis.tables import format_ci, format_p, to_latex, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

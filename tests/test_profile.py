@@ -6,8 +6,8 @@ import pytest
 
 from skinlib import paths
 from skinlib.errors import ConfigError
-from skinlib.pipeline import PipelineError, build_steps, select_steps
 from skinlib.profile import imbalance_settings, load_study_profile
+from skinlib.study.pipeline import PipelineError, build_steps, select_steps
 
 PROFILES = sorted(paths.params_dir().glob("*.yaml"))
 

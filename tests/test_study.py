@@ -6,19 +6,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import skinlib.study as study_module
-from skinlib.calibration import TemperatureScaler, calibration_errors_ci
+import skinlib.study.front as study_module
 from skinlib.config import Config, apply_overrides
-from skinlib.conformal import stored_conformal
 from skinlib.data.tables import table_settings
-from skinlib.evaluation import ensemble_weights
+from skinlib.evaluation.calibration import TemperatureScaler, calibration_errors_ci
+from skinlib.evaluation.conformal import stored_conformal
+from skinlib.evaluation.metrics import align_pair, holm, paired_tests
+from skinlib.evaluation.predictions import Predictions
+from skinlib.evaluation.selective import deferral_table, risk_coverage_by_confidence
+from skinlib.evaluation.thresholds import (
+    choose_threshold,
+    operating_point,
+    positive_score,
+    positive_truth,
+)
+from skinlib.inference.scoring import ensemble_weights
 from skinlib.io import read_json
-from skinlib.metrics import align_pair, holm, paired_tests
-from skinlib.predictions import Predictions
-from skinlib.runs import RunFolder
-from skinlib.selective import deferral_table, risk_coverage_by_confidence
-from skinlib.study import Study
-from skinlib.thresholds import choose_threshold, operating_point, positive_score, positive_truth
+from skinlib.runs.folder import RunFolder
+from skinlib.study.front import Study
 
 CLASSES = ["bcc", "mel", "nv"]
 

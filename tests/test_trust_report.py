@@ -7,9 +7,10 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from skinlib import findings, plots  # noqa: E402
-from skinlib.selective import risk_coverage  # noqa: E402
-from skinlib.subgroups import subgroup_table  # noqa: E402
+from skinlib.evaluation.selective import risk_coverage  # noqa: E402
+from skinlib.evaluation.subgroups import subgroup_table  # noqa: E402
+from skinlib.study import findings  # noqa: E402
+from skinlib.thesis import plots
 
 
 def _deferral(val_coverage=0.6):

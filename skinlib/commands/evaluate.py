@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.evaluation import evaluate_external
-    from skinlib.runs import EvaluationFolder
+    from skinlib.inference.scoring import evaluate_external
+    from skinlib.runs.folder import EvaluationFolder
 
     summary = evaluate_external(
         args.run,

@@ -44,8 +44,8 @@ def _cluster_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.pipeline import build_steps, run_pipeline
     from skinlib.profile import load_study_profile
+    from skinlib.study.pipeline import build_steps, run_pipeline
 
     if args.status:
         return status.run(args, _cluster_options(args))

@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import torch
 
-    from skinlib.app import build_app, example_images, folder_images, launch
+    from skinlib.app.predictor import Predictor
+    from skinlib.app.ui import build_app, example_images, folder_images, launch
     from skinlib.errors import ConfigError
-    from skinlib.inference import Predictor
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():

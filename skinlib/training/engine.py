@@ -25,25 +25,25 @@ from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
 from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
-from skinlib.imbalance import build_loss, build_sampler
-from skinlib.models import (
+from skinlib.evaluation.predictions import Predictions
+from skinlib.models.architectures import (
     count_parameters,
     create_model,
     data_config,
     native_size,
     set_backbone_trainable,
 )
-from skinlib.predictions import Predictions
-from skinlib.progress import tqdm
-from skinlib.runs import RunFolder
-from skinlib.training import distributed as dist
-from skinlib.training.checkpoint import (
+from skinlib.models.checkpoint import (
     for_inference,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from skinlib.progress import tqdm
+from skinlib.runs.folder import RunFolder
+from skinlib.training import distributed as dist
+from skinlib.training.imbalance import build_loss, build_sampler
 from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything

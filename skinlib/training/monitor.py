@@ -1,6 +1,6 @@
 """What each epoch is judged by: validation loss, balanced accuracy, macro-F1 and AUC (sklearn).
 
-The full evaluation with confidence intervals lives in :mod:`skinlib.metrics`; these few numbers
+The full evaluation with confidence intervals lives in :mod:`skinlib.evaluation.metrics`; these few numbers
 only pick the best epoch and stop early.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from skinlib.predictions import Predictions
+from skinlib.evaluation.predictions import Predictions
 
 MONITORS = {"balanced_accuracy": 1, "macro_f1": 1, "auc": 1, "loss": -1}  # sign: higher is better
 
