@@ -17,8 +17,9 @@ from PIL import Image
 from pylatexenc.latexwalker import LatexEnvironmentNode, LatexWalker
 
 from skinlib.evaluation.calibration import reliability
+from skinlib.formatting import format_ci, format_p
 from skinlib.thesis import plots
-from skinlib.thesis.tables import format_ci, format_p, to_latex, write_table
+from skinlib.thesis.tables import to_latex, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

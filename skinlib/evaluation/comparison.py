@@ -8,7 +8,7 @@ import pandas as pd
 from skinlib.evaluation.calibration import ece
 from skinlib.evaluation.metrics import bootstrap_ci
 from skinlib.evaluation.predictions import Predictions
-from skinlib.thesis.tables import format_ci, format_p
+from skinlib.formatting import format_ci, format_p
 
 HEADLINE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "macro_auc")
 # headline metric -> column of the comparison table

@@ -35,8 +35,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from skinlib.evaluation.calibration import TemperatureScaler
 from skinlib.evaluation.metrics import bootstrap_weights
 from skinlib.evaluation.predictions import Predictions
+from skinlib.formatting import format_ci
 from skinlib.io import read_json, write_json
-from skinlib.thesis.tables import format_ci
 
 CRITERIA = ("specificity", "sensitivity", "youden")
 DEFAULT_TARGETS = (

@@ -28,8 +28,8 @@ from skinlib.data.adapters import FORMATS
 from skinlib.errors import ConfigError, SkinlibError
 from skinlib.evaluation.metrics import bootstrap_ci
 from skinlib.evaluation.thresholds import positive_score, positive_truth
+from skinlib.formatting import format_ci
 from skinlib.runs import ledger
-from skinlib.thesis.tables import format_ci
 
 # skinlib.runs.folder and skinlib.inference.scoring are imported inside the functions that use them:
 # evaluation imports this module (describe_external), and a profile naming external sets parses

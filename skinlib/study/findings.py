@@ -18,7 +18,7 @@ import pandas as pd
 from skinlib.data.splits import on_split, split_name
 from skinlib.evaluation.subgroups import worst_group
 from skinlib.evaluation.thresholds import at_specificity
-from skinlib.thesis.tables import format_ci
+from skinlib.formatting import format_ci
 
 
 def _ci(row, metric: str) -> str:

@@ -52,6 +52,7 @@ from skinlib.evaluation.thresholds import (
     targets_for,
 )
 from skinlib.external.describe import evaluate_external_sets
+from skinlib.formatting import display_table
 from skinlib.inference.scoring import ensemble, ensemble_weights, external_set, predict_table
 from skinlib.inference.xai import (
     compute_cams,
@@ -66,7 +67,7 @@ from skinlib.models.architectures import cam_spec
 from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.runs.folder import ENSEMBLE_RUN, RunFolder, load_model
 from skinlib.thesis import plots
-from skinlib.thesis.tables import display_table, write_table
+from skinlib.thesis.tables import write_table
 from skinlib.training import train
 
 log = logging.getLogger(__name__)
