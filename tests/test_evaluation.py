@@ -25,8 +25,9 @@ from skinlib.inference.scoring import (
     predict_table,
     tta_logits,
 )
+from skinlib.models.checkpoint import load_model
 from skinlib.runs import ledger
-from skinlib.runs.folder import RunFolder, load_model
+from skinlib.runs.folder import RunFolder
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.evaluation.predictions import Predictions
 from skinlib.io import read_json
 from skinlib.models.architectures import cam_spec, create_model
-from skinlib.models.checkpoint import RESUME_ONLY, load_checkpoint
-from skinlib.runs.folder import RunFolder, load_model
+from skinlib.models.checkpoint import RESUME_ONLY, load_checkpoint, load_model
+from skinlib.runs.folder import RunFolder
 from skinlib.training import engine, train
 from skinlib.training.schedule import build_scheduler
 

@@ -33,7 +33,8 @@ from skinlib.inference.scoring import (
     tta_views,
 )
 from skinlib.inference.xai import compute_cams, overlay
-from skinlib.runs.folder import LoadedRun, RunFolder
+from skinlib.models.checkpoint import LoadedRun, load_model
+from skinlib.runs.folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class Predictor:
         self.tta = tta
         folder = RunFolder(self.run_dir)
         runs, self.weights = folder.ensemble_members()
-        self.members = [run.load_model(device=self.device) for run in runs]
+        self.members = [load_model(run, device=self.device) for run in runs]
         self.temperatures = [run.temperature(tta) for run in runs]
         self.is_ensemble = folder.is_ensemble
         # an ensemble folder's own temperature is fitted on the averaged output (Study.calibrate)

@@ -28,6 +28,7 @@ from skinlib.evaluation.predictions import Predictions
 from skinlib.evaluation.thresholds import positive_score, positive_truth, sens_spec
 from skinlib.external.describe import describe_external
 from skinlib.io import write_json
+from skinlib.models.checkpoint import load_model
 from skinlib.progress import tqdm
 from skinlib.runs import ledger
 from skinlib.runs.folder import EvaluationFolder, RunFolder
@@ -86,7 +87,7 @@ def predict_table(
     num_workers: int = 0,
     progress: bool = True,
 ) -> Predictions:
-    """Predict every row of ``table`` with a loaded run (``skinlib.runs.folder.load_model``).
+    """Predict every row of ``table`` with a loaded run (:func:`skinlib.models.checkpoint.load_model`).
 
     Args:
         loaded: the run (model in eval mode, its classes and evaluation transform).
@@ -335,7 +336,7 @@ def evaluate_external(
     """
     run_dir, out = Path(run_dir), EvaluationFolder(out_dir)
     run = RunFolder(run_dir)
-    loaded = run.load_model()
+    loaded = load_model(run)
     found = external_set(loaded, root, format, drop_unmapped, skip_missing=skip_missing)
     preds = predict_table(loaded, found.table, tta=tta)
     out.path.mkdir(parents=True, exist_ok=True)

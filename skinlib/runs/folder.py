@@ -3,7 +3,9 @@
 :class:`RunFolder` alone knows that a run keeps ``config.yaml``, ``meta.json``, ``split.csv``,
 ``metrics.csv``, ``checkpoints/``, its predictions, and the state later steps store with it
 (temperature, operating points, conformal sets); training, the study, the app and the external
-evaluation ask it, as timm's ``CheckpointSaver`` alone knows its checkpoint names.
+evaluation ask it, as timm's ``CheckpointSaver`` alone knows its checkpoint names. It names the
+checkpoints and never opens one: :mod:`skinlib.models.checkpoint` owns the ``.pt`` format (and
+loads a run's model), so this module imports no torch.
 
 Reading a run's test predictions or test images records a look in the study's test-look ledger
 (:mod:`skinlib.runs.ledger`): every test number starts there, so no caller can forget it.
@@ -16,22 +18,16 @@ split post-hoc calibration fits on (:meth:`RunFolder.posthoc_split`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import torch
-from torch import nn
 
 from skinlib import paths
-from skinlib.config import Config, config_from_dict, load_config, save_config
+from skinlib.config import Config, load_config, save_config
 from skinlib.data.splits import CALIBRATION, load_split, save_split
-from skinlib.data.transforms import build_transforms
 from skinlib.errors import DataError, SkinlibError
 from skinlib.evaluation.conformal import StoredConformal, load_conformal, save_conformal
 from skinlib.evaluation.predictions import Predictions
@@ -42,23 +38,9 @@ from skinlib.evaluation.thresholds import (
     thresholds_chosen_on,
 )
 from skinlib.io import atomic_path, atomic_write, read_json, write_json
-from skinlib.models.architectures import create_model
 from skinlib.runs import ledger
 
 ENSEMBLE_RUN = "ensemble"  # the study's ensemble folder (07), a sibling of the runs it averages
-
-
-@dataclass
-class LoadedRun:
-    """A trained model ready for inference, with what is needed to feed it."""
-
-    model: nn.Module
-    config: Config
-    classes: list[str]
-    transform: Any  # PIL image -> normalised tensor (evaluation preprocessing)
-    run_dir: Path
-    checkpoint: str
-    data_config: dict
 
 
 class RunFolder:
@@ -239,36 +221,6 @@ class RunFolder:
         """The run has a best checkpoint to load (an ensemble folder has none)."""
         return self.checkpoint("best").is_file()
 
-    def load_model(self, which: str = "best", device: str | torch.device = "cpu") -> LoadedRun:
-        """Load ``checkpoints/<which>.pt`` (``weights_only=True``) into a fresh model in eval mode."""
-        # Here and not at the top: skinlib.training's engine asks this class for its paths, and
-        # importing skinlib.models.checkpoint first would run that package's __init__ (a cycle).
-        from skinlib.models.checkpoint import load_checkpoint
-
-        path = self.checkpoint(which)
-        if not path.is_file():
-            raise SkinlibError(
-                f"{path} not found: train the run first (skinlib train) or check the path"
-            )
-        ckpt = load_checkpoint(path, device)
-        cfg = config_from_dict(ckpt["config"])
-        binary = cfg.data.task == "binary"
-        # checkpoints that predate ``image_size`` in the checkpoint: the run's record, else config
-        size = ckpt.get("image_size") or (
-            self.meta()["image_size"] if self.meta_file.is_file() else cfg.data.image_size
-        )
-        # The checkpoint holds every weight: no need (nor network) for the pretrained ones.
-        model = create_model(
-            dataclasses.replace(cfg.model, pretrained=False),
-            1 if binary else len(ckpt["classes"]),
-            int(size),
-        )
-        model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
-        model.to(device).eval()
-        data_cfg = ckpt["data_config"]
-        transform = build_transforms(data_cfg, train=False, size=int(size))
-        return LoadedRun(model, cfg, list(ckpt["classes"]), transform, self.path, which, data_cfg)
-
     # --- training writes ---------------------------------------------------------------------------
 
     def trained_with(self, cfg: Config) -> bool:
@@ -434,13 +386,6 @@ class RunFolder:
         if len(path.parts) == 1:  # a run name: a sibling in the study folder
             return RunFolder(self.path.parent / path)
         return RunFolder((self.path / path).resolve())
-
-
-def load_model(
-    run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"
-) -> LoadedRun:
-    """:meth:`RunFolder.load_model` for a folder path (what most callers hold)."""
-    return RunFolder(run_dir).load_model(which, device)
 
 
 class EvaluationFolder:

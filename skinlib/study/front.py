@@ -64,8 +64,9 @@ from skinlib.inference.xai import (
     summarise_cam_scores,
 )
 from skinlib.models.architectures import cam_spec
+from skinlib.models.checkpoint import load_model
 from skinlib.profile import imbalance_settings, load_study_profile
-from skinlib.runs.folder import ENSEMBLE_RUN, RunFolder, load_model
+from skinlib.runs.folder import ENSEMBLE_RUN, RunFolder
 from skinlib.thesis import plots
 from skinlib.thesis.tables import write_table
 from skinlib.training import train
@@ -147,7 +148,7 @@ class Study:
         folder = RunFolder(self.run_dir(run))
         path = folder.predictions_file(split, tta)
         if tta and not path.is_file():
-            loaded = folder.load_model()
+            loaded = load_model(folder)
             predict_table(loaded, folder.split_rows(split), tta=True).save(path)
         return folder.predictions(split, tta)
 

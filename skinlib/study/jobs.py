@@ -26,9 +26,11 @@ from typing import Any
 
 from skinlib import paths
 from skinlib.config import Config
+from skinlib.data.tables import data_root
 from skinlib.errors import ConfigError
 from skinlib.io import read_json, write_json
 from skinlib.profile import ClusterSettings, StudyProfile, load_study_profile
+from skinlib.runs.folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +154,6 @@ class JobBook:
 
 def run_state(job: TrainingJob, profile: StudyProfile | None = None) -> tuple[str, str]:
     """``("done" | "partial" | "missing", detail)`` from the run folder alone."""
-    # Here, not at the top: RunFolder imports torch and timm (seconds), and the pipeline imports
-    # this module even when it runs no training job.
-    from skinlib.runs.folder import RunFolder
-
     cfg = job.config(profile)
     folder = RunFolder.of(cfg.study, cfg.run_name)
     if folder.is_complete(cfg):
@@ -219,8 +217,6 @@ def run_jobs(
 
 def _prepare_data(job: TrainingJob) -> None:
     """Generate SynthDerm (when the profile uses it) here, once, before jobs that would race."""
-    from skinlib.data.tables import data_root  # lazy like the module's others: `status` stays light
-
     data_root(load_study_profile(job.profile, list(job.overrides)).config, progress=False)
 
 

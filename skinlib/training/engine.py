@@ -35,6 +35,7 @@ from skinlib.models.architectures import (
 )
 from skinlib.models.checkpoint import (
     for_inference,
+    inference_weights,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -555,7 +556,7 @@ class Trainer:
         has one), and the run's record."""
         best = load_checkpoint(self.folder.checkpoint("best"), self.device)
         model = self.eval_model()
-        model.load_state_dict(best["ema"] if best["ema"] is not None else best["model"])
+        model.load_state_dict(inference_weights(best))
         start = time.perf_counter()
         evaluated = ("val", "test", CALIBRATION)
         preds = {s: self.predict(s, model) for s in evaluated if not self.rows[s].empty}
