@@ -10,16 +10,15 @@ only through :func:`load_study_profile`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from skinlib import paths
 from skinlib.config import Config, apply_overrides, config_from_dict, load_profile
+from skinlib.data.adapters import FORMATS
 from skinlib.errors import ConfigError
-
-if TYPE_CHECKING:
-    from skinlib.external.describe import ExternalSet
 
 # What "no imbalance handling" means: every strategy run starts here, whatever the profile's own
 # config uses for the architecture runs (say focal loss), so each arm is the neutral base plus
@@ -83,6 +82,56 @@ class TrustSettings:
                 raise ConfigError(f"trust.{key}={values}: shares in (0, 1] expected, e.g. [0.9]")
 
 
+@dataclass(frozen=True)
+class ExternalSet:
+    """One external test set of a profile (``evaluation.external``)."""
+
+    name: str  # names the set in tables and its folder under <run>/external/
+    format: str  # a dataset format: isic2018, ph2, isic2019, isic2020, ham10000, folder
+    root: str  # dataset folder or label file; a relative path is taken from the project root
+    drop_unmapped: bool = False  # drop images of classes the model lacks (ISIC 2019's scc)
+    skip_missing: bool = False  # skip listed images whose file is missing (Dataverse ISIC 2018)
+
+    def path(self) -> Path:
+        root = Path(self.root).expanduser()
+        return root if root.is_absolute() else paths.PROJECT_ROOT / root
+
+
+def parse_external_sets(entries: Iterable[dict | ExternalSet] | None) -> list[ExternalSet]:
+    """Profile entries (``{name, format, root, ...}``) as :class:`ExternalSet`, checked.
+
+    Raises:
+        ConfigError: an entry that is not a mapping, lacks a key, has an unknown key or format,
+            or repeats a name.
+    """
+    known = {f.name for f in fields(ExternalSet)}
+    out: list[ExternalSet] = []
+    for i, entry in enumerate(entries or []):
+        if isinstance(entry, ExternalSet):
+            out.append(entry)
+            continue
+        where = f"evaluation.external[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping {{name, format, root}}, got {entry!r}")
+        missing = sorted({"name", "format", "root"} - set(entry))
+        unknown = sorted(set(entry) - known)
+        if missing or unknown:
+            raise ConfigError(
+                f"{where}: missing key(s) {missing}, unknown key(s) {unknown}; "
+                f"expected {sorted(known)}"
+            )
+        if entry["format"] not in FORMATS:
+            raise ConfigError(
+                f"{where}: unknown format {entry['format']!r}; choose one of {list(FORMATS)}"
+            )
+        out.append(ExternalSet(**{**entry, "name": str(entry["name"]), "root": str(entry["root"])}))
+    names = [s.name for s in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"evaluation.external: set name(s) {repeated} used twice")
+    return out
+
+
 @dataclass
 class EvaluationSettings:
     """How 04-07 evaluate the runs."""
@@ -99,14 +148,11 @@ class EvaluationSettings:
     # external test sets, each {name, format, root[, drop_unmapped, skip_missing]}, e.g.
     # {name: isic2018_test, format: isic2018, root: data/ISIC2018}; root may be the label file
     # itself (an ISIC 2018 Validation CSV picks that split). Empty: internal test only.
-    # See skinlib.external.describe.ExternalSet and evaluate_external_sets.
+    # See ExternalSet; skinlib.external.sets.evaluate_external_sets evaluates them.
     external: list[ExternalSet] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.external:  # imports pandas: only when sets are named
-            from skinlib.external.describe import parse_external_sets
-
-            self.external = parse_external_sets(self.external)
+        self.external = parse_external_sets(self.external)
 
 
 EXECUTORS = ("local", "local-parallel", "slurm")

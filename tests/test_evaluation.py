@@ -18,13 +18,8 @@ from skinlib.data.synthetic import generate
 from skinlib.errors import DataError
 from skinlib.evaluation.calibration import logits_to_proba
 from skinlib.evaluation.predictions import Predictions
-from skinlib.inference.scoring import (
-    average_probabilities,
-    ensemble,
-    ensemble_weights,
-    predict_table,
-    tta_logits,
-)
+from skinlib.inference.ensemble import average_probabilities, ensemble, ensemble_weights
+from skinlib.inference.scoring import predict_table, tta_logits
 from skinlib.models.checkpoint import load_model
 from skinlib.runs import ledger
 from skinlib.runs.folder import RunFolder
@@ -142,7 +137,7 @@ def test_external_validation_maps_classes(run, tmp_path):
         progress=False,
     )
     new_dataset(other)
-    from skinlib.inference.scoring import evaluate_external
+    from skinlib.external.evaluate import evaluate_external
 
     with pytest.raises(DataError, match=r"scc \(\d+ images\)"):
         evaluate_external(run, other, "isic2019", tmp_path / "bad")
@@ -218,7 +213,7 @@ def test_evaluating_on_the_training_folder_refuses(run, tmp_path, capsys):
 
 def test_external_scores_only_images_the_run_never_saw(run, tmp_path, caplog):
     """A folder mixing the run's images, disguised copies and new images: only new ones count."""
-    from skinlib.inference.scoring import evaluate_external
+    from skinlib.external.evaluate import evaluate_external
 
     split = pd.read_csv(run / "split.csv", dtype=str).set_index("image_id")
     trained = split.index[split["split"] == "train"][0]
@@ -259,7 +254,7 @@ def test_external_scores_only_images_the_run_never_saw(run, tmp_path, caplog):
     )
     pd.concat([meta, new_meta, extra]).to_csv(mixed / "HAM10000_metadata.csv", index=False)
 
-    with caplog.at_level("INFO", logger="skinlib.inference.scoring"):
+    with caplog.at_level("INFO", logger="skinlib.external.guard"):
         summary = evaluate_external(run, mixed, "ham10000", tmp_path / "out", n_boot=20)
 
     n_test = int((split["split"] == "test").sum())
@@ -303,14 +298,14 @@ def test_external_scores_only_images_the_run_never_saw(run, tmp_path, caplog):
 
 def test_external_table_is_guarded_too(run):
     """The notebook entry point drops the run's images the same way (no flag to skip it)."""
-    from skinlib.inference.scoring import external_table
+    from skinlib.external.guard import external_table
 
     with pytest.raises(DataError, match="no external images"):
         external_table(load_model(run), run_data(run), "ham10000", progress=False)
 
 
 def test_a_run_without_split_file_cannot_be_evaluated_externally(run, tmp_path):
-    from skinlib.inference.scoring import external_table
+    from skinlib.external.guard import external_table
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -24,10 +24,10 @@ from skinlib.evaluation.thresholds import load_thresholds, sens_spec
 from skinlib.external.describe import (
     caveat,
     class_counts,
-    parse_external_sets,
     positive_vs_rest,
     present_class_metrics,
 )
+from skinlib.profile import parse_external_sets
 from skinlib.runs import ledger
 from skinlib.runs.folder import RunFolder
 
@@ -430,7 +430,7 @@ def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, ca
 
 @pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
 def test_evaluate_external_sets_one_row_per_run_and_set(run, tmp_path):
-    from skinlib.external.describe import evaluate_external_sets
+    from skinlib.external.sets import evaluate_external_sets
     from skinlib.profile import EvaluationSettings
 
     make_isic2018_folder(tmp_path / "isic", "challenge", ("Test", "Validation"))

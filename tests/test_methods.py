@@ -486,7 +486,7 @@ def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_d
 
 
 def test_the_external_auc_column_says_which_probabilities_it_scored():
-    from skinlib.external.describe import external_for_reading
+    from skinlib.external.sets import external_for_reading
 
     def rows(calibrated: list[bool]) -> pd.DataFrame:
         values = {

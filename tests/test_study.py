@@ -20,7 +20,7 @@ from skinlib.evaluation.thresholds import (
     positive_score,
     positive_truth,
 )
-from skinlib.inference.scoring import ensemble_weights
+from skinlib.inference.ensemble import ensemble_weights
 from skinlib.io import read_json
 from skinlib.runs.folder import RunFolder
 from skinlib.study.front import Study

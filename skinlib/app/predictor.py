@@ -2,7 +2,7 @@
 
 :class:`Predictor` gives calibrated probabilities, the decision at the stored operating point,
 the conformal set and a Grad-CAM map; :mod:`skinlib.app.ui` lays the page out around it. TTA,
-ensemble averaging and the temperature are :mod:`skinlib.inference.scoring`'s and
+ensemble averaging and the temperature are :mod:`skinlib.inference`'s and
 :mod:`skinlib.evaluation.predictions`' own functions, so an image is answered as the study scores it.
 """
 
@@ -25,13 +25,10 @@ from skinlib.data.transforms import centre_square
 from skinlib.errors import DataError
 from skinlib.evaluation.calibration import logits_to_proba
 from skinlib.evaluation.conformal import StoredConformal, describe_set
+from skinlib.evaluation.predictions import probabilities_to_logits
 from skinlib.evaluation.thresholds import OperatingPoint, positive_score
-from skinlib.inference.scoring import (
-    average_probabilities,
-    probabilities_to_logits,
-    tta_logits,
-    tta_views,
-)
+from skinlib.inference.ensemble import average_probabilities
+from skinlib.inference.scoring import tta_logits, tta_views
 from skinlib.inference.xai import compute_cams, overlay
 from skinlib.models.checkpoint import LoadedRun, load_model
 from skinlib.runs.folder import RunFolder
@@ -148,7 +145,7 @@ class Predictor:
     Uses the run's own evaluation preprocessing (``LoadedRun.transform``) and the temperature
     fitted for it. An ensemble folder (as ``Study.build_ensemble`` writes it) averages its
     members' calibrated probabilities with their weights
-    (:func:`skinlib.inference.scoring.average_probabilities`), applies the ensemble's own temperature
+    (:func:`skinlib.inference.ensemble.average_probabilities`), applies the ensemble's own temperature
     when it has one, and explains with the first member's Grad-CAM.
 
     Args:

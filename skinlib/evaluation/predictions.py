@@ -101,3 +101,13 @@ class Predictions:
             logits=df[logit_cols].to_numpy(),
             classes=classes,
         )
+
+
+def probabilities_to_logits(proba: np.ndarray, binary: bool) -> np.ndarray:
+    """The logits whose softmax (sigmoid for binary) gives back ``proba``."""
+    eps = 1e-7
+    p = np.clip(proba, eps, 1 - eps)
+    if binary:
+        pos = p[:, 1] if p.ndim == 2 and p.shape[1] == 2 else p.reshape(-1)
+        return np.log(pos / (1 - pos))[:, None]
+    return np.log(p)

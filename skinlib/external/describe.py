@@ -1,4 +1,4 @@
-"""What an external test set can and cannot say about a model, and the sets a profile names.
+"""What an external test set can and cannot say about a model.
 
 An external set rarely has the model's classes: PH2 has nevi and melanomas only, so a 7-class
 model's balanced accuracy there averages 2 recalls and its predictions of the other 5 classes
@@ -7,39 +7,22 @@ classes it lacks, the multi-class metrics over the classes it has, and the quest
 can answer the same way: melanoma (the run's operating-point classes) against the rest, by AUC
 and at the threshold stored with the run (``thresholds.json``, chosen on internal validation).
 A sentence says what the numbers can be compared with.
-
-:func:`evaluate_external_sets` runs every set of a profile's ``evaluation.external`` list against
-trained runs and returns one row per (run, set), for notebooks and the thesis.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+from sklearn.metrics import f1_score
 
-from skinlib import paths
-from skinlib.data.adapters import FORMATS
-from skinlib.errors import ConfigError, SkinlibError
 from skinlib.evaluation.metrics import bootstrap_ci
 from skinlib.evaluation.thresholds import positive_score, positive_truth
-from skinlib.formatting import format_ci
-from skinlib.runs import ledger
-
-# skinlib.runs.folder and skinlib.inference.scoring are imported inside the functions that use them:
-# evaluation imports this module (describe_external), and a profile naming external sets parses
-# them here without loading torch, so ``skinlib status`` stays fast.
-if TYPE_CHECKING:
-    from skinlib.runs.folder import EvaluationFolder
+from skinlib.runs.folder import RunFolder
 
 log = logging.getLogger(__name__)
-# Imports of torch, scikit-learn and the run folder stay inside the functions that use them:
-# loading a profile parses its external sets here, and `skinlib status` must start in a blink.
 
 SET_NAMES = {
     "ham10000": "HAM10000",
@@ -63,56 +46,6 @@ SET_NOTES = {
 DEFAULT_POSITIVE = ("mel",)
 
 
-@dataclass(frozen=True)
-class ExternalSet:
-    """One external test set of a profile (``evaluation.external``)."""
-
-    name: str  # names the set in tables and its folder under <run>/external/
-    format: str  # a dataset format: isic2018, ph2, isic2019, isic2020, ham10000, folder
-    root: str  # dataset folder or label file; a relative path is taken from the project root
-    drop_unmapped: bool = False  # drop images of classes the model lacks (ISIC 2019's scc)
-    skip_missing: bool = False  # skip listed images whose file is missing (Dataverse ISIC 2018)
-
-    def path(self) -> Path:
-        root = Path(self.root).expanduser()
-        return root if root.is_absolute() else paths.PROJECT_ROOT / root
-
-
-def parse_external_sets(entries: Iterable[dict | ExternalSet] | None) -> list[ExternalSet]:
-    """Profile entries (``{name, format, root, ...}``) as :class:`ExternalSet`, checked.
-
-    Raises:
-        ConfigError: an entry that is not a mapping, lacks a key, has an unknown key or format,
-            or repeats a name.
-    """
-    known = {f.name for f in fields(ExternalSet)}
-    out: list[ExternalSet] = []
-    for i, entry in enumerate(entries or []):
-        if isinstance(entry, ExternalSet):
-            out.append(entry)
-            continue
-        where = f"evaluation.external[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping {{name, format, root}}, got {entry!r}")
-        missing = sorted({"name", "format", "root"} - set(entry))
-        unknown = sorted(set(entry) - known)
-        if missing or unknown:
-            raise ConfigError(
-                f"{where}: missing key(s) {missing}, unknown key(s) {unknown}; "
-                f"expected {sorted(known)}"
-            )
-        if entry["format"] not in FORMATS:
-            raise ConfigError(
-                f"{where}: unknown format {entry['format']!r}; choose one of {list(FORMATS)}"
-            )
-        out.append(ExternalSet(**{**entry, "name": str(entry["name"]), "root": str(entry["root"])}))
-    names = [s.name for s in out]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(f"evaluation.external: set name(s) {repeated} used twice")
-    return out
-
-
 def class_counts(labels: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
     """Images per class of the model, in the model's class order (0 for absent classes)."""
     counts = np.bincount(np.asarray(labels, int), minlength=len(classes))
@@ -126,8 +59,6 @@ def present_class_metrics(labels: np.ndarray, proba: np.ndarray, classes: Sequen
     classes the model predicted but the set lacks); ``predicted_absent`` is the share of images
     assigned to a class the set does not have.
     """
-    from sklearn.metrics import f1_score
-
     y, pred = np.asarray(labels, int), np.asarray(proba).argmax(1)
     present = np.flatnonzero(np.bincount(y, minlength=len(classes)))
     absent = np.setdiff1d(np.arange(len(classes)), present)
@@ -237,8 +168,6 @@ def describe_external(
             the threshold, else melanoma without a threshold.
         tta: the predictions average TTA views: use the run's TTA operating point.
     """
-    from skinlib.runs.folder import RunFolder
-
     classes = list(preds.classes)
     proba = np.asarray(proba)
     if proba.ndim == 1 or proba.shape[1] == 1:
@@ -269,159 +198,3 @@ def describe_external(
         log.warning("no %s-vs-rest numbers: %s", "+".join(positive), err)
     out["caveat"] = caveat(format, counts, positive, lesion_groups, point is not None)
     return out
-
-
-def _run_dirs(study_or_run_dirs: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Run folders: the given ones, or every trained run (a best checkpoint) of a study."""
-    from skinlib.runs.folder import RunFolder
-
-    if isinstance(study_or_run_dirs, str | Path):
-        folder = RunFolder(study_or_run_dirs)
-        if folder.is_trained:
-            return [folder.path]
-        runs = [run.path for run in RunFolder.trained_in(folder.path)]
-        if not runs:
-            raise SkinlibError(
-                f"{folder.path}: no trained runs (with a best checkpoint) found; pass run "
-                "folders or a study folder after training"
-            )
-        return runs
-    return [Path(p) for p in study_or_run_dirs]
-
-
-def _row(run: Path, spec: ExternalSet, report: dict, metrics: pd.DataFrame) -> dict:
-    """One table row: headline metrics with intervals and the melanoma-vs-rest numbers."""
-    ext = report.get("external", {})
-    row = {
-        "run": run.name,
-        "set": spec.name,
-        "format": spec.format,
-        "images": report["images"],
-        "classes_present": len(ext.get("present_classes", [])),
-        "missing_classes": " ".join(ext.get("missing_classes", [])),
-        "calibrated": bool(report.get("calibrated")),  # metrics.csv is from these probabilities
-    }
-    for _, m in metrics[metrics["metric"].isin(["balanced_accuracy", "macro_auc"])].iterrows():
-        row |= {
-            m["metric"]: m["value"],
-            f"{m['metric']}_low": m["low"],
-            f"{m['metric']}_high": m["high"],
-        }
-    pvr = ext.get("positive_vs_rest", {})
-    for key in ("auc", "sensitivity", "specificity"):
-        for suffix in ("", "_low", "_high"):
-            row[f"positive_{key}{suffix}"] = pvr.get(key + suffix, np.nan)
-    row["threshold"] = pvr.get("threshold", np.nan)
-    row["caveat"] = ext.get("caveat", "")
-    return row
-
-
-def _still_valid(out: EvaluationFolder, run: Path, spec: ExternalSet) -> bool:
-    """An earlier evaluation of the same data (``out``, an :class:`~skinlib.runs.folder.EvaluationFolder`),
-    newer than everything of the run it used (the checkpoint, and the temperature and
-    thresholds that notebooks 04-05 write later)."""
-    from skinlib.runs.folder import RunFolder
-
-    report = out.file(out.REPORT)
-    if not report.is_file():
-        return False
-    folder = RunFolder(run)
-    used = [folder.checkpoint("best"), folder.calibration_file(), folder.thresholds_file()]
-    newest = max(p.stat().st_mtime for p in used if p.is_file())
-    saved = out.report()
-    return (
-        report.stat().st_mtime >= newest
-        and saved.get("data") == str(spec.path())
-        and saved.get("format") == spec.format
-    )
-
-
-def evaluate_external_sets(
-    study_or_run_dirs: str | Path | Iterable[str | Path],
-    settings,
-    out_root: str | Path | None = None,
-    reuse: bool = True,
-) -> pd.DataFrame:
-    """Every run against every external set of ``settings.external``: one row per pair.
-
-    Args:
-        study_or_run_dirs: a study folder (every run in it with ``checkpoints/best.pt``), one run
-            folder, or a list of run folders.
-        settings: the profile's :class:`~skinlib.profile.EvaluationSettings` (``external``,
-            ``n_boot``).
-        out_root: where each evaluation writes (``<out_root>/<run>/<set>/``); default
-            ``<run>/external/<set>/``.
-        reuse: keep an earlier evaluation of the same data whose report is newer than the run's
-            checkpoint instead of predicting again.
-
-    Returns:
-        Columns ``run, set, format, images, classes_present, missing_classes``, ``calibrated``
-        (the run's temperature was applied before the metrics), balanced
-        accuracy and macro AUC with ``_low``/``_high``, ``positive_auc``, ``positive_sensitivity``,
-        ``positive_specificity`` (at ``threshold``) with intervals, and the ``caveat`` sentence.
-    """
-    from skinlib.inference.scoring import evaluate_external
-    from skinlib.runs.folder import EvaluationFolder, RunFolder
-
-    sets = parse_external_sets(settings.external)
-    rows = []
-    for run in _run_dirs(study_or_run_dirs):
-        for spec in sets:
-            out = EvaluationFolder(
-                Path(out_root) / run.name / spec.name
-                if out_root
-                else RunFolder(run).external_dir(spec.name)
-            )
-            if reuse and _still_valid(out, run, spec):
-                report = out.report()
-                RunFolder(run).record_test_look(ledger.external(spec.name), bool(report.get("tta")))
-            else:
-                log.info("evaluating %s on %s (%s)", run.name, spec.name, spec.path())
-                report = evaluate_external(
-                    run,
-                    spec.path(),
-                    spec.format,
-                    out.path,
-                    drop_unmapped=spec.drop_unmapped,
-                    n_boot=settings.n_boot,
-                    skip_missing=spec.skip_missing,
-                    set_name=spec.name,
-                )
-            rows.append(_row(run, spec, report, out.metrics()))
-    return pd.DataFrame(rows)
-
-
-def auc_label(results: pd.DataFrame) -> str:
-    """The AUC column's name as its rows were computed: ``evaluate_external`` scores the
-    probabilities after the run's temperature where one was fitted, so the AUC is raw only for
-    runs without one (rows without the ``calibrated`` flag are not known to be raw)."""
-    calibrated = (
-        results["calibrated"] if "calibrated" in results else pd.Series([True] * len(results))
-    )
-    if calibrated.all():
-        return "AUC (calibrated)"
-    if not calibrated.any():
-        return "AUC (raw)"
-    return "AUC (calibrated where a temperature was fitted)"
-
-
-def external_for_reading(results: pd.DataFrame) -> pd.DataFrame:
-    """:func:`evaluate_external_sets` rows as a thesis table: intervals in their cells."""
-
-    def ci(name: str, digits: int = 3) -> list[str]:
-        return [
-            format_ci(r[name], r[f"{name}_low"], r[f"{name}_high"], digits)
-            for _, r in results.iterrows()
-        ]
-
-    return pd.DataFrame(
-        {
-            "model": results["run"],
-            "external set": results["set"],
-            "images": results["images"],
-            "bal. acc.": ci("balanced_accuracy"),
-            auc_label(results): ci("macro_auc"),
-            "mel AUC": ci("positive_auc"),
-            "mel sensitivity": ci("positive_sensitivity", 2),
-        }
-    )

@@ -5,7 +5,7 @@ should say how many looks there were. ``experiments/<study>/test_looks.jsonl`` k
 per look: when, which run, its configuration (:func:`config_fingerprint`), what was scored (the
 internal test split, or ``external:<set>``) and by which entry point. :class:`skinlib.runs.folder.RunFolder`
 records a look whenever a run's test predictions or test images are read, and
-:func:`skinlib.inference.scoring.evaluate_external` whenever an external set is scored, so no caller can
+:func:`skinlib.external.evaluate.evaluate_external` whenever an external set is scored, so no caller can
 forget; :func:`scored_before` reads the ledger for the methods.
 
 A look is one ``write`` to a file opened for appending (whole lines, safe for the processes of a

@@ -51,9 +51,11 @@ from skinlib.evaluation.thresholds import (
     stored_point,
     targets_for,
 )
-from skinlib.external.describe import evaluate_external_sets
+from skinlib.external.guard import external_set
+from skinlib.external.sets import evaluate_external_sets
 from skinlib.formatting import display_table
-from skinlib.inference.scoring import ensemble, ensemble_weights, external_set, predict_table
+from skinlib.inference.ensemble import ensemble, ensemble_weights
+from skinlib.inference.scoring import predict_table
 from skinlib.inference.xai import (
     compute_cams,
     gallery_selection,
@@ -256,7 +258,7 @@ class Study:
 
     def external_results(self) -> pd.DataFrame:
         """Every architecture on every external set of the profile (``evaluation.external``),
-        after the overlap guard of :func:`skinlib.inference.scoring.evaluate_external`."""
+        after the overlap guard of :func:`skinlib.external.evaluate.evaluate_external`."""
         return evaluate_external_sets([self.run_dir(r) for r in self.runs], self.evaluation)
 
     # --- 04 calibration ------------------------------------------------------------------------
@@ -546,7 +548,7 @@ class Study:
     def _unseen_class_from(self, root: str, label: str, n: int, run: str) -> dict:
         """Up to ``n`` ISIC 2019 images of ``label`` not in the study's own table, with their
         lesion ids, and up to ``n`` ISIC 2019 images of the run's classes that pass the overlap
-        guard of external sets (:func:`skinlib.inference.scoring.external_set`) as their control."""
+        guard of external sets (:func:`skinlib.external.guard.external_set`) as their control."""
         table = load_table(root, "isic2019", skip_missing=True)
         rows = unseen_class_rows(table, label, self.table()["image_id"], n)
         if rows.empty:
