@@ -11,6 +11,7 @@ import yaml
 
 from skinlib import paths
 from skinlib.config import Config, ConfigError, apply_overrides, load_config, save_config
+from skinlib.profile import load_study_profile
 
 ROOT = paths.PROJECT_ROOT
 
@@ -79,7 +80,7 @@ def test_config_errors_name_the_key(override, needle):
 def test_unknown_profile_key_is_refused(tmp_path):
     (tmp_path / "p.yaml").write_text("config:\n  train:\n    lr: 0.1\n    warmup: 2\n")
     with pytest.raises(ConfigError, match="warmup"):
-        load_config(tmp_path / "p.yaml")
+        load_study_profile(tmp_path / "p.yaml")
 
 
 def test_paths_follow_environment(monkeypatch, tmp_path):

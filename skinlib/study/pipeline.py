@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from skinlib import paths
 from skinlib.errors import SkinlibError
 from skinlib.io import read_json, write_json
@@ -122,13 +120,6 @@ def code_hash() -> str:
     return h.hexdigest()
 
 
-def profile_text(path: Path) -> str:
-    """The profile as a step's result depends on it: all but ``cluster:`` (where runs train)."""
-    data = yaml.safe_load(path.read_text()) or {}
-    data.pop("cluster", None)
-    return json.dumps(data, sort_keys=True, default=str)
-
-
 def fingerprint(step: Step, profile_text: str, code: str, upstream: dict[str, str]) -> str:
     """What a step's result depends on: notebook, parameters, profile, code, upstream results."""
     parts = {
@@ -214,7 +205,7 @@ def run_pipeline(
     root = paths.study_dir(study.study)
     state_file = root / "pipeline_state.json"
     state = read_json(state_file) if state_file.exists() else {}
-    code, text = code_hash(), profile_text(path)
+    code, text = code_hash(), study.text()
     outcome: dict[str, str] = {}
     held: dict[str, str] = {}  # steps that cannot run yet, and why
     stale: set[str] = set()  # steps whose runs were trained just now
