@@ -9,6 +9,7 @@ from netcal.metrics import ECE, MCE
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.calibration import (
     TemperatureScaler,
     brier,
@@ -25,7 +26,6 @@ from skinlib.evaluation.calibration import (
     reliability_tables,
     weighted_calibration_errors,
 )
-from skinlib.evaluation.metrics import bootstrap_weights
 from skinlib.evaluation.ood import msp
 from skinlib.evaluation.predictions import Predictions
 

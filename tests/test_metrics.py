@@ -15,16 +15,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from skinlib.evaluation.metrics import (
-    HEADLINE,
-    bootstrap_ci,
-    bootstrap_weights,
-    classification_report,
-    mcnemar,
-    paired_comparison,
-    score,
-    weighted_metrics,
-)
+from skinlib.evaluation.bootstrap import bootstrap_ci, bootstrap_weights
+from skinlib.evaluation.metrics import HEADLINE, classification_report, score, weighted_metrics
+from skinlib.evaluation.paired import mcnemar, paired_comparison
 
 
 def onehot_proba(pred, c=3):

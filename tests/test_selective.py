@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib.evaluation.metrics import bootstrap_weights
+from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.selective import (
     CONFIDENCES,
     aurc,

@@ -11,7 +11,7 @@ from skinlib.config import Config, apply_overrides
 from skinlib.data.tables import table_settings
 from skinlib.evaluation.calibration import TemperatureScaler, calibration_errors_ci
 from skinlib.evaluation.conformal import stored_conformal
-from skinlib.evaluation.metrics import align_pair, holm, paired_tests
+from skinlib.evaluation.paired import align_pair, holm, paired_tests
 from skinlib.evaluation.predictions import Predictions
 from skinlib.evaluation.selective import deferral_table, risk_coverage_by_confidence
 from skinlib.evaluation.thresholds import (

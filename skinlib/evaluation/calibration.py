@@ -8,7 +8,7 @@ equal-width bins closed on the left, ``[k/B, (k+1)/B)`` with the last bin closed
 confidence for a multi-class model, the positive-class probability for a binary one.
 
 On test every error comes with a percentile interval from the bootstrap that resamples lesions
-(:func:`skinlib.evaluation.metrics.grouped_intervals`): the errors are written as sums over images with
+(:func:`skinlib.evaluation.bootstrap.grouped_intervals`): the errors are written as sums over images with
 weights, so a resample is a row of weights and a batch of resamples a few matrix products.
 """
 
@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.metrics import brier_score_loss, log_loss
 from sklearn.utils.validation import check_is_fitted
 
-from skinlib.evaluation.metrics import grouped_intervals
+from skinlib.evaluation.bootstrap import grouped_intervals
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from skinlib.evaluation.bootstrap import bootstrap_ci
 from skinlib.evaluation.calibration import ece
-from skinlib.evaluation.metrics import bootstrap_ci
 from skinlib.evaluation.predictions import Predictions
 from skinlib.formatting import format_ci, format_p
 
@@ -116,7 +116,7 @@ def forest_table(rows: list[dict], metric: str = "balanced_accuracy") -> pd.Data
 
 
 def paired_tests_for_reading(reference: str, table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`skinlib.evaluation.metrics.paired_tests` as the thesis shows it: one row per comparison, the
+    """:func:`skinlib.evaluation.paired.paired_tests` as the thesis shows it: one row per comparison, the
     difference with its interval, p-values as ``<0.001`` rather than ``0.000``."""
     return pd.DataFrame(
         {

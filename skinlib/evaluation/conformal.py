@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from skinlib.data.splits import split_name
-from skinlib.evaluation.metrics import bootstrap_weights
+from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.predictions import Predictions
 from skinlib.io import read_json, write_json
 

@@ -31,8 +31,8 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
 from skinlib.data.synthetic import ImageSpec, _hairs, _smooth_noise, render
+from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.calibration import logits_to_proba
-from skinlib.evaluation.metrics import bootstrap_weights
 
 SCORES = ("msp", "energy", "mahalanobis")
 KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`

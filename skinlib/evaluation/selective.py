@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from skinlib.evaluation.metrics import bootstrap_weights, grouped_intervals
+from skinlib.evaluation.bootstrap import bootstrap_weights, grouped_intervals
 
 CONFIDENCES = ("max_probability", "margin", "entropy")
 

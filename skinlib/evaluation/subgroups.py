@@ -19,13 +19,9 @@ import numpy as np
 import pandas as pd
 from fairlearn.metrics import MetricFrame
 
-from skinlib.evaluation.metrics import (
-    auc_per_class,
-    bootstrap_weights,
-    grouped_intervals,
-    holm,
-    weighted_metrics,
-)
+from skinlib.evaluation.bootstrap import bootstrap_weights, grouped_intervals
+from skinlib.evaluation.metrics import auc_per_class, weighted_metrics
+from skinlib.evaluation.paired import holm
 from skinlib.evaluation.thresholds import OperatingPoint, positive_score, positive_truth, sens_spec
 
 AGE_BANDS = (0, 30, 45, 60, 75, 200)  # years; bands [0, 30), [30, 45), ..., [75, ...)

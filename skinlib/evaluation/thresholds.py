@@ -15,7 +15,7 @@ Temperature scaling keeps each image's argmax but not, in a multi-class model, t
 class's probability across images, so the chosen point (and the ROC curve) depend a little on the
 temperature: the one used is stored with every point.
 
-Intervals resample lesions (the grouped bootstrap of :mod:`skinlib.evaluation.metrics`): several images of
+Intervals resample lesions (the grouped bootstrap of :mod:`skinlib.evaluation.bootstrap`): several images of
 one lesion are not independent, and an image-level (Wilson) interval is too narrow.
 """
 
@@ -32,8 +32,8 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.calibration import TemperatureScaler
-from skinlib.evaluation.metrics import bootstrap_weights
 from skinlib.evaluation.predictions import Predictions
 from skinlib.formatting import format_ci
 from skinlib.io import read_json, write_json

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from skinlib.evaluation.metrics import bootstrap_ci
+from skinlib.evaluation.bootstrap import bootstrap_ci
 from skinlib.evaluation.thresholds import positive_score, positive_truth
 from skinlib.runs.folder import RunFolder
 

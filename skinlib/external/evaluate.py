@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skinlib.evaluation.metrics import bootstrap_ci, classification_report
+from skinlib.evaluation.bootstrap import bootstrap_ci
+from skinlib.evaluation.metrics import classification_report
 from skinlib.evaluation.thresholds import positive_score, positive_truth, sens_spec
 from skinlib.external.describe import describe_external
 from skinlib.external.folder import EvaluationFolder

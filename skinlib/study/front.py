@@ -24,11 +24,7 @@ from skinlib.errors import DataError, SkinlibError
 from skinlib.evaluation import comparison
 from skinlib.evaluation.calibration import calibration_report, logits_to_proba, reliability_tables
 from skinlib.evaluation.conformal import conformal_grid, stored_conformal
-from skinlib.evaluation.metrics import (
-    best_on_validation,
-    classification_report,
-    paired_tests,
-)
+from skinlib.evaluation.metrics import classification_report
 from skinlib.evaluation.ood import (
     KNOWN,
     VALIDATION,
@@ -42,6 +38,7 @@ from skinlib.evaluation.ood import (
     unseen_class_images,
     unseen_class_rows,
 )
+from skinlib.evaluation.paired import best_on_validation, paired_tests
 from skinlib.evaluation.predictions import Predictions
 from skinlib.evaluation.selective import deferral_table, risk_coverage_by_confidence
 from skinlib.evaluation.subgroups import subgroup_audit
