@@ -36,7 +36,7 @@ class SynthConfig:
 class DataConfig:
     """Where the images are and how they are split and fed."""
 
-    format: str = "ham10000"  # one of skinlib.data.adapters.FORMATS: ham10000 | isic2018 | isic2019 | isic2020 | ph2 | folder
+    format: str = "ham10000"  # a name of skinlib.data.formats.FORMATS: ham10000 | isic2018 | isic2019 | isic2020 | ph2 | folder
     root: str = ""  # dataset folder; empty = generate SynthDerm into the cache
     task: str = "multiclass"  # multiclass | binary
     positive: list[str] = field(default_factory=lambda: ["mel"])  # binary task: positive classes

@@ -22,7 +22,7 @@ import yaml
 
 from skinlib import paths
 from skinlib.config import Config, apply_overrides, config_from_dict, load_config
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 from skinlib.errors import ConfigError
 
 # What "no imbalance handling" means: every strategy run starts here, whatever the profile's own

@@ -15,7 +15,6 @@ from fixtures.builders import (
 )
 
 from skinlib.data import load_table
-from skinlib.data.adapters import SCHEMA
 from skinlib.data.classes import (
     MALIGNANT,
     canonical,
@@ -24,6 +23,8 @@ from skinlib.data.classes import (
     merge_tables,
     to_binary,
 )
+from skinlib.data.formats import FORMATS
+from skinlib.data.formats.base import SCHEMA
 from skinlib.errors import DataError
 
 # --- the four formats -----------------------------------------------------------------------
@@ -134,7 +135,7 @@ def test_isic2020_binary_grouped_by_patient(isic2020_folder):
     assert table["group"].nunique() == 11  # 15 images of 11 patients
     assert table["diagnosis"].iloc[2] == "nevus"  # own columns kept
     assert table["age"].isna().sum() == 4 and table["sex"].isna().sum() == 2
-    assert class_list(table) == ["other", "mel"] == class_list("isic2020")
+    assert class_list(table) == ["other", "mel"] == list(FORMATS["isic2020"].classes)
 
 
 def test_isic2020_dicom_accepted_jpeg_preferred(isic2020_folder):

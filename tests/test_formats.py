@@ -17,8 +17,9 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from skinlib.cli import main
 from skinlib.data import load_table
-from skinlib.data.adapters import FORMATS, SCHEMA
 from skinlib.data.classes import HAM10000_CLASSES, class_list
+from skinlib.data.formats import FORMATS
+from skinlib.data.formats.base import SCHEMA
 from skinlib.errors import ConfigError, DataError
 from skinlib.evaluation.thresholds import load_thresholds, sens_spec
 from skinlib.external.describe import (
@@ -57,9 +58,8 @@ def _replace_line(path, number: int, line: str) -> None:
 
 
 def test_every_format_has_a_reader_and_the_cli_offers_it():
-    from skinlib.data.adapters import READERS
-
-    assert set(READERS) == set(FORMATS) and {"isic2018", "ph2"} <= set(FORMATS)
+    assert all(callable(f.read) and f.name == name for name, f in FORMATS.items())
+    assert {"isic2018", "ph2"} <= set(FORMATS)
     with pytest.raises(SystemExit):  # argparse refuses an unknown format
         main(["validate", ".", "--format", "derm7pt"])
 
@@ -80,7 +80,7 @@ def test_isic2018_challenge_release(tmp_path):
         table["isic2018_release"] == "challenge"
     ).all()
     assert all("ISIC2018_Task3_Test_Input" in p for p in table["path"])
-    assert class_list("isic2018") == list(HAM10000_CLASSES) and "isic2018" in FORMATS
+    assert list(FORMATS["isic2018"].classes) == list(HAM10000_CLASSES) and "isic2018" in FORMATS
 
 
 def test_isic2018_test_preferred_validation_by_file(tmp_path, caplog):
@@ -220,7 +220,7 @@ def test_ph2_reads_either_label_file(tmp_path, labels):
     first = table.iloc[0]
     assert first["path"].endswith("PH2 Dataset images/IMD002/IMD002_Dermoscopic_Image/IMD002.bmp")
     assert first["mask_path"].endswith("IMD002_lesion/IMD002_lesion.bmp")
-    assert class_list("ph2") == ["mel", "nv"] == class_list(table)
+    assert list(FORMATS["ph2"].classes) == ["mel", "nv"] == class_list(table)
     # the PH2Dataset folder and the label file itself work as roots too
     assert len(load_table(root / "PH2Dataset", "ph2")) == 6
     assert len(load_table(root / "PH2Dataset" / f"PH2_dataset.{labels}", "ph2")) == 6

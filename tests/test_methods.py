@@ -16,6 +16,7 @@ import yaml
 
 from skinlib import paths
 from skinlib.config import Config, TrainConfig, save_config
+from skinlib.data.formats import FORMATS
 from skinlib.data.splits import file_hash
 from skinlib.evaluation.conformal import StoredConformal, save_conformal
 from skinlib.evaluation.thresholds import OperatingPoint, save_thresholds
@@ -239,7 +240,7 @@ def test_every_citation_is_in_the_bibliography(study_dirs):
     source = Path(methods.__file__).read_text()
     for call in re.findall(r"_cite\(([^)]*)\)", source):
         used |= set(re.findall(r"[\"']([a-z]+\d{4}[a-z0-9]*|papermill)[\"']", call))
-    used |= {k for _, keys in methods.DATASETS.values() for k in keys}
+    used |= {k for f in FORMATS.values() for k in f.citations}
     used |= set(methods.ARCH_PAPERS.values()) | {k for _, k in methods.XAI_PAPERS.values()}
     used |= {k for _, k in methods.SOFTWARE.values() if k} | {"tejani2024claim"}
     assert len(used) > 30 and used <= _bib_keys(), used - _bib_keys()

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from skinlib.data.images import to_rgb
+from skinlib.data.images import IMAGE_SUFFIXES, MAX_PIXELS, to_rgb
 from skinlib.errors import DataError
 
-# A 12-megapixel phone photo is 12e6 pixels; dermatoscope cameras stay well below 50 megapixels.
-MAX_PIXELS = 50_000_000
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 SUPPORTED = "JPEG, PNG, BMP, TIFF or WebP"
+# What a browser may upload: a dataset's image files (no DICOM, which browsers do not show)
+# and WebP
+UPLOAD_SUFFIXES = (*(s for s in IMAGE_SUFFIXES if s != ".dcm"), ".webp")
 
 
 class UploadError(DataError):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from skinlib.app.inputs import read_upload
+from skinlib.app.inputs import UPLOAD_SUFFIXES, read_upload
 from skinlib.app.predictor import PredictionResult, Predictor
 from skinlib.data.classes import class_name
 from skinlib.errors import SkinlibError
@@ -28,7 +28,6 @@ DISCLAIMER = (
     "**Research tool, not a medical device.** The answers come from a model trained for a "
     "study; they are not a diagnosis and must not guide the care of any patient."
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DISPLAY_SIDE = 320  # pixels: the page shows the upload and the heat map this large
 CSS = "#disclaimer { background: #fef3c7; border-radius: 6px; padding: 0.5em 1em; }"
 
@@ -49,7 +48,7 @@ def example_images(run_dir: Path, n: int = 6) -> list[Path]:
 
 def folder_images(folder: Path, n: int = 12) -> list[Path]:
     """The first ``n`` image files of a folder (``--examples DIR``), by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in UPLOAD_SUFFIXES)[:n]
 
 
 def _resized(image: Image.Image, side: int) -> Image.Image:

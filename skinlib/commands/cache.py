@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from skinlib.config import Config
-from skinlib.data.adapters import load_table
 from skinlib.data.classes import class_list, to_binary
+from skinlib.data.formats import load_table
 from skinlib.data.splits import (
     CALIBRATION,
     apply_split,

@@ -18,31 +18,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
+from skinlib.data.formats import FORMATS
 from skinlib.evaluation.bootstrap import bootstrap_ci
 from skinlib.evaluation.thresholds import positive_score, positive_truth
 from skinlib.runs.folder import RunFolder
 
 log = logging.getLogger(__name__)
 
-SET_NAMES = {
-    "ham10000": "HAM10000",
-    "isic2018": "ISIC 2018 Task 3",
-    "isic2019": "ISIC 2019",
-    "isic2020": "ISIC 2020",
-    "ph2": "PH2",
-    "folder": "this set",
-}
-# What each source is, beyond its classes (why a difference may not be the model's fault).
-SET_NOTES = {
-    "isic2018": (
-        "ISIC 2018 Task 3 is HAM10000's official test set, drawn mostly from the sources of the "
-        "training images: it measures new lesions more than new clinics or devices."
-    ),
-    "ph2": (
-        "PH2's nevi include 80 atypical nevi, harder negatives than most of HAM10000's, and all "
-        "200 images come from one hospital and one device."
-    ),
-}
 DEFAULT_POSITIVE = ("mel",)
 
 
@@ -119,7 +101,8 @@ def caveat(
         lesion_groups: the set records lesion ids (intervals resample lesions).
         threshold: the run stores an operating point (``thresholds.json``).
     """
-    name = SET_NAMES.get(format, format)
+    spec = FORMATS.get(format)
+    name = spec.display_name if spec else format
     present = [c for c, n in counts.items() if n]
     pos = "+".join(positive)
     binary_view = f"the {pos}-vs-rest AUC" + (
@@ -148,7 +131,7 @@ def caveat(
             f" {name} records no lesion ids here, so intervals resample images: too narrow if "
             "a lesion appears more than once."
         )
-    return f"{text} {SET_NOTES[format]}" if format in SET_NOTES else text
+    return f"{text} {spec.note}" if spec and spec.note else text
 
 
 def describe_external(

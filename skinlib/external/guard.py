@@ -15,6 +15,7 @@ import pandas as pd
 
 from skinlib.data import load_table
 from skinlib.data.classes import canonical, map_labels, to_binary
+from skinlib.data.formats import get_format
 from skinlib.data.overlap import OverlapReport, flag_run_images
 from skinlib.errors import DataError
 from skinlib.runs.folder import RunFolder
@@ -94,7 +95,7 @@ def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: 
     """``table`` with labels in the run's vocabulary (rows without a counterpart dropped)."""
     if loaded.config.data.task == "binary":
         positive = loaded.config.data.positive
-        if format == "isic2020":  # already melanoma vs rest
+        if get_format(format).binary:  # already melanoma vs rest (ISIC 2020)
             return table.assign(
                 label=table["label"].map({"mel": "+".join(sorted(positive)), "other": "other"})
             )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from skinlib import paths
 from skinlib.config import Config, TrainConfig
-from skinlib.data import adapters
+from skinlib.data.formats import FORMATS, get_format, read_source
 from skinlib.errors import DataError
 from skinlib.profile import StudyProfile
 
@@ -36,20 +36,6 @@ PACKAGES = {
     "grad-cam": "the Grad-CAM notebook",
     "papermill": "the notebook pipeline",
     "gradio": "",  # only `skinlib serve`, not the study
-}
-# Full sizes of the public datasets, for a disk estimate before the data is there.
-KNOWN_SIZES = {"ham10000": 10_015, "isic2019": 25_331, "isic2020": 33_126}
-LAYOUTS = {
-    "ham10000": f"{adapters.HAM10000_CSV} and {adapters.HAM10000_IMAGE_DIRS[0]}/ + "
-    f"{adapters.HAM10000_IMAGE_DIRS[1]}/",
-    "isic2019": f"{adapters.ISIC2019_CSV} and {adapters.ISIC2019_IMAGE_DIR}/",
-    "isic2020": f"{adapters.ISIC2020_CSV} and train/",
-    "folder": "one sub-folder of images per class",
-}
-LABEL_FILES = {
-    "ham10000": adapters.HAM10000_CSV,
-    "isic2019": adapters.ISIC2019_CSV,
-    "isic2020": adapters.ISIC2020_CSV,
 }
 # Cached JPEGs (quality 95) of HAM10000 images measured 0.17-0.23 bytes per pixel; 0.25 leaves room.
 CACHE_BYTES_PER_PIXEL = 0.25
@@ -307,7 +293,7 @@ def dataset_images(cfg: Config, counted: int | None = None) -> tuple[int | None,
         return cfg.data.synth.n, "SynthDerm"
     if counted is not None:
         return counted, "counted"
-    n = KNOWN_SIZES.get(cfg.data.format)
+    n = FORMATS[cfg.data.format].known_size if cfg.data.format in FORMATS else None
     return n, f"full {cfg.data.format}" if n else "unknown"
 
 
@@ -539,11 +525,16 @@ def tool_checks(which: Callable[[str], str | None] = shutil.which) -> list[Check
 # --- data ----------------------------------------------------------------------------------------
 
 
+def _layout(fmt: str) -> str:
+    """What a folder of format ``fmt`` holds (the name itself for an unknown format)."""
+    return FORMATS[fmt].layout if fmt in FORMATS else fmt
+
+
 def detect_formats(root: Path) -> list[str]:
     """The dataset formats whose label file sits in ``root`` (the layout, not the content)."""
     if not root.is_dir():
         return []
-    return [fmt for fmt, name in LABEL_FILES.items() if (root / name).is_file()]
+    return [f.name for f in FORMATS.values() if f.label_file and (root / f.label_file).is_file()]
 
 
 def dataset_check(cfg: Config, sample: int = SAMPLE_IMAGES) -> tuple[Check, int | None]:
@@ -556,7 +547,7 @@ def dataset_check(cfg: Config, sample: int = SAMPLE_IMAGES) -> tuple[Check, int 
     if not data.root:
         return _synthderm_check(cfg), data.synth.n
     root = Path(data.root).expanduser()
-    layout = LAYOUTS.get(data.format, data.format)
+    layout = _layout(data.format)
     if not root.exists():
         advice = f"point data.root at the folder holding {layout}: --set data.root=/path/to/it"
         return Check("data", "fail", f"data.root={root} does not exist", advice), None
@@ -567,7 +558,7 @@ def dataset_check(cfg: Config, sample: int = SAMPLE_IMAGES) -> tuple[Check, int 
         # read_folder would take the image folders for classes
         return _unreadable(root, data.format, DataError(f"{root} holds {found[0]} data")), None
     try:
-        table, problems = adapters.read_source(root, data.format)
+        table, problems = read_source(root, data.format)
     except DataError as err:
         return _unreadable(root, data.format, err), None
     return _table_check(cfg, root, table, problems, sample), len(table)
@@ -594,12 +585,10 @@ def _unreadable(root: Path, fmt: str, err: DataError) -> Check:
         return Check(
             "data",
             "fail",
-            f"{root} holds {found} data ({LABEL_FILES[found]}), not {fmt}",
+            f"{root} holds {found} data ({get_format(found).label_file}), not {fmt}",
             f"set data.format={found}{use}, or point data.root at a {fmt} folder",
         )
-    return Check(
-        "data", "fail", str(err), f"expected {LAYOUTS.get(fmt, fmt)}; check data.root/data.format"
-    )
+    return Check("data", "fail", str(err), f"expected {_layout(fmt)}; check data.root/data.format")
 
 
 def _table_check(cfg: Config, root: Path, table, problems: list, sample: int) -> Check:
@@ -611,7 +600,7 @@ def _table_check(cfg: Config, root: Path, table, problems: list, sample: int) ->
     if other:
         return Check("data", "fail", f"{n:,} rows; {other[0].message()}", validate)
     if len(missing) == n:
-        advice = f"put the images where {fmt} keeps them ({LAYOUTS[fmt]})"
+        advice = f"put the images where {fmt} keeps them ({_layout(fmt)})"
         return Check("data", "fail", f"none of the {n:,} images listed was found", advice)
     counts = _counts(table)
     if missing and not cfg.data.skip_bad:

@@ -26,6 +26,7 @@ from skinlib import paths
 from skinlib.thesis import claim
 from skinlib.evaluation.calibration import N_BINS
 from skinlib.config import Config
+from skinlib.data.formats import FORMATS
 from skinlib.data.splits import CALIBRATION, SPLITS, on_split, split_name
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.inference.scoring import TTA_VIEWS
@@ -50,16 +51,6 @@ from skinlib.thesis.records import (
 
 # --- words for settings ----------------------------------------------------------------------
 
-DATASETS = {  # data.format -> (name in the text, citation keys)
-    "ham10000": ("the HAM10000 dataset", ["tschandl2018ham10000"]),
-    "isic2019": (
-        "the ISIC 2019 challenge training set",
-        ["tschandl2018ham10000", "codella2018isic2017", "combalia2019bcn20000"],
-    ),
-    "isic2020": ("the ISIC 2020 challenge training set", ["rotemberg2021isic2020"]),
-    "folder": ("a folder of images with one sub-folder per class", []),
-}
-GROUP_UNIT = {"ham10000": "lesion", "isic2019": "lesion", "isic2020": "patient", "folder": "image"}
 ARCH_PAPERS = {  # timm name prefix -> citation key of the architecture's paper
     "resnet": "he2016resnet",
     "efficientnet": "tan2019efficientnet",
@@ -91,7 +82,8 @@ def group_unit(run: RunRecord) -> str:
     split = run.split
     if split["group"].nunique() == len(split) or split["group"].equals(split["image_id"]):
         return "image"
-    return GROUP_UNIT.get(run.config.data.format, "group")
+    fmt = run.config.data.format
+    return FORMATS[fmt].group_unit if fmt in FORMATS else "group"
 
 
 def _percent(x: float) -> str:
@@ -201,7 +193,11 @@ def _dataset_sentence(cfg: Config) -> str:
             "They are procedural images, not dermoscopy: this is an in-silico study of the method, "
             "and its results make no clinical claim."
         )
-    name, keys = DATASETS.get(cfg.data.format, (f"a `{cfg.data.format}` dataset", []))
+    spec = FORMATS.get(cfg.data.format)
+    if spec and spec.description:
+        name, keys = spec.description, spec.citations
+    else:
+        name, keys = f"a `{cfg.data.format}` dataset", ()
     return (
         f"The images are {name}{_cite(*keys)}; the study is "
         "retrospective (the data were collected and published before it)."

@@ -1,4 +1,4 @@
-"""PH2's two label files (``PH2_dataset.xlsx`` and ``PH2_dataset.txt``) read into one table.
+"""PH2 (Hospital Pedro Hispano): its two label files read into one table, and its image folders.
 
 PH2 (Mendonça et al., EMBC 2013; Hospital Pedro Hispano, Matosinhos) has 200 dermoscopic images:
 80 common nevi, 80 atypical nevi and 40 melanomas. Its archive ships the same table twice:
@@ -22,8 +22,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from skinlib.data.classes import PH2_CLASSES, PH2_DIAGNOSES
+from skinlib.data.formats.base import DatasetFormat, Problem, attach_paths, row_problems
 from skinlib.errors import DataError
 
 DIAGNOSES = ("Common Nevus", "Atypical Nevus", "Melanoma")
@@ -143,3 +146,84 @@ def read_txt(path: Path) -> pd.DataFrame:
 def read_labels(path: Path) -> pd.DataFrame:
     """Either label file, chosen by its suffix."""
     return read_xlsx(path) if path.suffix.lower() in (".xlsx", ".xlsm") else read_txt(path)
+
+
+PH2_XLSX = "PH2_dataset.xlsx"
+
+
+PH2_TXT = "PH2_dataset.txt"
+
+
+PH2_FOLDER = "PH2Dataset"  # the unpacked archive: labels and "PH2 Dataset images/" inside
+
+
+PH2_IMAGE_DIR = "PH2 Dataset images"  # IMDxxx/IMDxxx_Dermoscopic_Image/IMDxxx.bmp
+
+
+def ph2_label_file(root: Path) -> Path:
+    """``PH2_dataset.xlsx`` (else ``PH2_dataset.txt``) in ``root`` or ``root/PH2Dataset``, or
+    ``root`` itself when it is one of them."""
+    if root.is_file():
+        return root
+    for base in (root, root / PH2_FOLDER):
+        for name in (PH2_XLSX, PH2_TXT):
+            if (base / name).is_file():
+                return base / name
+    raise DataError(
+        f"{root}: neither {PH2_XLSX} nor {PH2_TXT} found (also looked in {root / PH2_FOLDER}); "
+        "point at the unpacked PH2Dataset folder"
+    )
+
+
+def _ph2_images(out: pd.DataFrame, folder: Path, labels: Path, problems: list[Problem]):
+    """``path`` (and ``mask_path`` where lesion masks exist) from PH2's folder per case."""
+    images = [folder / i / f"{i}_Dermoscopic_Image" for i in out["image_id"]]
+    out = attach_paths(
+        out, images, labels, problems, where=f"{folder}/<id>/<id>_Dermoscopic_Image/"
+    )
+    masks = [folder / i / f"{i}_lesion" / f"{i}_lesion.bmp" for i in out["image_id"]]
+    if any(m.is_file() for m in masks):
+        out["mask_path"] = [str(m.resolve()) if m.is_file() else np.nan for m in masks]
+    return out
+
+
+def read_ph2(root: Path, problems: list[Problem], require_images: bool = True) -> pd.DataFrame:
+    """PH2: labels in ``PH2_dataset.xlsx`` or ``.txt``, ``PH2 Dataset images/IMDxxx/...bmp``.
+
+    Common and atypical nevi are ``nv``, melanomas ``mel`` (the original name stays in
+    ``diagnosis``; ``histology`` where recorded). Every image is a different lesion of its own
+    patient in PH2's description, so each image is its own group. Lesion masks (``IMDxxx_lesion``)
+    become ``mask_path``.
+    """
+    labels = ph2_label_file(root)
+    df = read_labels(labels)
+    if df.empty:
+        raise DataError(f"{labels}: the table has no rows; is it the whole PH2 label file?")
+    bad = df["_error"].notna()
+    problems += row_problems(df, bad, labels, "unknown_label", lambda r: r["_error"])
+    out = df.drop(columns="_error").assign(
+        label=df["diagnosis"].map(PH2_DIAGNOSES),
+        group=df["image_id"],
+        age=np.nan,
+        sex=np.nan,
+        site=np.nan,
+        source="ph2",
+        path=np.nan,
+    )
+    if require_images:
+        out = _ph2_images(out, labels.parent / PH2_IMAGE_DIR, labels, problems)
+    out.attrs["label_file"] = str(labels)
+    return out
+
+
+FORMAT = DatasetFormat(
+    name="ph2",
+    display_name="PH2",
+    read=read_ph2,
+    layout=f"{PH2_FOLDER}/ with {PH2_XLSX} (or {PH2_TXT}) and {PH2_IMAGE_DIR}/",
+    classes=PH2_CLASSES,
+    note=(
+        "PH2's nevi include 80 atypical nevi, harder negatives than most of HAM10000's, and all "
+        "200 images come from one hospital and one device."
+    ),
+)
