@@ -24,7 +24,7 @@ from skinlib.io import write_json
 from skinlib.profile import load_study_profile
 from skinlib.runs import ledger
 from skinlib.runs.folder import RunFolder
-from skinlib.thesis import claim, methods
+from skinlib.thesis import citations, claim, records, sections, write
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
@@ -127,8 +127,8 @@ def study_dirs(tmp_path, monkeypatch):
 
 
 def _methods_text(profile_file: Path) -> str:
-    study = methods.read_study(load_study_profile(profile_file))
-    return methods.to_markdown(methods.methods_sections(study))
+    study = records.read_study(load_study_profile(profile_file))
+    return write.to_markdown(sections.methods_sections(study))
 
 
 def test_changing_the_epochs_changes_the_sentence(study_dirs, tmp_path):
@@ -199,10 +199,10 @@ def test_split_facts_come_from_the_split_file(study_dirs):
 
 
 def test_augmentation_is_described_from_the_built_transform():
-    basic = methods.describe_augmentation("basic")
+    basic = sections.describe_augmentation("basic")
     assert "random resized crops of 60-100% of the image area" in basic
     assert "rotations by up to 180 degrees" in basic and "brightness 0.1" in basic
-    strong = methods.describe_augmentation("strong")
+    strong = sections.describe_augmentation("strong")
     assert (
         "random erasing" in strong
         and "Gaussian blur" in strong
@@ -211,10 +211,10 @@ def test_augmentation_is_described_from_the_built_transform():
 
 
 def test_latex_escapes_text_and_renders_citations_and_code():
-    section = methods.Section(
+    section = sections.Section(
         "Data & more", "sec:x", [["50% of `efficientnet_b0` [@he2016resnet; @lin2017focal]."]]
     )
-    tex = methods.to_latex([section])
+    tex = write.to_latex([section])
     assert "\\section{Data \\& more}\\label{sec:x}" in tex
     assert (
         "50\\% of \\texttt{efficientnet\\_\\allowbreak{}b0}~\\cite{he2016resnet,lin2017focal}."
@@ -227,7 +227,7 @@ def _bib_keys() -> set[str]:
 
 
 def test_every_citation_is_in_the_bibliography(study_dirs):
-    methods.write_methods(study_dirs())
+    write.write_methods(study_dirs())
     out = paths.generated_tables_dir("mini")
     used = set()
     for name in ("methods.tex", "claim.tex"):
@@ -237,17 +237,17 @@ def test_every_citation_is_in_the_bibliography(study_dirs):
             for k in group.split(",")
         )
     # and every key the code can cite in another study (other datasets, optimisers, methods)
-    source = Path(methods.__file__).read_text()
-    for call in re.findall(r"_cite\(([^)]*)\)", source):
+    source = Path(sections.__file__).read_text()
+    for call in re.findall(r"citation\(([^)]*)\)", source):
         used |= set(re.findall(r"[\"']([a-z]+\d{4}[a-z0-9]*|papermill)[\"']", call))
     used |= {k for f in FORMATS.values() for k in f.citations}
-    used |= set(methods.ARCH_PAPERS.values()) | {k for _, k in methods.XAI_PAPERS.values()}
-    used |= {k for _, k in methods.SOFTWARE.values() if k} | {"tejani2024claim"}
+    used |= set(citations.ARCH_PAPERS.values()) | {k for _, k in citations.XAI_PAPERS.values()}
+    used |= {k for _, k in citations.SOFTWARE.values() if k} | {"tejani2024claim"}
     assert len(used) > 30 and used <= _bib_keys(), used - _bib_keys()
 
 
 def test_claim_covers_all_44_items_with_a_place_or_a_reason(study_dirs):
-    methods.write_methods(study_dirs())
+    write.write_methods(study_dirs())
     out = paths.generated_tables_dir("mini")
     md = (out / "claim.md").read_text()
     rows = [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
@@ -270,7 +270,7 @@ def test_claim_reports_external_testing_once_a_table_exists(study_dirs):
     out = paths.generated_tables_dir("mini")
     out.mkdir(parents=True)
     (out / "external_isic2019.tex").write_text("% a table\n")
-    methods.write_methods(file)
+    write.write_methods(file)
     tex = (out / "claim.tex").read_text()
     row = next(line for line in tex.splitlines() if line.startswith("33 &"))
     assert "Table~\\ref{tab:external_isic2019}" in row and "Not reported" not in row
@@ -281,7 +281,7 @@ def test_claim_reports_external_testing_once_a_table_exists(study_dirs):
 
 
 def test_claim_points_only_at_labels_that_exist(study_dirs):
-    methods.write_methods(study_dirs())
+    write.write_methods(study_dirs())
     out = paths.generated_tables_dir("mini")
     refs = set(re.findall(r"\\ref\{([^}]+)\}", (out / "claim.tex").read_text()))
     defined = set(re.findall(r"\\label\{([^}]+)\}", (out / "methods.tex").read_text()))
@@ -314,7 +314,7 @@ def _compile(folder: Path, main: str = "main") -> str:
     reason="pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-extra texlive-bibtex-extra)",
 )
 def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dirs, tmp_path):
-    methods.write_methods(study_dirs())
+    write.write_methods(study_dirs())
     thesis = tmp_path / "thesis"
     for name in ("main.tex", "references.bib"):
         shutil.copy(ROOT / "thesis" / name, thesis / name)
@@ -457,7 +457,7 @@ def _claim_row(number: int) -> str:
 def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
     file = study_dirs()
     write_tables("mini", "comparison")  # 07 ran, 08 did not
-    methods.write_methods(file)
+    write.write_methods(file)
     assert "no subgroup analysis" in _claim_row(37)
     assert "Not reported" in _claim_row(30)  # no imbalance, subgroup or unknown table yet
     write_tables("mini", "trust_subgroups", "trust_unknown")
@@ -465,7 +465,7 @@ def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
     figures.mkdir(parents=True)
     for name in ("comparison_curves", "train_resnet18_loss"):
         (figures / f"{name}.pdf").write_text("%PDF")
-    methods.write_methods(file)
+    write.write_methods(file)
     row = _claim_row(37)
     assert "tab:trust_subgroups" in row and "no subgroup analysis" not in row
     row = _claim_row(30)
@@ -479,10 +479,10 @@ def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
 def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_dirs):
     file = study_dirs()
     write_tables("mini", "comparison")  # 07 ran, 05 did not
-    methods.write_methods(file)
+    write.write_methods(file)
     assert "tab:comparison" in _claim_row(38) and "tab:operating_points" not in _claim_row(38)
     write_tables("mini", "operating_points")
-    methods.write_methods(file)
+    write.write_methods(file)
     assert "Tables~\\ref{tab:comparison}, \\ref{tab:operating_points}" in _claim_row(38)
 
 

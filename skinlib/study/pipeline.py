@@ -303,7 +303,7 @@ def _write_methods(profile: Path, overrides: list[str], study: str, outcome: dic
         return
     # Imported here: the methods pull in torch, and a pipeline whose steps are all done answers
     # in about a second without it.
-    from skinlib.thesis.methods import write_methods
+    from skinlib.thesis.write import write_methods
 
     written = write_methods(profile, overrides)
     log.info("methods and CLAIM checklist -> %s", written["methods.tex"].parent)

@@ -13,14 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from skinlib import paths
-from skinlib.thesis.markup import inline_latex, latex_escape
-
-if TYPE_CHECKING:
-    from skinlib.thesis.methods import Section
-    from skinlib.thesis.records import StudyRecord
+from skinlib.thesis.latex import inline_latex, latex_escape
+from skinlib.thesis.records import StudyRecord
+from skinlib.thesis.sections import Section
 
 REPORTED, NOT_REPORTED, AUTHOR = "reported", "not reported", "author"
 

@@ -16,11 +16,10 @@ from typing import Any
 import pandas as pd
 
 from skinlib import paths
-
-from skinlib.runs import ledger
 from skinlib.config import Config
 from skinlib.errors import SkinlibError
 from skinlib.profile import StudyProfile
+from skinlib.runs import ledger
 from skinlib.runs.folder import ENSEMBLE_RUN, RunFolder
 
 # --- what a run folder recorded ------------------------------------------------------------------

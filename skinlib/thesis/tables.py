@@ -4,16 +4,15 @@ The cells are formatted by :mod:`skinlib.formatting`; this module only writes th
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from skinlib.formatting import MISSING, is_missing, readable
 from skinlib.io import write_json, write_text
+from skinlib.thesis.latex import latex_escape
+
 
 def _number(value: float, float_format: str | Callable[[float], str]) -> str:
     """``float_format`` for rates and errors; fewer decimals for large numbers (sizes, img/s)."""
@@ -24,14 +23,6 @@ def _number(value: float, float_format: str | Callable[[float], str]) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return float_format(value) if callable(float_format) else float_format.format(value)
-
-
-def escape_text(text: str) -> str:
-    r"""Escape ``& % # _`` outside ``$...$`` math unless already escaped (captions may hold
-    math such as ``$\pm$`` or ``$x_i$``)."""
-    parts = text.split("$")
-    parts[::2] = [re.sub(r"(?<!\\)([&%#_])", r"\\\1", p) for p in parts[::2]]
-    return "$".join(parts)
 
 
 def to_latex(
@@ -57,7 +48,7 @@ def to_latex(
     styler = styler.format_index(escape="latex", axis=1)
     tex = styler.to_latex(
         hrules=True,
-        caption=escape_text(caption),
+        caption=latex_escape(caption, math=True),
         label=label,
         position="htbp",
         position_float="centering",

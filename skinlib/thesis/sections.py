@@ -1,4 +1,4 @@
-"""The thesis's methods, written from what the runs recorded: profile, ``config.yaml``,
+"""The sections of the thesis's methods chapter, written from what the runs recorded: profile, ``config.yaml``,
 ``meta.json``, ``split.csv``, ``calibration.json``, ``thresholds.json``, and the files the later
 steps leave (``predictions_test_tta.csv``, ``ensemble.json``, the notebooks' tables).
 
@@ -9,32 +9,28 @@ that step's file exists: the profile says what a step would do, not that it ran 
 Every sentence is built from recorded values (:mod:`skinlib.thesis.records` reads them). A setting the
 runs share is stated once; a setting they do not share is stated per run, and where it should have
 been shared (seed, split, package versions, commit) the text says that the runs disagree instead of
-picking one. Sentences are written in :mod:`skinlib.thesis.markup` (`` `code` ``, ``[@key]`` citations of
-``thesis/references.bib``); :func:`to_latex` and :func:`to_markdown` render the sections.
+picking one. Sentences are written in :mod:`skinlib.thesis.latex`'s markup (`` `code` ``, ``[@key]``
+citations of ``thesis/references.bib``, :mod:`skinlib.thesis.citations`); :mod:`skinlib.thesis.write`
+renders and writes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from skinlib import paths
-
-from skinlib.thesis import claim
-from skinlib.evaluation.calibration import N_BINS
 from skinlib.config import Config
 from skinlib.data.formats import FORMATS
 from skinlib.data.splits import CALIBRATION, SPLITS, on_split, split_name
 from skinlib.data.transforms import build_batch_augment, build_transforms
+from skinlib.evaluation.calibration import N_BINS
 from skinlib.inference.scoring import TTA_VIEWS
-from skinlib.io import write_text
-from skinlib.runs.ledger import LEDGER, scored_before
-from skinlib.thesis.markup import inline_latex, latex_escape
 from skinlib.models.architectures import resolve_arch
-from skinlib.profile import NEUTRAL_IMBALANCE, load_study_profile
+from skinlib.profile import NEUTRAL_IMBALANCE
+from skinlib.runs.ledger import LEDGER, scored_before
+from skinlib.thesis.citations import ARCH_PAPERS, CONFORMAL_PAPERS, SOFTWARE, XAI_PAPERS, citation
 from skinlib.thesis.records import (
     RunRecord,
     StudyRecord,
@@ -45,36 +41,10 @@ from skinlib.thesis.records import (
     fmt,
     name_list,
     per_run,
-    read_study,
     recorded,
 )
 
 # --- words for settings ----------------------------------------------------------------------
-
-ARCH_PAPERS = {  # timm name prefix -> citation key of the architecture's paper
-    "resnet": "he2016resnet",
-    "efficientnet": "tan2019efficientnet",
-    "densenet": "huang2017densenet",
-    "vit": "dosovitskiy2021vit",
-    "swin": "liu2021swin",
-}
-XAI_PAPERS = {
-    "gradcam": ("Grad-CAM", "selvaraju2017gradcam"),
-    "gradcam++": ("Grad-CAM++", "chattopadhay2018gradcampp"),
-    "scorecam": ("Score-CAM", "wang2020scorecam"),
-    "eigencam": ("Eigen-CAM", "muhammad2020eigencam"),
-}
-SOFTWARE = {  # meta.json versions key -> (name in the text, citation key or "")
-    "torch": ("PyTorch", "paszke2019pytorch"),
-    "torchvision": ("torchvision", ""),
-    "timm": ("timm", "wightman2019timm"),
-    "scikit-learn": ("scikit-learn", "pedregosa2011sklearn"),
-    "netcal": ("netcal", "kuppers2020netcal"),
-    "grad-cam": ("pytorch-grad-cam", "gildenblat2021gradcam"),
-    "numpy": ("NumPy", ""),
-    "pandas": ("pandas", ""),
-    "skinlib": ("skinlib", ""),
-}
 
 
 def group_unit(run: RunRecord) -> str:
@@ -82,8 +52,8 @@ def group_unit(run: RunRecord) -> str:
     split = run.split
     if split["group"].nunique() == len(split) or split["group"].equals(split["image_id"]):
         return "image"
-    fmt = run.config.data.format
-    return FORMATS[fmt].group_unit if fmt in FORMATS else "group"
+    name = run.config.data.format
+    return FORMATS[name].group_unit if name in FORMATS else "group"
 
 
 def _percent(x: float) -> str:
@@ -166,11 +136,6 @@ class Section:
     paragraphs: list[list[str]]
 
 
-def _cite(*keys: str) -> str:
-    keys = [k for k in keys if k]
-    return f" [{'; '.join('@' + k for k in keys)}]" if keys else ""
-
-
 def _sentences(*items: str) -> list[str]:
     return [s for s in items if s]
 
@@ -188,7 +153,7 @@ def _dataset_sentence(cfg: Config) -> str:
         shares = "equal class shares" if s.balanced else "the class shares of HAM10000"
         return (
             f"The images are SynthDerm, a synthetic dataset that skinlib generates in the layout "
-            f"of HAM10000{_cite('tschandl2018ham10000')} ({fmt(s.n)} images of {s.size} px, "
+            f"of HAM10000{citation('tschandl2018ham10000')} ({fmt(s.n)} images of {s.size} px, "
             f"{s.classes} classes with {shares}, difficulty {s.difficulty:g}, seed {s.seed}). "
             "They are procedural images, not dermoscopy: this is an in-silico study of the method, "
             "and its results make no clinical claim."
@@ -199,7 +164,7 @@ def _dataset_sentence(cfg: Config) -> str:
     else:
         name, keys = f"a `{cfg.data.format}` dataset", ()
     return (
-        f"The images are {name}{_cite(*keys)}; the study is "
+        f"The images are {name}{citation(*keys)}; the study is "
         "retrospective (the data were collected and published before it)."
     )
 
@@ -244,7 +209,7 @@ def split_section(study: StudyRecord) -> Section:
         f"taken from the split file `{d.split_file}`"
         if d.split_file
         else "made by skinlib with scikit-learn's StratifiedGroupKFold"
-        + _cite("pedregosa2011sklearn")
+        + citation("pedregosa2011sklearn")
     )
     sets = (
         "training, validation, test and calibration"
@@ -333,7 +298,7 @@ def preprocessing_section(study: StudyRecord) -> Section:
     sentences = [
         f"For evaluation, each image was resized ({interp} interpolation) and centre-cropped to "
         f"the model's input size, {size}; every image was normalised with the statistics of the "
-        f"model's pretrained configuration in timm{_cite('wightman2019timm')} ({stats}).",
+        f"model's pretrained configuration in timm{citation('wightman2019timm')} ({stats}).",
         "Images were pre-resized once into an on-disk cache before training."
         if all(r.config.data.cache for r in runs)
         else "",
@@ -349,9 +314,9 @@ def preprocessing_section(study: StudyRecord) -> Section:
     if any(v != "0, 0" for v in mix):
         sentences.append(
             "Mixup"
-            + _cite("zhang2018mixup")
+            + citation("zhang2018mixup")
             + " and CutMix"
-            + _cite("yun2019cutmix")
+            + citation("yun2019cutmix")
             + " alphas: "
             + per_run(runs, lambda r: (r.config.train.mixup, r.config.train.cutmix))
             + "."
@@ -375,7 +340,7 @@ def models_section(study: StudyRecord) -> Section:
         extra = [f"dropout {m.drop_rate:g}"] if m.drop_rate else []
         extra += [f"stochastic depth {m.drop_path_rate:g}"] if m.drop_path_rate else []
         lines.append(
-            f"`{run.name}`{_cite(paper)}: timm model `{timm_name}`, "
+            f"`{run.name}`{citation(paper)}: timm model `{timm_name}`, "
             f"{params / 1e6:.1f} M parameters, {recorded(run, 'image_size')} px input, "
             f"{_initialisation(m)}" + (f", {', '.join(extra)}" if extra else "") + "."
             if params
@@ -384,7 +349,7 @@ def models_section(study: StudyRecord) -> Section:
     n = len(study.architectures)
     intro = (
         f"The study compares {n} architecture{'s' if n != 1 else ''}, each created through "
-        f"timm{_cite('wightman2019timm')} with a new classification head for the study's classes "
+        f"timm{citation('wightman2019timm')} with a new classification head for the study's classes "
         "and trained by the same training loop:"
     )
     return Section("Models", "sec:methods-models", [[intro], lines])
@@ -394,8 +359,10 @@ def _initialisation(m) -> str:
     if not m.pretrained:
         return "randomly initialised (trained from scratch)"
     if m.weights:
-        return f"initialised from the ImageNet{_cite('deng2009imagenet')} weights in `{m.weights}`"
-    return f"initialised from timm's ImageNet{_cite('deng2009imagenet')} weights"
+        return (
+            f"initialised from the ImageNet{citation('deng2009imagenet')} weights in `{m.weights}`"
+        )
+    return f"initialised from timm's ImageNet{citation('deng2009imagenet')} weights"
 
 
 def training_section(study: StudyRecord) -> Section:
@@ -483,12 +450,12 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
         keys |= {"mahajan2018weakly"} if i.sampler == "sqrt" else set()
         keys |= {"cui2019classbalanced"} if i.class_weights == "effective" else set()
         keys |= {"szegedy2016labelsmoothing"} if i.label_smoothing else set()
-    return f"Loss and class-imbalance handling: {per_run(runs, words)}{_cite(*sorted(keys))}."
+    return f"Loss and class-imbalance handling: {per_run(runs, words)}{citation(*sorted(keys))}."
 
 
 def _optimiser_name(name: str) -> str:
     return {
-        "adamw": "AdamW" + _cite("loshchilov2019adamw"),
+        "adamw": "AdamW" + citation("loshchilov2019adamw"),
         "sgd": "SGD with Nesterov momentum",
     }.get(name, name)
 
@@ -496,7 +463,7 @@ def _optimiser_name(name: str) -> str:
 def _schedule_words(c) -> str:
     return {
         "cosine": "a cosine decay",
-        "cosine_restarts": "a cosine decay with warm restarts" + _cite("loshchilov2017sgdr"),
+        "cosine_restarts": "a cosine decay with warm restarts" + citation("loshchilov2017sgdr"),
         "onecycle": "a one-cycle schedule",
         "plateau": "reductions when the validation loss stopped improving",
         "none": "no schedule (constant)",
@@ -519,7 +486,7 @@ def _ema_sentence(runs: Sequence[RunRecord]) -> str:
         return "No exponential moving average of the weights was kept."
     return (
         "An exponential moving average of the weights"
-        + _cite("polyak1992averaging")
+        + citation("polyak1992averaging")
         + " was evaluated instead of the raw weights (decay: "
         + per_run(runs, lambda r: r.config.train.ema_decay if r.config.train.ema else "no EMA")
         + ")."
@@ -537,7 +504,7 @@ def _amp_sentence(runs: Sequence[RunRecord]) -> str:
         return f"mixed precision ({'bfloat16' if mode == 'bf16' else 'float16'})"
 
     groups = by_value(runs, words)
-    cite = _cite("micikevicius2018mixed") if any("mixed" in v for v in groups) else ""
+    cite = citation("micikevicius2018mixed") if any("mixed" in v for v in groups) else ""
     return f"Arithmetic: {per_run(runs, words)}{cite}."
 
 
@@ -640,7 +607,7 @@ def _calibration_metrics_sentence(study: StudyRecord) -> str:
         return ""
     return (
         f"Calibration is measured by the expected calibration error over {N_BINS} equal-width "
-        f"confidence bins{_cite('naeini2015ece')}, negative log-likelihood and Brier score."
+        f"confidence bins{citation('naeini2015ece')}, negative log-likelihood and Brier score."
     )
 
 
@@ -680,7 +647,7 @@ def _interval_sentence(study: StudyRecord, unit: str) -> str:
     verb = "is a point estimate" if len(point) == 1 else "are point estimates"
     return (
         "On the test set, balanced accuracy, accuracy, macro F1 and macro AUC carry 95% "
-        f"percentile bootstrap intervals{_cite('efron1979bootstrap', 'efron1993introduction')} "
+        f"percentile bootstrap intervals{citation('efron1979bootstrap', 'efron1993introduction')} "
         f"from {fmt(study.profile.evaluation.n_boot)} resamples of {unit}s (all images of a "
         f"resampled {unit} enter together, as images of one {unit} are not independent)"
         + (f"; so do {_and(also)}" if also else "")
@@ -700,7 +667,7 @@ def _paired_sentence(study: StudyRecord, unit: str) -> str:
         "the best validation balanced accuracy, by a paired bootstrap of the difference in "
         f"balanced accuracy ({fmt(study.profile.evaluation.n_boot)} resamples of {unit}s), with "
         "p-values adjusted for the number of comparisons by Holm's method; McNemar's test"
-        f"{_cite('mcnemar1947')} on which images each model classifies correctly is reported as "
+        f"{citation('mcnemar1947')} on which images each model classifies correctly is reported as "
         "a secondary check that treats images as independent."
     )
 
@@ -741,24 +708,16 @@ def _xai_sentence(study: StudyRecord) -> str:
     has_masks = "mask_path" in run.split and run.split["mask_path"].notna().any()
     score = (
         "against the lesion masks by the pointing game"
-        + _cite("zhang2018pointing")
+        + citation("zhang2018pointing")
         + " and the share of the map's energy inside the lesion"
         if has_masks
-        else "by ROAD" + _cite("rong2022road")
+        else "by ROAD" + citation("rong2022road")
     )
     return (
-        f"Explanations are {name}{_cite(key)} maps from pytorch-grad-cam"
-        f"{_cite('gildenblat2021gradcam')} on {fmt(ev.xai_images)} test images per "
+        f"Explanations are {name}{citation(key)} maps from pytorch-grad-cam"
+        f"{citation('gildenblat2021gradcam')} on {fmt(ev.xai_images)} test images per "
         f"architecture, scored {score}."
     )
-
-
-# the papers of the conformal scores 08 offers (skinlib.evaluation.conformal)
-CONFORMAL_PAPERS = {
-    "lac": "sadinle2019lac",
-    "aps": "romano2020aps",
-    "raps": "angelopoulos2021raps",
-}
 
 
 def _trust_sentence(study: StudyRecord, unit: str) -> str:
@@ -773,8 +732,8 @@ def _trust_sentence(study: StudyRecord, unit: str) -> str:
         fitted = per_run(runs, lambda r: _split_name(_conformal_split(r)), " split")
         parts.append(
             f"Prediction sets were built by split conformal prediction"
-            f"{_cite('vovk2005algorithmic')} with the {method} score"
-            f"{_cite(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per class, Mondrian sets, "
+            f"{citation('vovk2005algorithmic')} with the {method} score"
+            f"{citation(CONFORMAL_PAPERS.get(trust.set_method, ''))} and, per class, Mondrian sets, "
             f"calibrated on the {fitted} with each {unit} weighted once (images of one "
             f"{unit} are not exchangeable), for {coverages} coverage"
         )
@@ -807,7 +766,7 @@ def _calibration_sentence(runs: Sequence[RunRecord]) -> str:
     method = per_run(calibrated, lambda r: r.calibration.get("method", "not recorded"))
     fitted = per_run(calibrated, lambda r: _split_name(r.calibration.get("fitted_on")))
     temps = "; ".join(f"`{r.name}` {r.calibration['temperature']:.3g}" for r in calibrated)
-    cite = _cite("guo2017calibration") if "temperature" in method else ""
+    cite = citation("guo2017calibration") if "temperature" in method else ""
     out = f"Probabilities were calibrated by {method}{cite}, fitted on the {fitted} split (temperature: {temps})."
     if len(calibrated) < len(runs):
         rest = [r.name for r in runs if not r.calibration]
@@ -882,14 +841,14 @@ def compute_section(study: StudyRecord) -> Section:
     )
     software = []
     for key, (name, cite) in SOFTWARE.items():
-        software.append(f"{name}{_cite(cite)} {per_run(runs, lambda r, k=key: _version(r, k))}")
+        software.append(f"{name}{citation(cite)} {per_run(runs, lambda r, k=key: _version(r, k))}")
     sentences = _sentences(
         f"Runs were trained on {hardware}.",
         f"Training took {minutes:.1f} min in all ({each} min).",
         f"Software: Python {per_run(runs, lambda r: _version(r, 'python'))}, "
         + ", ".join(software)
         + "; notebooks were executed by papermill"
-        + _cite("papermill")
+        + citation("papermill")
         + ".",
         *(
             disagreement(runs, lambda r, k=key: _version(r, k), f"the version of {name}")
@@ -955,52 +914,3 @@ def methods_sections(study: StudyRecord) -> list[Section]:
 
 
 # --- rendering -----------------------------------------------------------------------------------
-
-HEADER = "generated by skinlib.thesis.methods from the profile and the run folders; rerun the pipeline to update"
-
-
-def to_latex(sections: Sequence[Section]) -> str:
-    """``\\section``s with labels, one paragraph per paragraph, for ``\\input`` in a chapter."""
-    out = [f"% {HEADER}"]
-    for s in sections:
-        out.append(f"\\section{{{latex_escape(s.title)}}}\\label{{{s.label}}}")
-        for para in s.paragraphs:
-            if len(para) > 1 and s.label == "sec:methods-models" and para is s.paragraphs[-1]:
-                items = "\n".join(f"  \\item {inline_latex(x)}" for x in para)
-                out.append(f"\\begin{{itemize}}\n{items}\n\\end{{itemize}}")
-            else:
-                out.append(" ".join(inline_latex(x) for x in para))
-        out.append("")
-    return "\n\n".join(out).rstrip() + "\n"
-
-
-def to_markdown(sections: Sequence[Section]) -> str:
-    """Markdown for notebooks (citations stay as pandoc ``[@key]``)."""
-    out = [f"<!-- {HEADER} -->", ""]
-    for s in sections:
-        out += [f"## {s.title}", ""]
-        for para in s.paragraphs:
-            if len(para) > 1 and s.label == "sec:methods-models" and para is s.paragraphs[-1]:
-                out += [f"- {x}" for x in para] + [""]
-            else:
-                out += [" ".join(para), ""]
-    return "\n".join(out)
-
-
-def write_methods(profile: str | Path, overrides: Sequence[str] = ()) -> dict[str, Path]:
-    """Write ``methods.{tex,md}`` and ``claim.{tex,md}`` into ``thesis/generated/<study>/``.
-
-    Called by the pipeline after the study's steps; it reads only what the runs recorded.
-    """
-    study_profile = load_study_profile(profile, list(overrides))
-    study = read_study(study_profile)
-    sections = methods_sections(study)
-    out = paths.generated_tables_dir(study_profile.study)
-    found = claim.available(study, sections, out)
-    rows = claim.claim_items(found)
-    return {
-        "methods.tex": write_text(out / "methods.tex", to_latex(sections)),
-        "methods.md": write_text(out / "methods.md", to_markdown(sections)),
-        "claim.tex": write_text(out / "claim.tex", claim.to_latex(rows)),
-        "claim.md": write_text(out / "claim.md", claim.to_markdown(rows, found.labels)),
-    }

@@ -1,4 +1,4 @@
-"""The markup the generated thesis prose is written in, and its LaTeX rendering.
+"""LaTeX for the generated thesis: the one escaper, and the markup the prose is written in.
 
 Sentences are plain text with two marks: `` `code` `` (run names, config keys, hashes) and
 ``[@key]`` or ``[@a; @b]`` citations of ``thesis/references.bib`` (pandoc's syntax, so the
@@ -15,15 +15,32 @@ LATEX_SPECIAL = {c: f"\\{c}" for c in "&%$#_{}"} | {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
 }
+# outside math: an already escaped special (kept), or a special to escape
+ESCAPED_OR_SPECIAL = re.compile(r"\\[&%$#_{}]|[&%$#_{}\\~^]")
 
 
-def latex_escape(text: str) -> str:
+def latex_escape(text: str, math: bool = False) -> str:
     r"""Plain text for LaTeX: ``& % $ # _ { } \ ~ ^`` escaped.
+
+    Args:
+        math: the text may hold ``$...$`` math (a caption with ``$\pm$`` or ``$x_i$``): the math
+            is kept as written, and so is a character already escaped outside it (``\%``).
 
     >>> latex_escape("50% of x_1")
     '50\\% of x\\_1'
+    >>> latex_escape(r"95% CI, $\pm$ x_i \& more", math=True)
+    '95\\% CI, $\\pm$ x\\_i \\& more'
     """
-    return "".join(LATEX_SPECIAL.get(c, c) for c in text)
+    if not math:
+        return "".join(LATEX_SPECIAL.get(c, c) for c in text)
+    parts = text.split("$")
+    parts[::2] = [ESCAPED_OR_SPECIAL.sub(_escape_match, p) for p in parts[::2]]
+    return "$".join(parts)
+
+
+def _escape_match(match: re.Match) -> str:
+    token = match.group(0)
+    return token if len(token) == 2 else LATEX_SPECIAL[token]
 
 
 def citation_keys(text: str) -> list[str]:
