@@ -31,9 +31,7 @@ from skinlib.models.architectures import resolve_arch
 from skinlib.profile import NEUTRAL_IMBALANCE
 from skinlib.runs.ledger import LEDGER, scored_before
 from skinlib.thesis.citations import ARCH_PAPERS, CONFORMAL_PAPERS, SOFTWARE, XAI_PAPERS, citation
-from skinlib.thesis.records import (
-    RunRecord,
-    StudyRecord,
+from skinlib.thesis.phrasing import (
     by_value,
     config_differences,
     disagreement,
@@ -43,6 +41,7 @@ from skinlib.thesis.records import (
     per_run,
     recorded,
 )
+from skinlib.thesis.records import RunRecord, StudyRecord
 
 # --- words for settings ----------------------------------------------------------------------
 
