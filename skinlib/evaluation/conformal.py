@@ -335,6 +335,15 @@ def set_size_counts(sets: np.ndarray) -> pd.Series:
     )
 
 
+def mean_set_size(counts: pd.Series) -> float:
+    """The mean set size of :func:`set_size_counts`.
+
+    >>> mean_set_size(pd.Series([0, 3, 1], name="images"))
+    1.25
+    """
+    return float((counts.index * counts).sum() / counts.sum())
+
+
 def describe_set(mask: np.ndarray, classes: Sequence[str], coverage: float) -> str:
     """A set as words, most likely class first if ``classes`` are so ordered:
     ``"mel or nv at 90%"``.

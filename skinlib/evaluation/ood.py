@@ -19,6 +19,7 @@ unknown lesions (each unknown image its own lesion where the source has no lesio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,9 +31,12 @@ from scipy.special import logsumexp
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import roc_auc_score
 
+from skinlib.data.images import load_image
 from skinlib.data.synthetic import ImageSpec, _hairs, _smooth_noise, render
 from skinlib.evaluation.bootstrap import bootstrap_weights
 from skinlib.evaluation.calibration import logits_to_proba
+
+log = logging.getLogger(__name__)
 
 SCORES = ("msp", "energy", "mahalanobis")
 KNOWN = "known"  # the input kind of the known (test) images in :func:`detection_table`
@@ -343,3 +347,83 @@ def unseen_class_images(label: str, n: int, size: int = 96, difficulty: float = 
         for i in range(n)
     ]
     return [render(s)[0] for s in specs]
+
+
+def unknown_inputs(
+    classes: Sequence[str],
+    unknown_class: str,
+    n: int,
+    size: int,
+    difficulty: float = 0.5,
+    seed: int = 0,
+    synthetic: bool = True,
+    near: dict[str, UnknownInputs] | None = None,
+) -> dict[str, UnknownInputs]:
+    """The kinds of unknown input 08 scores: lesions of ``unknown_class``, a class the run never
+    saw (near), and blank skin with and without heavy artefacts (far), ``n`` of each.
+
+    Args:
+        classes: the run's classes (an unknown class among them gives no near unknowns).
+        near: near unknowns read from another dataset (with their control), e.g.
+            :func:`skinlib.external.unknowns.near_unknowns`; None: drawn by SynthDerm where the
+            study runs on it (``synthetic``), else none.
+    """
+    name = f"unseen class ({unknown_class})"
+    out: dict[str, UnknownInputs] = {}
+    if unknown_class in classes:
+        log.info("%s is one of the run's classes: no near-unknown inputs", unknown_class)
+    elif near is not None:
+        out.update(near)
+    elif synthetic:
+        out[name] = UnknownInputs(unseen_class_images(unknown_class, n, size, difficulty, seed))
+    out["blank skin"] = UnknownInputs([blank_skin(i, size) for i in range(n)])
+    out["skin with artefacts"] = UnknownInputs(
+        [blank_skin(n + i, size, artefacts=True) for i in range(n)]
+    )
+    return out
+
+
+def unknown_detection(
+    loaded,
+    temperature: float,
+    rows: dict[str, pd.DataFrame],
+    unknown: dict[str, UnknownInputs],
+    n_boot: int = 1000,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """MSP, energy and Mahalanobis (Ledoit-Wolf, fitted on all training features) on the test
+    images against each kind of unknown image, and near unknowns against their known-class
+    control: AUROC and FPR at 95% TPR with lesion intervals.
+
+    The validation images are scored too: :func:`detection_table` chooses each kind's score on
+    them and a held-out half of that kind's unknown lesions, and reports on test and the other
+    half.
+
+    Args:
+        loaded: the run's model (:func:`skinlib.models.checkpoint.load_model`).
+        temperature: the run's fitted temperature.
+        rows: the run's ``train``, ``val`` and ``test`` split rows (``path``, ``label``, ``group``).
+
+    Returns:
+        The table and, per input kind (``known`` first), its calibrated probabilities (for the
+        conformal sets of unknown inputs).
+    """
+    train = rows["train"]  # all of them: Ledoit-Wolf needs no subsample to stay invertible
+    _, train_feats = logits_and_features(loaded, [load_image(p) for p in train["path"]])
+    labels = np.array([loaded.classes.index(c) for c in train["label"]])
+    maha = Mahalanobis().fit(train_feats, labels)
+    test = rows["test"]
+    inputs = {
+        VALIDATION: [load_image(p) for p in rows["val"]["path"]],
+        KNOWN: [load_image(p) for p in test["path"]],
+        **{kind: u.images for kind, u in unknown.items()},
+    }
+    scores, probas = {}, {}
+    for kind, images in inputs.items():
+        logits, feats = logits_and_features(loaded, images)
+        scores[kind] = unknown_scores(logits, feats, maha, temperature)
+        if kind != VALIDATION:
+            probas[kind] = logits_to_proba(logits, temperature)
+    groups = {kind: u.groups for kind, u in unknown.items()}
+    controls = {kind: u.control for kind, u in unknown.items() if u.control}
+    table = detection_table(scores, test["group"], n_boot, groups, controls)
+    return table, probas

@@ -429,3 +429,23 @@ def primary_points(points: pd.DataFrame, specificity: float) -> pd.DataFrame:
     """The point the text discusses: per model and positive set, the threshold chosen for the
     profile's target specificity (the full grid belongs in an appendix)."""
     return _for_reading(at_specificity(points, specificity)).drop(columns="criterion (val)")
+
+
+def stored_point_marks(
+    points: pd.DataFrame, positive: str, target: float
+) -> dict[str, tuple[float, float]]:
+    """Where each model's stored operating point (chosen for ``target`` specificity) lies on its
+    test ROC: ``{"<model> op.": (1 - specificity, sensitivity)}``, for
+    :func:`skinlib.thesis.plots.roc_curves`.
+
+    Args:
+        points: operating points of several models (``model``, ``positive`` and the ``test_*``
+            columns, as :func:`operating_points_from_predictions` gives them).
+        positive: the positive set as the table spells it (``"mel"``, ``"bcc+mel"``).
+    """
+    own = points[points["positive"] == positive]
+    marks = {}
+    for model in dict.fromkeys(own["model"]):
+        stored = at_specificity(own[own["model"] == model], target).iloc[0]
+        marks[f"{model} op."] = (1 - stored["test_specificity"], stored["test_sensitivity"])
+    return marks

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from skinlib.errors import DataError
+from skinlib.data.splits import CALIBRATION
+from skinlib.errors import DataError, SkinlibError
 from skinlib.evaluation.metrics import classification_report
 from skinlib.evaluation.predictions import Predictions, probabilities_to_logits
+from skinlib.runs.folder import RunFolder
 
 
 def average_probabilities(
@@ -68,3 +70,36 @@ def ensemble(
         logits=probabilities_to_logits(proba, first.binary),
         classes=list(first.classes),
     )
+
+
+def write_ensemble(
+    out: RunFolder, members: Sequence[RunFolder], weighted: bool = True
+) -> RunFolder:
+    """Average the members' calibrated probabilities (weighted by validation balanced accuracy)
+    into the run folder ``out``, so every step and the app use it like a run; its own temperature
+    and operating points are fitted on it afterwards, as for any run.
+
+    Raises:
+        SkinlibError: a member has no temperature yet (04 has not run).
+    """
+    val = [m.predictions("val") for m in members]
+    weights = ensemble_weights(val) if weighted else None
+    out.path.mkdir(parents=True, exist_ok=True)
+    uncalibrated = [m.name for m in members if m.temperature() is None]
+    if uncalibrated:
+        raise SkinlibError(
+            f"the ensemble averages calibrated probabilities, but {uncalibrated} have no "
+            "temperature yet: run 04_calibration first"
+        )
+    temperatures = [m.temperature() for m in members]
+    splits = ["val", "test"]
+    if all(m.posthoc_split() == CALIBRATION for m in members):
+        splits.append(CALIBRATION)  # so the ensemble calibrates where its members did
+    else:  # an earlier ensemble's would make it calibrate on a split its members lack
+        out.predictions_file(CALIBRATION).unlink(missing_ok=True)
+    for split in splits:
+        predictions = [m.predictions(split) for m in members]
+        out.write_predictions(ensemble(predictions, weights, temperatures), split)
+    out.split_file.write_bytes(members[0].split_file.read_bytes())
+    out.write_ensemble([m.name for m in members], weights, "mean of calibrated probabilities")
+    return out

@@ -9,7 +9,7 @@ reshape of each architecture come from :func:`skinlib.models.architectures.cam_s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from pytorch_grad_cam.utils.model_targets import (
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from skinlib.data.images import load_image
 from skinlib.data.transforms import centre_square
 from skinlib.evaluation.predictions import Predictions
 from skinlib.models.architectures import CamSpec, cam_spec
@@ -293,3 +294,60 @@ def gallery_titles(selection: pd.DataFrame, cls: str) -> list[str]:
     ['false negative\\nmel, p(mel)=0.12']
     """
     return [f"{r.kind}\n{r.label}, p({cls})={r.probability:.2f}" for r in selection.itertuples()]
+
+
+def gallery_overlays(
+    loaded, rows: pd.DataFrame, selection: pd.DataFrame, method: str = "gradcam", side: int = 160
+) -> list[np.ndarray]:
+    """The maps of a :func:`gallery_selection` over its images, kind by kind, as RGB arrays.
+
+    Args:
+        loaded: the run's model (:func:`skinlib.models.checkpoint.load_model`).
+        rows: the split's rows the selection's ``row`` indexes (``path``).
+        side: pixels of each overlay (the image's centre square).
+    """
+    images = []
+    for _, picked in selection.groupby("kind", sort=False):
+        pil = [load_image(p) for p in rows.iloc[picked["row"].tolist()]["path"]]
+        x = torch.stack([loaded.transform(im) for im in pil])
+        cams = compute_cams(loaded.model, x, method=method)
+        for im, cam in zip(pil, cams, strict=True):
+            images.append(overlay(np.asarray(centre_square(im, side)), cam))
+    return images
+
+
+def best_explained(summary: pd.DataFrame, fallback: str) -> str:
+    """The model whose maps point at the lesion most often (:func:`summarise_cam_scores`), or
+    ``fallback`` where no masks scored the maps."""
+    return summary["pointing"].idxmax() if "pointing" in summary else fallback
+
+
+def map_scores(
+    loaded,
+    rows: pd.DataFrame,
+    method: str = "gradcam",
+    mask_size: Callable[[], int] | None = None,
+    model: str = "",
+) -> tuple[pd.DataFrame, list[Image.Image], np.ndarray]:
+    """Maps of a run's images scored against their lesion masks where every row has one
+    (:func:`score_cams`), else by ROAD; the layer explained and its grid are columns.
+
+    Args:
+        loaded: the run's model (:func:`skinlib.models.checkpoint.load_model`).
+        rows: the images (``path``, optional ``mask_path``).
+        mask_size: the side the run's images were seen at, asked only where masks exist.
+        model: the name the rows carry in their ``model`` column.
+
+    Returns:
+        The scores, the images and their maps.
+    """
+    pil = [load_image(p) for p in rows["path"]]
+    x = torch.stack([loaded.transform(im) for im in pil])
+    spec = cam_spec(loaded.model, x.shape[-1])
+    cams = compute_cams(loaded.model, x, method=method, spec=spec)
+    masks = None
+    if mask_size is not None and "mask_path" in rows and rows["mask_path"].notna().all():
+        size = mask_size()
+        masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
+    scores = score_cams(loaded.model, x, cams, masks)
+    return scores.assign(model=model, layer=spec.layer, grid=spec.grid), pil, cams

@@ -11,32 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from skinlib import paths
 from skinlib.config import Config
-from skinlib.data import eda, load_table
-from skinlib.data.images import load_image
-from skinlib.data.splits import CALIBRATION
+from skinlib.data import eda
 from skinlib.data.tables import data_source, prepare_table, table_settings
-from skinlib.data.transforms import centre_square
-from skinlib.errors import DataError, SkinlibError
+from skinlib.errors import SkinlibError
 from skinlib.evaluation import comparison
-from skinlib.evaluation.calibration import calibration_report, logits_to_proba, reliability_tables
-from skinlib.evaluation.conformal import conformal_grid, stored_conformal
+from skinlib.evaluation.calibration import calibration_report, reliability_tables
+from skinlib.evaluation.conformal import conformal_grid, set_size_counts, stored_conformal
 from skinlib.evaluation.metrics import classification_report
 from skinlib.evaluation.ood import (
-    KNOWN,
-    VALIDATION,
-    Mahalanobis,
     UnknownInputs,
-    blank_skin,
-    detection_table,
-    logits_and_features,
+    unknown_detection,
+    unknown_inputs,
     unknown_rule,
-    unknown_scores,
-    unseen_class_images,
-    unseen_class_rows,
 )
 from skinlib.evaluation.paired import best_on_validation, paired_tests
 from skinlib.evaluation.predictions import Predictions
@@ -48,21 +37,18 @@ from skinlib.evaluation.thresholds import (
     stored_point,
     targets_for,
 )
-from skinlib.external.guard import external_set
 from skinlib.external.sets import evaluate_external_sets
+from skinlib.external.unknowns import near_unknowns
 from skinlib.formatting import display_table
-from skinlib.inference.ensemble import ensemble, ensemble_weights
+from skinlib.inference.ensemble import write_ensemble
 from skinlib.inference.scoring import predict_table
 from skinlib.inference.xai import (
-    compute_cams,
+    gallery_overlays,
     gallery_selection,
     gallery_titles,
-    mask_as_seen,
-    overlay,
-    score_cams,
+    map_scores,
     summarise_cam_scores,
 )
-from skinlib.models.architectures import cam_spec
 from skinlib.models.checkpoint import load_model
 from skinlib.profile import imbalance_settings, load_study_profile
 from skinlib.runs.folder import ENSEMBLE_RUN, RunFolder
@@ -142,9 +128,13 @@ class Study:
         """The architecture runs of the study (run name = architecture)."""
         return list(self.profile.architectures)
 
+    def folder(self, run: str) -> RunFolder:
+        """The run's folder (:class:`~skinlib.runs.folder.RunFolder`): its files and stored state."""
+        return RunFolder(self.run_dir(run))
+
     def predictions(self, run: str, split: str = "test", tta: bool = False) -> Predictions:
         """A run's predictions on a split (TTA ones are computed once and stored beside them)."""
-        folder = RunFolder(self.run_dir(run))
+        folder = self.folder(run)
         path = folder.predictions_file(split, tta)
         if tta and not path.is_file():
             loaded = load_model(folder)
@@ -153,7 +143,7 @@ class Study:
 
     def temperature(self, run: str, tta: bool = False) -> float | None:
         """The temperature 04 fitted, or None where the run is not calibrated."""
-        return RunFolder(self.run_dir(run)).temperature(tta)
+        return self.folder(run).temperature(tta)
 
     def posthoc_split(self, run: str | None = None) -> str:
         """The split post-hoc calibration fits on (temperature, thresholds, conformal sets,
@@ -161,7 +151,7 @@ class Study:
         (:meth:`skinlib.runs.folder.RunFolder.posthoc_split` decides). Without ``run``: that of the
         study's architecture runs, for a caption (both, joined by "/", if they differ)."""
         if run is not None:
-            return RunFolder(self.run_dir(run)).posthoc_split()
+            return self.folder(run).posthoc_split()
         found = dict.fromkeys(self.posthoc_split(r) for r in self.runs)
         return "/".join(found) if found else "val"
 
@@ -172,7 +162,7 @@ class Study:
         return self.predictions(run, split, tta).probabilities(t or 1.0), t
 
     def history(self, run: str) -> pd.DataFrame:
-        return RunFolder(self.run_dir(run)).history()
+        return self.folder(run).history()
 
     # --- saving --------------------------------------------------------------------------------
 
@@ -219,7 +209,7 @@ class Study:
 
     def headline(self, run: str, split: str = "test", tta: bool = False) -> dict:
         """One row of the comparison table: metrics with CIs, ECE, size and speed."""
-        folder = RunFolder(self.run_dir(run))
+        folder = self.folder(run)
         return comparison.headline_row(
             run + (" + TTA" if tta else ""),
             self.predictions(run, split, tta),
@@ -279,7 +269,7 @@ class Study:
             test_groups=test.group,
             n_boot=self.evaluation.n_boot,
         )
-        RunFolder(self.run_dir(run)).write_temperature(t, tta, fitted_on=split)
+        self.folder(run).write_temperature(t, tta, fitted_on=split)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
     def reliability_tables(self, run: str, split: str = "test") -> dict[str, pd.DataFrame]:
@@ -312,7 +302,7 @@ class Study:
             n_boot=self.evaluation.n_boot,
         )
         if positive == list(self.evaluation.positive):
-            folder = RunFolder(self.run_dir(run))
+            folder = self.folder(run)
             folder.write_operating_points([stored_point(table, positive)], tta, chosen_on=split)
         return table.assign(model=run + (" + TTA" if tta else ""))
 
@@ -324,23 +314,14 @@ class Study:
 
     # --- 06 XAI --------------------------------------------------------------------------------
 
-    def _images(self, run: str, rows: pd.DataFrame):
-        loaded = load_model(self.run_dir(run))
-        pil = [load_image(p) for p in rows["path"]]
-        return loaded, pil, torch.stack([loaded.transform(im) for im in pil])
-
     def cam_scores(self, run: str) -> tuple[pd.DataFrame, list, np.ndarray]:
-        """Grad-CAM on test images with masks: pointing game and energy inside the lesion."""
-        rows = RunFolder(self.run_dir(run)).split_rows("test").head(self.evaluation.xai_images)
-        loaded, pil, x = self._images(run, rows)
-        spec = cam_spec(loaded.model, x.shape[-1])
-        cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method, spec=spec)
-        masks = None
-        if "mask_path" in rows and rows["mask_path"].notna().all():
-            size = RunFolder(self.run_dir(run)).meta()["image_size"]
-            masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
-        scores = score_cams(loaded.model, x, cams, masks)
-        return scores.assign(model=run, layer=spec.layer, grid=spec.grid), pil, cams
+        """Grad-CAM on test images with masks (:func:`skinlib.inference.xai.map_scores`):
+        pointing game and energy inside the lesion."""
+        folder = self.folder(run)
+        rows = folder.split_rows("test").head(self.evaluation.xai_images)
+        loaded = load_model(folder)
+        size = lambda: folder.meta()["image_size"]  # noqa: E731 (asked only where masks exist)
+        return map_scores(loaded, rows, self.evaluation.xai_method, size, model=run)
 
     def cam_summary(self) -> pd.DataFrame:
         """Mean map scores per architecture, with the layer explained and its grid (cells a side)."""
@@ -352,43 +333,34 @@ class Study:
         preds = self.predictions(run, "test")
         if cls not in preds.classes:
             cls = preds.classes[-1]
-        rows = RunFolder(self.run_dir(run)).split_rows("test")
+        rows = self.folder(run).split_rows("test")
         per_kind = self.evaluation.gallery_per_kind
         chosen = gallery_selection(preds, cls, per_kind, self.temperature(run) or 1.0)
-        images = []
-        for _, picked in chosen.groupby("kind", sort=False):
-            loaded, pil, x = self._images(run, rows.iloc[picked["row"].tolist()])
-            cams = compute_cams(loaded.model, x, method=self.evaluation.xai_method)
-            for im, cam in zip(pil, cams, strict=True):
-                images.append(overlay(np.asarray(centre_square(im, GALLERY_SIDE)), cam))
+        loaded = load_model(self.run_dir(run))
+        images = gallery_overlays(loaded, rows, chosen, self.evaluation.xai_method, GALLERY_SIDE)
         return plots.image_gallery(images, gallery_titles(chosen, cls), ncols=max(3, per_kind * 2))
 
     # --- 07 comparison: TTA and ensemble ---------------------------------------------------------
 
+    def comparison_rows(self) -> list[dict]:
+        """The rows of 07's comparison: every architecture; with ``evaluation.tta`` their TTA
+        rows (each with its own temperature and operating point, fitted here on the TTA
+        predictions of the post-hoc split); with ``evaluation.ensemble`` the ensemble's."""
+        rows = [self.headline(run) for run in self.runs]
+        if self.evaluation.tta:
+            for run in self.runs:
+                self.calibrate(run, tta=True)
+                self.operating_points(run, tta=True)
+            rows += [self.headline(run, tta=True) for run in self.runs]
+        if self.evaluation.ensemble:
+            rows.append(self.headline(self.build_ensemble()))
+        return rows
+
     def build_ensemble(self, runs: list[str] | None = None, weighted: bool = True) -> str:
-        """Average the runs' calibrated probabilities (weighted by validation balanced accuracy);
-        written as a run folder of its own (``ensemble``) so every step and the app can use it."""
-        runs = runs or self.runs
-        weights = ensemble_weights([self.predictions(r, "val") for r in runs]) if weighted else None
-        out = RunFolder(self.run_dir(ENSEMBLE))
-        out.path.mkdir(parents=True, exist_ok=True)
-        uncalibrated = [r for r in runs if self.temperature(r) is None]
-        if uncalibrated:
-            raise SkinlibError(
-                f"the ensemble averages calibrated probabilities, but {uncalibrated} have no "
-                "temperature yet: run 04_calibration first"
-            )
-        temperatures = [self.temperature(r) for r in runs]
-        splits = ["val", "test"]
-        if all(self.posthoc_split(r) == CALIBRATION for r in runs):
-            splits.append(CALIBRATION)  # so the ensemble calibrates where its members did
-        else:  # an earlier ensemble's would make it calibrate on a split its members lack
-            out.predictions_file(CALIBRATION).unlink(missing_ok=True)
-        for split in splits:
-            members = [self.predictions(r, split) for r in runs]
-            out.write_predictions(ensemble(members, weights, temperatures), split)
-        out.split_file.write_bytes(RunFolder(self.run_dir(runs[0])).split_file.read_bytes())
-        out.write_ensemble(runs, weights, "mean of calibrated probabilities")
+        """The ensemble of the runs (:func:`skinlib.inference.ensemble.write_ensemble`), written
+        as a run folder of its own (``ensemble``), calibrated and given operating points."""
+        members = [self.folder(r) for r in runs or self.runs]
+        write_ensemble(self.folder(ENSEMBLE), members, weighted)
         self.calibrate(ENSEMBLE)
         self.operating_points(ENSEMBLE)
         return ENSEMBLE
@@ -459,7 +431,7 @@ class Study:
             unknown=unknown_rule(vp),
             fitted_on=split,
         )
-        return RunFolder(self.run_dir(run)).write_conformal(stored)
+        return self.folder(run).write_conformal(stored)
 
     def risk_coverage(self, run: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
         """Test risk-coverage curves and AURC per confidence score (calibrated probabilities),
@@ -507,100 +479,47 @@ class Study:
 
     def _stored_point(self, run: str):
         """The run's first stored operating point (05), or None before 05 ran."""
-        points = RunFolder(self.run_dir(run)).operating_points()
+        points = self.folder(run).operating_points()
         return points[0] if points else None
 
     def unknown_images(self, run: str) -> dict[str, UnknownInputs]:
-        """Unknown inputs: lesions of ``trust.unknown_class``, a class the run never saw (near;
-        drawn by SynthDerm on the demo, read from ``trust.unknown_root`` on real data, leaving
-        out any image id of the study's own table), and blank skin with and without heavy
-        artefacts (far).
-
-        On real data the near unknowns come from another dataset, so they differ from the test
-        images in source as well as class: beside them come images of the run's own classes from
-        that source (after the overlap guard of external sets), their control. The demo's
-        SynthDerm unknowns share the test images' generator and need none.
-        """
+        """Unknown inputs (:func:`skinlib.evaluation.ood.unknown_inputs`): lesions of
+        ``trust.unknown_class``, a class the run never saw (drawn by SynthDerm on the demo, read
+        from ``trust.unknown_root`` on real data with a known-class control,
+        :func:`skinlib.external.unknowns.near_unknowns`), and blank skin with and without heavy
+        artefacts."""
         trust, synth = self.profile.trust, self.config.data.synth
         classes = self.predictions(run, "val").classes
-        n, size = trust.unknown_images, synth.size
-        out = {}
-        near = f"unseen class ({trust.unknown_class})"
-        if trust.unknown_class in classes:
-            log.info("%s is one of the run's classes: no near-unknown inputs", trust.unknown_class)
-        elif trust.unknown_root:
-            out.update(self._unseen_class_from(trust.unknown_root, trust.unknown_class, n, run))
-            if near not in out:
-                log.warning("%s: no %s image outside the study", trust.unknown_root, near)
-        elif not self.config.data.root:
-            out[near] = UnknownInputs(
-                unseen_class_images(trust.unknown_class, n, size, synth.difficulty, synth.seed)
+        near = None
+        if trust.unknown_root and trust.unknown_class not in classes:
+            ids = self.table()["image_id"]
+            near = near_unknowns(
+                self.folder(run), trust.unknown_root, trust.unknown_class, trust.unknown_images, ids
             )
-        out["blank skin"] = UnknownInputs([blank_skin(i, size) for i in range(n)])
-        out["skin with artefacts"] = UnknownInputs(
-            [blank_skin(n + i, size, artefacts=True) for i in range(n)]
+        return unknown_inputs(
+            classes,
+            trust.unknown_class,
+            trust.unknown_images,
+            synth.size,
+            synth.difficulty,
+            synth.seed,
+            synthetic=not self.config.data.root,
+            near=near,
         )
-        return out
-
-    def _unseen_class_from(self, root: str, label: str, n: int, run: str) -> dict:
-        """Up to ``n`` ISIC 2019 images of ``label`` not in the study's own table, with their
-        lesion ids, and up to ``n`` ISIC 2019 images of the run's classes that pass the overlap
-        guard of external sets (:func:`skinlib.external.guard.external_set`) as their control."""
-        table = load_table(root, "isic2019", skip_missing=True)
-        rows = unseen_class_rows(table, label, self.table()["image_id"], n)
-        if rows.empty:
-            return {}
-        near = f"unseen class ({label})"
-        try:
-            loaded = load_model(self.run_dir(run))
-            guarded = external_set(
-                loaded, root, "isic2019", drop_unmapped=True, progress=False, skip_missing=True
-            )
-            known = guarded.table
-        except DataError as err:
-            log.warning("%s: no known-class control for %s (%s)", root, near, err)
-            return {near: UnknownInputs([load_image(p) for p in rows["path"]], rows["group"])}
-        known = known.sample(min(n, len(known)), random_state=0)
-        control = "known classes (ISIC 2019)"
-        return {
-            near: UnknownInputs([load_image(p) for p in rows["path"]], rows["group"], control),
-            control: UnknownInputs([load_image(p) for p in known["path"]], known["group"]),
-        }
 
     def unknown_detection(
         self, run: str, unknown: dict[str, UnknownInputs]
     ) -> tuple[pd.DataFrame, dict]:
-        """MSP, energy and Mahalanobis (Ledoit-Wolf, fitted on all training features) on the
-        test images against each kind of unknown image, and near unknowns against their
-        known-class control: AUROC and FPR at 95% TPR with lesion intervals.
-
-        The validation images are scored too: :func:`skinlib.evaluation.ood.detection_table` chooses each
-        kind's score on them and a held-out half of that kind's unknown lesions, and reports on
-        test and the other half.
-
-        Returns:
-            The table and, per input kind (``known`` first), its calibrated probabilities (for
-            the conformal sets of unknown inputs).
-        """
+        """Unknown-input detection on test (:func:`skinlib.evaluation.ood.unknown_detection`):
+        the table and, per input kind, its calibrated probabilities."""
         loaded, t = load_model(self.run_dir(run)), self.fitted_temperature(run)
-        rows_of = {s: RunFolder(self.run_dir(run)).split_rows(s) for s in ("train", "val", "test")}
-        train = rows_of["train"]  # all of them: Ledoit-Wolf needs no subsample to stay invertible
-        _, train_feats = logits_and_features(loaded, [load_image(p) for p in train["path"]])
-        labels = np.array([loaded.classes.index(c) for c in train["label"]])
-        maha = Mahalanobis().fit(train_feats, labels)
-        test = rows_of["test"]
-        inputs = {
-            VALIDATION: [load_image(p) for p in rows_of["val"]["path"]],
-            KNOWN: [load_image(p) for p in test["path"]],
-            **{kind: u.images for kind, u in unknown.items()},
-        }
-        scores, probas = {}, {}
-        for kind, images in inputs.items():
-            logits, feats = logits_and_features(loaded, images)
-            scores[kind] = unknown_scores(logits, feats, maha, t)
-            if kind != VALIDATION:
-                probas[kind] = logits_to_proba(logits, t)
-        groups = {kind: u.groups for kind, u in unknown.items()}
-        controls = {kind: u.control for kind, u in unknown.items() if u.control}
-        table = detection_table(scores, test["group"], self.evaluation.n_boot, groups, controls)
-        return table, probas
+        rows = {s: self.folder(run).split_rows(s) for s in ("train", "val", "test")}
+        return unknown_detection(loaded, t, rows, unknown, self.evaluation.n_boot)
+
+    def unknown_set_sizes(self, run: str, probas: dict) -> tuple[dict[str, pd.Series], float]:
+        """The stored conformal sets (``conformal.json``) of each kind of input: images per set
+        size (:func:`skinlib.evaluation.conformal.set_size_counts`) and the sets' coverage."""
+        stored = self.folder(run).conformal()
+        predictor = stored.predictor()
+        sizes = {kind: set_size_counts(predictor.predict_sets(p)) for kind, p in probas.items()}
+        return sizes, stored.coverage
