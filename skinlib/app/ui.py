@@ -142,6 +142,7 @@ def _example_gallery(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Imag
 
 
 def _theme():
+    # gradio takes seconds to import: only when the page is built
     import gradio as gr
 
     # System fonts only: the page must not fetch anything from the internet (offline, private).
@@ -160,6 +161,7 @@ def build_app(predictor: Predictor, examples: Sequence[str | Path] = (), max_upl
             browser never names a file on the server).
         max_upload_mb: shown on the page and checked again on every file.
     """
+    # gradio takes seconds to import: only when the page is built
     import gradio as gr
 
     examples, thumbnails = _example_gallery([Path(p) for p in examples])

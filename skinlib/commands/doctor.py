@@ -46,6 +46,7 @@ def summary(checks, profile: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.profile import load_study_profile
     from skinlib.study import doctor
 

@@ -44,6 +44,7 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     # Offline and private: no usage statistics, no version check against the internet.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light (torch, gradio)
     import torch
 
     from skinlib.app.predictor import Predictor

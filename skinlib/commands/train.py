@@ -37,7 +37,7 @@ def resolve(args: argparse.Namespace) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.training import train
+    from skinlib.training import train  # torch: only when this command trains
 
     cfg = resolve(args)
     if args.print_config:

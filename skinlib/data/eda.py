@@ -88,6 +88,7 @@ def split_audit(table: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.Da
 
 def sample_grid(table: pd.DataFrame, per_class: int = 6, seed: int = 0, classes=None):
     """A grid of random images, one row per class (any format: reads the table's paths)."""
+    # matplotlib only when a grid is drawn: the data layer stays light for the CLI
     import matplotlib.pyplot as plt
 
     names = list(classes or sorted(table["label"].unique()))

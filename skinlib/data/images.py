@@ -72,6 +72,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def _dicom_array(ds) -> np.ndarray:
     """A DICOM dataset's first frame as uint8 (rows, cols[, 3])."""
+    # pydicom only for DICOM files (ISIC 2020 ships some)
     from pydicom.pixels import apply_color_lut
 
     # pydicom converts YBR_FULL/YBR_FULL_422 (what ISIC 2020's JPEG DICOMs hold) to RGB itself.
@@ -91,6 +92,7 @@ def _dicom_array(ds) -> np.ndarray:
 
 
 def _load_dicom(path: Path) -> Image.Image:
+    # pydicom only for DICOM files (ISIC 2020 ships some)
     import pydicom
 
     try:

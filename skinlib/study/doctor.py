@@ -12,15 +12,21 @@ from __future__ import annotations
 import functools
 import math
 import os
+import platform
 import shutil
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from skinlib import paths
-from skinlib.config import Config, TrainConfig
+from skinlib.config import Config, ModelConfig, TrainConfig
 from skinlib.data.formats import FORMATS, get_format, read_source
+from skinlib.data.synthetic import COMPLETE_MARKER, dataset_name
+from skinlib.data.validate import check_image
 from skinlib.errors import DataError
 from skinlib.profile import StudyProfile
 
@@ -68,8 +74,6 @@ def exit_code(checks: list[Check]) -> int:
 
 def _requirements() -> dict[str, object]:
     """skinlib's own requirement per distribution name (empty when skinlib is not installed)."""
-    from packaging.requirements import Requirement
-
     try:
         declared = metadata.requires("skinlib") or []
     except metadata.PackageNotFoundError:
@@ -86,8 +90,6 @@ def package_checks(
     Args:
         versions: distribution name -> installed version or None (default: importlib.metadata).
     """
-    import platform
-
     versions = versions or _installed_version
     wanted = _requirements()
     checks = [Check("python", "ok", platform.python_version())]
@@ -128,6 +130,7 @@ def train_size(cfg: Config) -> int:
 
 def cuda_checks(cfg: Config) -> list[Check]:
     """One line per visible GPU (name, memory, bf16), or what having none means for ``cfg``."""
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     import torch
 
     if not torch.cuda.is_available():
@@ -188,6 +191,7 @@ def _no_cuda(cfg: Config, torch_version: str, cuda_build: str | None) -> Check:
 
 def cpu_checks(cfg: Config) -> list[Check]:
     """Cores against ``data.num_workers``, and memory."""
+    # psutil only for this check: doctor's other checks run without it
     import psutil
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -217,6 +221,7 @@ def study_archs(profile: StudyProfile) -> list[str]:
 
 
 def _known(arch: str) -> bool:
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from skinlib.models.architectures import ArchitectureError, resolve_arch
 
     try:
@@ -228,6 +233,7 @@ def _known(arch: str) -> bool:
 
 def architecture_check(profile: StudyProfile) -> Check:
     """Unknown architecture names stop the study at its first run; later checks skip them."""
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from skinlib.models.architectures import ArchitectureError, resolve_arch
 
     for arch in study_archs(profile):
@@ -248,8 +254,10 @@ def study_runs(profile: StudyProfile) -> list[Config]:
 
 def cache_sides(profile: StudyProfile) -> list[int]:
     """The cache's shorter sides the study's runs build (one per distinct size and crop)."""
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     import timm
 
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from skinlib.models.architectures import resolve_arch
 
     sides = set()
@@ -270,9 +278,10 @@ def cache_bytes(n_images: int, sides: list[int]) -> int:
 @functools.cache
 def parameter_count(arch: str, img_size: int) -> int:
     """Parameters of ``arch`` with a 7-class head, built on the meta device (no memory used)."""
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     import torch
 
-    from skinlib.config import ModelConfig
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from skinlib.models.architectures import count_parameters, create_model
 
     with torch.device("meta"):
@@ -377,8 +386,7 @@ HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm fetches from
 
 def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     """One HEAD request to the Hugging Face hub; False offline or when HF_HUB_OFFLINE is set."""
-    import urllib.request
-
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -393,6 +401,7 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
 
 def hub_cached(hub_id: str, cache_dir: str | Path | None = None) -> Path | None:
     """The cached weights file of a hub repo (``timm/<name>.<tag>``), if one is there."""
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from huggingface_hub import try_to_load_from_cache
 
     repo, _, revision = hub_id.partition("@")
@@ -445,8 +454,10 @@ def _shared_file(arch: str, weights: str, n: int) -> Check:
 
 
 def _weights_check(arch: str, weights: str, is_online: Callable[[], bool]) -> Check:
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     import timm
 
+    # here: doctor reports a missing or broken torch/timm instead of failing to start
     from skinlib.models.architectures import resolve_arch
 
     cfg = timm.models.get_pretrained_cfg(resolve_arch(arch)[0])
@@ -565,8 +576,6 @@ def dataset_check(cfg: Config, sample: int = SAMPLE_IMAGES) -> tuple[Check, int 
 
 
 def _synthderm_check(cfg: Config) -> Check:
-    from skinlib.data.synthetic import COMPLETE_MARKER, dataset_name
-
     synth = cfg.data.synth
     folder = paths.synthetic_data_dir(dataset_name(synth))
     state = "generated" if (folder / COMPLETE_MARKER).is_file() else "generated at the first run"
@@ -625,8 +634,6 @@ def _counts(table) -> str:
 
 def _sample_problems(table, sample: int) -> list[str]:
     """Fully decode ``sample`` images spread evenly over the table; their problems."""
-    from skinlib.data.validate import check_image
-
     listed = table["path"].dropna().tolist()
     if not listed:
         return []

@@ -110,6 +110,7 @@ class TrainCall:
 
         The engine writes ``checkpoints/last.pt`` after every epoch, so nothing needs saving here.
         """
+        # submitit only where jobs are submitted: the pipeline and `status` import this module
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(TrainCall(self.job, retrain=False, environ=self.environ))
@@ -121,6 +122,7 @@ def _skinlib_environ() -> dict[str, str]:
 
 def _join_process_group() -> None:
     """Several tasks in one job: export torchrun's variables; the engine joins the group."""
+    # submitit only where jobs are submitted: the pipeline and `status` import this module
     import submitit
 
     env = submitit.JobEnvironment()
@@ -222,6 +224,7 @@ def _prepare_data(job: TrainingJob) -> None:
 
 def _submitter(settings: ClusterSettings, folder: Path, gpus: tuple[int, ...] = ()):
     """A submitit executor configured for one job's resources."""
+    # submitit only where jobs are submitted: the pipeline and `status` import this module
     import submitit
 
     tasks = max(1, settings.gpus_per_job)  # one process per GPU
@@ -271,6 +274,7 @@ def slot_gpus(slot: int, gpus_per_job: int) -> tuple[int, ...]:
 def _check_local_gpus(settings: ClusterSettings) -> None:
     if not settings.gpus_per_job:
         return
+    # torch only to count local GPUs: `skinlib status` and the pipeline stay light
     import torch
 
     have, need = torch.cuda.device_count(), settings.jobs * settings.gpus_per_job
@@ -374,6 +378,7 @@ def _still_active(record: dict | None, settings: ClusterSettings):
     state = _slurm_state(record)
     if state not in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING"):
         return None
+    # submitit only where jobs are submitted: the pipeline and `status` import this module
     import submitit
 
     return submitit.SlurmJob(folder=Path(record["log"]).parent, job_id=record["job_id"])
@@ -381,6 +386,7 @@ def _still_active(record: dict | None, settings: ClusterSettings):
 
 def _slurm_state(record: dict) -> str:
     """SLURM's state of a recorded job (``UNKNOWN`` where sacct cannot tell)."""
+    # submitit only where jobs are submitted: the pipeline and `status` import this module
     import submitit
 
     try:

@@ -145,6 +145,7 @@ def _failure_message(step: Step, err: Exception, output: Path) -> str:
 
 def execute_step(step: Step, output: Path, progress: bool = True) -> None:
     """Run one notebook with papermill (cwd = project root)."""
+    # papermill only when a notebook runs: `skinlib status` imports this module
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -303,7 +304,7 @@ def _write_methods(profile: Path, overrides: list[str], study: str, outcome: dic
         return
     # Imported here: the methods pull in torch, and a pipeline whose steps are all done answers
     # in about a second without it.
-    from skinlib.thesis.write import write_methods
+    from skinlib.thesis.write import write_methods  # torch, timm: only when the methods are written
 
     written = write_methods(profile, overrides)
     log.info("methods and CLAIM checklist -> %s", written["methods.tex"].parent)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -171,8 +173,6 @@ class Trainer:
     def _ema(self):
         if not self.cfg.train.ema:
             return None
-        from timm.utils import ModelEmaV3
-
         return ModelEmaV3(self.model, decay=self.cfg.train.ema_decay)
 
     def _mixup(self):
@@ -192,8 +192,6 @@ class Trainer:
                 f"mixup/cutmix need an even number: use train.batch_size="
                 f"{(per_rank + 1) * self.world}"
             )
-        from timm.data import Mixup
-
         # timm smooths labels by 0.1 unless told otherwise; the loss already applies
         # imbalance.label_smoothing (to mixed targets too), so Mixup itself must not add any.
         return Mixup(
@@ -514,6 +512,7 @@ class Trainer:
         if not dist.is_main():
             return None
         try:
+            # tensorboard is optional and slow to import: only on the rank that logs
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional at run time
             return None

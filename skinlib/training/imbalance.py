@@ -15,6 +15,7 @@ from torch import nn
 
 from skinlib.config import ImbalanceConfig
 from skinlib.errors import ConfigError
+from skinlib.training.distributed import EpochSampler
 
 
 def class_weights(
@@ -151,8 +152,6 @@ def build_sampler(cfg: ImbalanceConfig, labels: Sequence[int], num_classes: int,
     ``torch.utils.data.WeightedRandomSampler`` (or a shuffle) would draw from the same generator,
     and under torchrun each rank takes its share of that one global order.
     """
-    from skinlib.training.distributed import EpochSampler  # the training package imports us
-
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"imbalance.sampler={cfg.sampler!r}; choose one of {SAMPLERS}")
     power = {"weighted": 1.0, "sqrt": 0.5}.get(cfg.sampler)

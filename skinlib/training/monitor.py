@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from skinlib.evaluation.predictions import Predictions
 
@@ -28,8 +29,6 @@ def nll(preds: Predictions) -> float:
 
 def auc(labels: np.ndarray, proba: np.ndarray) -> float:
     """ROC AUC (one-vs-rest macro over the classes present); NaN with fewer than two classes."""
-    from sklearn.metrics import roc_auc_score
-
     present = np.unique(labels)
     if len(present) < 2:
         return math.nan
@@ -43,8 +42,6 @@ def auc(labels: np.ndarray, proba: np.ndarray) -> float:
 
 def epoch_metrics(preds: Predictions) -> dict:
     """The monitored numbers of one validation pass."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
     proba = preds.probabilities()
     pred = proba.argmax(1)
     return {

@@ -42,6 +42,7 @@ def _text(cell) -> str:
 def read_xlsx(path: Path) -> pd.DataFrame:
     """The table of ``PH2_dataset.xlsx``: the first sheet, from the row that says ``Image Name``."""
     try:
+        # openpyxl only for PH2's sheet (the txt needs none)
         import openpyxl
     except ImportError:
         raise DataError(
