@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import FAMILIES
 
 from skinlib.config import ModelConfig
 from skinlib.errors import ConfigError, TrainingError
@@ -24,16 +25,7 @@ from skinlib.models.architectures import (
     set_backbone_trainable,
 )
 
-FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on two busy cores run these tiny models several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_registry_covers_the_study_and_names_real_timm_models():

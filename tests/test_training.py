@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from conftest import FAMILIES
 from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
@@ -25,7 +26,6 @@ from skinlib.runs.folder import RunFolder
 from skinlib.training import engine, train
 from skinlib.training.schedule import build_scheduler
 
-FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
 RUN_FILES = [
     "config.yaml",
     "meta.json",
@@ -38,13 +38,7 @@ RUN_FILES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on two busy cores run these tiny models several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""What the study reports: chosen on validation, calibrated only where fitted, grouped intervals."""
+"""What the Study reports: chosen on validation, calibrated only where fitted, grouped intervals (study/front.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from skinlib.config import Config, apply_overrides
 from skinlib.data.tables import table_settings
 from skinlib.evaluation.calibration import TemperatureScaler, calibration_errors_ci
 from skinlib.evaluation.conformal import stored_conformal
-from skinlib.evaluation.paired import align_pair, holm, paired_tests
 from skinlib.evaluation.predictions import Predictions
 from skinlib.evaluation.selective import deferral_table, risk_coverage_by_confidence
 from skinlib.evaluation.thresholds import (
@@ -137,45 +136,6 @@ def test_imbalance_table_lists_what_each_arm_trained_with(study):
     assert settings.loc["none", "loss"] == "ce"
     assert settings.loc["focal", "loss"].startswith("focal")
     assert settings.loc["selection", "selection rate"] == 0.5
-
-
-def test_holm_adjustment_known_answer():
-    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
-    np.testing.assert_allclose(holm([0.5, 0.001]), [0.5, 0.002])
-
-
-def test_paired_tests_refuse_different_images_and_align_the_same_ones():
-    rng = np.random.default_rng(1)
-    a = _preds(rng, 90, 3.0)
-    b = _preds(rng, 90, 1.0)
-    b = Predictions(a.image_id, a.group, a.labels, b.logits, CLASSES)
-    shuffled = b.subset(rng.permutation(90))
-    assert np.array_equal(align_pair(a, shuffled).image_id, a.image_id)
-    table = paired_tests("a", a, {"b": shuffled, "b again": b}, n_boot=100)
-    assert table["difference"].nunique() == 1  # the order of the images does not matter
-    assert (table["p_holm"] >= table["p_bootstrap"]).all()
-    other = Predictions(np.arange(100, 190), a.group, a.labels, b.logits, CLASSES)
-    with pytest.raises(ValueError, match="different images"):
-        paired_tests("a", a, {"other split": other}, n_boot=10)
-
-
-def test_paired_bootstrap_resamples_lesions():
-    """With lesions of 6 near-identical images, the grouped interval is wider than per image."""
-    rng = np.random.default_rng(2)
-    lesions = _preds(rng, 50, 3.0, lesion_size=1)
-    a = Predictions(
-        np.arange(300),
-        np.arange(300) // 6,
-        np.repeat(lesions.labels, 6),
-        np.repeat(lesions.logits, 6, axis=0),
-        CLASSES,
-    )
-    b = Predictions(a.image_id, a.group, a.labels, a.logits[::-1].copy(), CLASSES)
-    grouped = paired_tests("a", a, {"b": b}, n_boot=300).iloc[0]
-    per_image = paired_tests(
-        "a", Predictions(a.image_id, a.image_id, a.labels, a.logits, CLASSES), {"b": b}, n_boot=300
-    ).iloc[0]
-    assert grouped["high"] - grouped["low"] > per_image["high"] - per_image["low"]
 
 
 def test_each_run_trains_on_the_table_of_its_own_data_settings(study, monkeypatch):

@@ -1,4 +1,4 @@
-"""External validation, test-time augmentation and ensembles work from any run."""
+"""One run tested on one external set: native layouts, the class mapping, the guard's counts, the ledger (external/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,57 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
+from fixtures.builders import make_isic2018_folder, make_ph2_folder
 from fixtures.runs import copy_run
 from PIL import Image
 
 from skinlib.cli import main
 from skinlib.data.synthetic import generate
 from skinlib.errors import DataError
-from skinlib.evaluation.calibration import logits_to_proba
 from skinlib.evaluation.predictions import Predictions
-from skinlib.inference.ensemble import average_probabilities, ensemble, ensemble_weights
-from skinlib.inference.scoring import predict_table, tta_logits
-from skinlib.models.checkpoint import load_model
+from skinlib.evaluation.thresholds import load_thresholds
 from skinlib.runs import ledger
 from skinlib.runs.folder import RunFolder
 
 
 @pytest.fixture(scope="module")
 def run(trained_run, tmp_path_factory):
-    return copy_run(trained_run, tmp_path_factory.mktemp("evalrun"))
+
+    return copy_run(trained_run, tmp_path_factory.mktemp("formatsrun"))
+
+
+@pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
+def test_evaluate_cli_on_ph2(run, tmp_path, capsys):
+    root = make_ph2_folder(tmp_path / "data", labels=("txt",))
+    out = tmp_path / "out"
+    args = ["evaluate", "--run", str(run), "--data", str(root), "--format", "ph2"]
+    assert main([*args, "--out", str(out), "--n-boot", "50"]) == 0
+    assert "PH2 has only mel, nv (2 of the model's 7 classes)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    ext = report["external"]
+    assert report["images"] == 6 and ext["counts"]["nv"] == 4 and ext["counts"]["mel"] == 2
+    assert ext["missing_classes"] == ["akiec", "bcc", "bkl", "df", "vasc"]
+    assert ext["groups"] == "image" and 0 <= ext["macro_f1_present"] <= 1
+    pvr = ext["positive_vs_rest"]
+    assert pvr["positive"] == ["mel"] and pvr["positives"] == 2 and 0 <= pvr["auc"] <= 1
+    assert pvr["threshold"] == pytest.approx(load_thresholds(run / "thresholds.json")[0].threshold)
+    assert report["operating_point"]["sensitivity"] == pytest.approx(pvr["sensitivity"])
+
+
+@pytest.mark.slow  # runs `skinlib evaluate` on the shared tiny run
+def test_evaluate_cli_on_isic2018_archive_with_a_missing_image(run, tmp_path, capsys):
+    root = make_isic2018_folder(tmp_path / "data", "archive")
+    (root / "ISIC2018_Task3_Test_Images" / "ISIC_0034529.jpg").unlink()
+    args = ["evaluate", "--run", str(run), "--data", str(root), "--format", "isic2018"]
+    args += ["--out", str(tmp_path / "out"), "--n-boot", "50"]
+    assert main(args) == 2
+    assert "line 7: image ISIC_0034529 not found" in capsys.readouterr().err
+    assert main([*args, "--skip-missing"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["images"] == 13 and report["skipped_missing"] == 1
+    assert report["external"]["groups"] == "lesion" and report["external"]["missing_classes"] == []
 
 
 @pytest.fixture(autouse=True)
@@ -49,80 +78,6 @@ def new_dataset(folder: Path, prefix: str = "NEW") -> Path:
     for image in [p for p in folder.rglob("ISIC_*") if p.suffix in (".jpg", ".png")]:
         image.rename(image.with_name(image.name.replace("ISIC_", f"{prefix}_")))
     return folder
-
-
-def test_tta_identity_equals_plain_prediction(run):
-    loaded = load_model(run)
-    rows = RunFolder(run).split_rows("test")
-    plain = predict_table(loaded, rows, progress=False)
-    same = predict_table(loaded, rows, tta=["identity"], progress=False)
-    np.testing.assert_allclose(plain.probabilities(), same.probabilities(), atol=1e-5)
-    saved = Predictions.load(run / "predictions_test.csv")
-    np.testing.assert_allclose(plain.logits, saved.logits, atol=1e-4)
-    tta = predict_table(loaded, rows, tta=True, progress=False)
-    np.testing.assert_allclose(tta.probabilities().sum(1), 1.0, atol=1e-6)
-    assert not np.allclose(tta.probabilities(), plain.probabilities())
-
-
-def test_ensemble_averages_probabilities():
-    rng = np.random.default_rng(0)
-    ids, groups, labels = np.arange(5).astype(str), np.arange(5).astype(str), rng.integers(0, 3, 5)
-    a = Predictions(ids, groups, labels, rng.normal(size=(5, 3)), list("abc"))
-    b = Predictions(ids, groups, labels, rng.normal(size=(5, 3)), list("abc"))
-    mixed = ensemble([a, b], weights=[3, 1])
-    expected = (3 * a.probabilities() + b.probabilities()) / 4
-    np.testing.assert_allclose(mixed.probabilities(), expected, atol=1e-6)
-    with pytest.raises(DataError, match="different images"):
-        ensemble([a, Predictions(ids[::-1], groups, labels, a.logits, list("abc"))])
-
-
-def test_average_probabilities_is_the_weighted_mean():
-    p, q = np.array([[0.2, 0.8], [0.5, 0.5]]), np.array([[0.6, 0.4], [1.0, 0.0]])
-    np.testing.assert_allclose(average_probabilities([p, q]), [[0.4, 0.6], [0.75, 0.25]])
-    np.testing.assert_allclose(average_probabilities([p, q], [3, 1]), [[0.3, 0.7], [0.625, 0.375]])
-    for bad in ([1], [1, -1], [0, 0]):
-        with pytest.raises(ValueError, match="non-negative, one per member"):
-            average_probabilities([p, q], bad)
-
-
-class TopLeft(torch.nn.Module):
-    """Logits ``[x[0, 0], 0]``: the top-left pixel of channel 0 decides, so each view's answer
-    is known (identity a, hflip b, vflip c, rot90 b, rot180 d, rot270 c for [[a, b], [c, d]])."""
-
-    def forward(self, x):
-        return torch.stack([x[:, 0, 0, 0], torch.zeros(len(x))], dim=1)
-
-
-def test_tta_averages_the_probabilities_of_known_views():
-    image = torch.zeros(1, 3, 2, 2)
-    image[0, 0, 0, 0] = np.log(3)  # identity: softmax [3/4, 1/4]; the five others see 0: [1/2, 1/2]
-    np.testing.assert_allclose(tta_logits(TopLeft(), image, ["identity"]), [[np.log(3), 0]])
-    two = tta_logits(TopLeft(), image, ["identity", "hflip"])
-    np.testing.assert_allclose(logits_to_proba(two), [[0.625, 0.375]], rtol=1e-6)
-    every = tta_logits(TopLeft(), image)
-    p = (0.75 + 5 * 0.5) / 6
-    np.testing.assert_allclose(logits_to_proba(every), [[p, 1 - p]], rtol=1e-6)
-
-
-def test_ensemble_of_calibrated_members_known_answer():
-    """Member a at T = 2 gives [3/4, 1/4], member b [1/2, 1/2]; weights 3 and 1: [11/16, 5/16]."""
-    a = Predictions(["x"], ["x"], [0], [[2 * np.log(3), 0.0]], ["nv", "mel"])
-    b = Predictions(["x"], ["x"], [0], [[0.0, 0.0]], ["nv", "mel"])
-    mean = ensemble([a, b], [3, 1], temperatures=[2.0, 1.0])
-    np.testing.assert_allclose(mean.probabilities(), [[11 / 16, 5 / 16]])
-    np.testing.assert_allclose(
-        average_probabilities([a.probabilities(2), b.probabilities()]), [[0.625, 0.375]]
-    )
-    with pytest.raises(ValueError, match="non-negative"):
-        average_probabilities([a.probabilities()], [-1.0])
-
-
-def test_ensemble_weights_are_validation_balanced_accuracy():
-    """Labels [0, 0, 1, 1], predictions [0, 1, 1, 1]: recalls 1/2 and 1, balanced accuracy 3/4."""
-    logits = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
-    val = Predictions(list("abcd"), list("abcd"), [0, 0, 1, 1], logits, ["nv", "mel"])
-    perfect = Predictions(list("abcd"), list("abcd"), [0, 1, 1, 1], logits, ["nv", "mel"])
-    assert ensemble_weights([val, perfect]) == [0.75, 1.0]
 
 
 def test_external_validation_maps_classes(run, tmp_path):
@@ -189,11 +144,6 @@ def test_external_validation_maps_classes(run, tmp_path):
     )
     single = json.loads((tmp_path / "single" / "report.json").read_text())
     assert single["calibrated"] and single["temperature"] > 0 and "operating_point" in single
-
-
-def run_data(run: Path) -> Path:
-    """The SynthDerm folder the tiny run was trained on (see fixtures.runs.build_tiny_run)."""
-    return run.parents[2] / "synthderm"
 
 
 def test_evaluating_on_the_training_folder_refuses(run, tmp_path, capsys):
@@ -296,24 +246,6 @@ def test_external_scores_only_images_the_run_never_saw(run, tmp_path, caplog):
     assert "14 external images remain" in caplog.text
 
 
-def test_external_table_is_guarded_too(run):
-    """The notebook entry point drops the run's images the same way (no flag to skip it)."""
-    from skinlib.external.guard import external_table
-
-    with pytest.raises(DataError, match="no external images"):
-        external_table(load_model(run), run_data(run), "ham10000", progress=False)
-
-
-def test_a_run_without_split_file_cannot_be_evaluated_externally(run, tmp_path):
-    from skinlib.external.guard import external_table
-
-    copy = tmp_path / "run"
-    shutil.copytree(run, copy)
-    (copy / "split.csv").unlink()
-    with pytest.raises(DataError, match="split.csv not found: external validation needs"):
-        external_table(load_model(copy), run_data(run), "ham10000", progress=False)
-
-
 def test_scoring_an_external_set_is_a_look_in_the_study_ledger(run, tmp_path):
     fresh = new_dataset(
         generate(
@@ -328,3 +260,8 @@ def test_scoring_an_external_set_is_a_look_in_the_study_ledger(run, tmp_path):
         (run.name, "external:fresh", False, "skinlib evaluate")
     ]
     assert new[0].config == ledger.config_fingerprint(RunFolder(run).config())
+
+
+def run_data(run: Path) -> Path:
+    """The SynthDerm folder the tiny run was trained on (see fixtures.runs.build_tiny_run)."""
+    return run.parents[2] / "synthderm"

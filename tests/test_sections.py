@@ -1,4 +1,4 @@
-"""The generated methods and CLAIM checklist say what the runs recorded, and the thesis builds."""
+"""The generated methods chapter says what the runs recorded, and the thesis builds with it (thesis/sections.py, thesis/write.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from fixtures.studies import PROFILE, _split
 
 from skinlib import paths
-from skinlib.config import Config, TrainConfig, save_config
+from skinlib.config import Config, TrainConfig
 from skinlib.data.formats import FORMATS
 from skinlib.data.splits import file_hash
 from skinlib.evaluation.conformal import StoredConformal, save_conformal
@@ -24,106 +25,10 @@ from skinlib.io import write_json
 from skinlib.profile import load_study_profile
 from skinlib.runs import ledger
 from skinlib.runs.folder import RunFolder
-from skinlib.thesis import citations, claim, records, sections, write
+from skinlib.thesis import citations, records, sections, write
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
-
-PROFILE = {
-    "study": "mini",
-    "architectures": ["resnet18", "vit_tiny"],
-    "recipes": {"vit_tiny": {"train.lr": 0.001}},
-    "imbalance": {
-        "arch": "resnet18",
-        "common": {"train.epochs": 2},
-        "strategies": {"none": {}, "focal": {"imbalance.loss": "focal"}},
-    },
-    "evaluation": {"n_boot": 200, "xai_images": 6},
-    "config": {
-        "data": {"image_size": 32, "synth": {"n": 60, "size": 64, "seed": 1}},
-        "train": {"epochs": 3, "lr": 0.002, "warmup_epochs": 0},
-    },
-}
-
-
-def _split() -> pd.DataFrame:
-    """60 images of 30 lesions in 3 classes, 70/15/15 by lesion."""
-    lesions = [f"L{i:02d}" for i in range(30)]
-    rows = []
-    for i, lesion in enumerate(lesions):
-        split = "train" if i < 20 else "val" if i < 25 else "test"
-        for k in range(2):
-            rows.append(
-                {
-                    "image_id": f"I{i:02d}{k}",
-                    "group": lesion,
-                    "label": ["nv", "mel", "bkl"][i % 3],
-                    "split": split,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def make_run(profile, run: str, cfg, seed: int | None = None, temperature: float = 1.5) -> Path:
-    """A complete run folder as the training loop and notebooks 04/05 leave it."""
-    if seed is not None:
-        cfg.train.seed = seed
-    folder = paths.run_dir(profile.study, run)
-    folder.mkdir(parents=True)
-    save_config(cfg, folder / "config.yaml")
-    _split().to_csv(folder / "split.csv", index=False)
-    write_json(
-        folder / "meta.json",
-        {
-            "status": "complete",
-            "run": run,
-            "arch": cfg.model.arch,
-            "classes": ["bkl", "mel", "nv"],
-            "task": "multiclass",
-            "seed": cfg.train.seed,
-            "image_size": 32,
-            "split_sha256": file_hash(folder / "split.csv"),
-            "n_params": 11_180_000 if "resnet" in cfg.model.arch else 5_520_000,
-            "epochs_run": cfg.train.epochs,
-            "best_epoch": cfg.train.epochs - 1,
-            "train_seconds": 90.0,
-            "train_images_per_s": 100.0,
-            "eval_images_per_s": 300.0,
-            "world_size": 1,
-            "skipped_images": {"missing": 0, "unreadable": 0},
-            "git": {"commit": "0123456789abcdef0123", "dirty": False},
-            "versions": {"python": "3.11.9", "torch": "2.14.1", "timm": "1.0.20"},
-            "hardware": {"device": "cpu", "cpu_count": 2, "platform": "Linux-x86_64"},
-            "data_config": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-        },
-    )
-    write_json(
-        folder / "calibration.json",
-        {"temperature": temperature, "fitted_on": "val", "method": "temperature scaling"},
-    )
-    return folder
-
-
-@pytest.fixture
-def study_dirs(tmp_path, monkeypatch):
-    """Experiments and thesis folders in tmp; returns a function that writes the profile and
-    the study's complete runs, with optional per-run seeds."""
-    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "experiments"))
-    monkeypatch.setenv("SKINLIB_THESIS", str(tmp_path / "thesis"))
-    monkeypatch.setenv("SKINLIB_FIGURES", str(tmp_path / "figures"))
-
-    def build(profile_values: dict = PROFILE, seeds: dict | None = None) -> Path:
-        file = tmp_path / "mini.yaml"
-        file.write_text(yaml.safe_dump(profile_values))
-        profile = load_study_profile(file)
-        seeds = seeds or {}
-        for arch in profile.architectures:
-            make_run(profile, arch, profile.run_config(arch), seeds.get(arch))
-        for name in profile.imbalance.strategies:
-            make_run(profile, f"imbalance_{name}", profile.strategy_config(name))
-        return file
-
-    return build
 
 
 def _methods_text(profile_file: Path) -> str:
@@ -210,18 +115,6 @@ def test_augmentation_is_described_from_the_built_transform():
     )
 
 
-def test_latex_escapes_text_and_renders_citations_and_code():
-    section = sections.Section(
-        "Data & more", "sec:x", [["50% of `efficientnet_b0` [@he2016resnet; @lin2017focal]."]]
-    )
-    tex = write.to_latex([section])
-    assert "\\section{Data \\& more}\\label{sec:x}" in tex
-    assert (
-        "50\\% of \\texttt{efficientnet\\_\\allowbreak{}b0}~\\cite{he2016resnet,lin2017focal}."
-        in tex
-    )
-
-
 def _bib_keys() -> set[str]:
     return set(re.findall(r"@\w+\{([^,\s]+),", BIB.read_text()))
 
@@ -244,51 +137,6 @@ def test_every_citation_is_in_the_bibliography(study_dirs):
     used |= set(citations.ARCH_PAPERS.values()) | {k for _, k in citations.XAI_PAPERS.values()}
     used |= {k for _, k in citations.SOFTWARE.values() if k} | {"tejani2024claim"}
     assert len(used) > 30 and used <= _bib_keys(), used - _bib_keys()
-
-
-def test_claim_covers_all_44_items_with_a_place_or_a_reason(study_dirs):
-    write.write_methods(study_dirs())
-    out = paths.generated_tables_dir("mini")
-    md = (out / "claim.md").read_text()
-    rows = [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 45))
-    for row in rows:
-        where = row.rstrip(" |").split("|")[-1].strip()
-        assert where.startswith(
-            ("Methods:", "Results:", "Table", "Figure", "*Not reported:*", "*Author to fill:*")
-        ), row
-    # synthetic data: no patients, so de-identification is not applicable, said so
-    assert "| 11 |" in md and "not applicable: the images are synthetic" in md
-    # no external test set: said so, with why
-    assert "no external test set" in md
-    tex = (out / "claim.tex").read_text()
-    assert tex.count("\\\\\n") >= 44 and "\\label{tab:claim}" in tex
-
-
-def test_claim_reports_external_testing_once_a_table_exists(study_dirs):
-    file = study_dirs()
-    out = paths.generated_tables_dir("mini")
-    out.mkdir(parents=True)
-    (out / "external_isic2019.tex").write_text("% a table\n")
-    write.write_methods(file)
-    tex = (out / "claim.tex").read_text()
-    row = next(line for line in tex.splitlines() if line.startswith("33 &"))
-    assert "Table~\\ref{tab:external_isic2019}" in row and "Not reported" not in row
-    assert "Sections~\\ref{sec:methods-split}" not in tex  # one reference there: singular
-    assert (
-        "Section~\\ref{sec:methods-split}; Table~\\ref{tab:split_audit}" not in tex
-    )  # no table yet
-
-
-def test_claim_points_only_at_labels_that_exist(study_dirs):
-    write.write_methods(study_dirs())
-    out = paths.generated_tables_dir("mini")
-    refs = set(re.findall(r"\\ref\{([^}]+)\}", (out / "claim.tex").read_text()))
-    defined = set(re.findall(r"\\label\{([^}]+)\}", (out / "methods.tex").read_text()))
-    defined |= set(re.findall(r"\\label\{([^}]+)\}", (ROOT / "thesis" / "main.tex").read_text()))
-    # tables do not exist in this study folder yet: the claim must not point at them
-    assert refs and refs <= defined, refs - defined
-    assert all(item.number for item in claim.ITEMS) and len(claim.ITEMS) == 44
 
 
 def test_a_missing_run_is_named(study_dirs, tmp_path):
@@ -447,43 +295,6 @@ def test_tta_xai_and_trust_sentences_need_the_files_their_steps_write(study_dirs
         "(a class never answered counts as 0), and, beside it, thresholds answering 90%, 70%, "
         "50% of the same split's images." in _methods_text(file)
     )
-
-
-def _claim_row(number: int) -> str:
-    tex = (paths.generated_tables_dir("mini") / "claim.tex").read_text()
-    return next(line for line in tex.splitlines() if line.startswith(f"{number} &"))
-
-
-def test_claim_subgroups_robustness_and_curves_follow_the_artefacts(study_dirs):
-    file = study_dirs()
-    write_tables("mini", "comparison")  # 07 ran, 08 did not
-    write.write_methods(file)
-    assert "no subgroup analysis" in _claim_row(37)
-    assert "Not reported" in _claim_row(30)  # no imbalance, subgroup or unknown table yet
-    write_tables("mini", "trust_subgroups", "trust_unknown")
-    figures = paths.study_figures_dir("mini")
-    figures.mkdir(parents=True)
-    for name in ("comparison_curves", "train_resnet18_loss"):
-        (figures / f"{name}.pdf").write_text("%PDF")
-    write.write_methods(file)
-    row = _claim_row(37)
-    assert "tab:trust_subgroups" in row and "no subgroup analysis" not in row
-    row = _claim_row(30)
-    assert "tab:trust_subgroups" in row and "tab:trust_unknown" in row
-    assert "imbalance strategy" not in row and "test-time augmentation" not in row
-    row = _claim_row(32)
-    assert "fig:train_resnet18_loss" in row and "training against validation loss" in row
-    assert "validation balanced accuracy per epoch" in row
-
-
-def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_dirs):
-    file = study_dirs()
-    write_tables("mini", "comparison")  # 07 ran, 05 did not
-    write.write_methods(file)
-    assert "tab:comparison" in _claim_row(38) and "tab:operating_points" not in _claim_row(38)
-    write_tables("mini", "operating_points")
-    write.write_methods(file)
-    assert "Tables~\\ref{tab:comparison}, \\ref{tab:operating_points}" in _claim_row(38)
 
 
 def test_the_external_auc_column_says_which_probabilities_it_scored():
