@@ -60,7 +60,7 @@ def grouped_intervals(
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of any statistics that take image weights, resampling groups.
 
-    For metrics outside :data:`METRICS` (calibration errors, AURC): ``statistics`` maps a (b, N)
+    For metrics outside :data:`~skinlib.evaluation.metrics.METRICS` (calibration errors, AURC): ``statistics`` maps a (b, N)
     block of resamples (:func:`bootstrap_weights`) to ``{name: (b,)}``; resamples where a
     statistic is undefined (NaN) are left out of its percentiles.
 
@@ -91,7 +91,7 @@ def bootstrap_ci(
         y_true: (N,) class indices.
         proba: (N, C) probabilities (binary: (N, 2) or (N,)).
         groups: (N,) lesion (or patient) id per image; None treats images as independent.
-        metrics: names from :data:`METRICS`; default :data:`HEADLINE` (binary: with sensitivity
+        metrics: names from :data:`~skinlib.evaluation.metrics.METRICS`; default :data:`HEADLINE` (binary: with sensitivity
             and specificity).
         n_boot: number of resamples.
         alpha: 0.05 gives 95% intervals.

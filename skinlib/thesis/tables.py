@@ -34,7 +34,7 @@ def to_latex(
     """A booktabs ``table`` (``\\toprule``/``\\midrule``/``\\bottomrule``), cells escaped.
 
     A named index becomes the first column. Float columns go through ``float_format`` (numbers of
-    10 and more get fewer decimals); strings (e.g. :func:`format_ci` cells) are kept as written
+    10 and more get fewer decimals); strings (e.g. :func:`~skinlib.formatting.format_ci` cells) are kept as written
     with LaTeX's special characters escaped. The table is set in ``\\small`` (the captions' size)
     and never scaled: the document needs ``\\usepackage{booktabs}``.
     """
