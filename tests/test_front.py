@@ -8,7 +8,7 @@ import pytest
 
 import skinlib.study.front as study_module
 from skinlib.config import Config, apply_overrides
-from skinlib.data.tables import table_settings
+from skinlib.data.prepare import table_settings
 from skinlib.evaluation.calibration import TemperatureScaler, calibration_errors_ci
 from skinlib.evaluation.conformal import stored_conformal
 from skinlib.evaluation.predictions import Predictions

@@ -16,7 +16,7 @@ from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
 from skinlib.data.images import load_image
-from skinlib.data.tables import prepare_table
+from skinlib.data.prepare import prepare_table
 from skinlib.errors import ConfigError, DataError, TrainingError
 from skinlib.evaluation.predictions import Predictions
 from skinlib.io import read_json

@@ -15,7 +15,7 @@ import pandas as pd
 from skinlib import paths
 from skinlib.config import Config
 from skinlib.data import eda
-from skinlib.data.tables import data_source, prepare_table, table_settings
+from skinlib.data.prepare import data_source, prepare_table, table_settings
 from skinlib.errors import SkinlibError
 from skinlib.evaluation import comparison
 from skinlib.evaluation.calibration import calibration_report, reliability_tables

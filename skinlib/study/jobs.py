@@ -26,7 +26,7 @@ from typing import Any
 
 from skinlib import paths
 from skinlib.config import Config
-from skinlib.data.tables import data_root
+from skinlib.data.prepare import data_root
 from skinlib.errors import ConfigError
 from skinlib.io import read_json, write_json
 from skinlib.profile import ClusterSettings, StudyProfile, load_study_profile

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Subset
 from skinlib.config import Config
 from skinlib.data.cache import build_cache
 from skinlib.data.dataset import ImageDataset, collate_readable
+from skinlib.data.prepare import prepare_table, table_classes
 from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
-from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
 from skinlib.evaluation.predictions import Predictions
