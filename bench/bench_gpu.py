@@ -95,8 +95,8 @@ def bench_config(args: argparse.Namespace, arch: str, size: int):
 
 def build_trainer(cfg):
     """The engine's Trainer: model, AMP, optimiser and the cached training loader of ``cfg``."""
+    from skinlib.data.prepare import prepare_table
     from skinlib.data.synthetic import ensure_synthderm
-    from skinlib.data.tables import prepare_table
     from skinlib.training.engine import Trainer
 
     if not cfg.data.root:  # generate once on every core (prepare_table would use two)

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from skinlib.config import ModelConfig
-from skinlib.models import create_model
+from skinlib.models.architectures import create_model
 from skinlib.training.selection import SelectionController, selected_loss
 
 ARCH, SIZE, BATCH, RATE = "resnet18", 64, 64, 0.25

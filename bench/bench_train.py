@@ -6,7 +6,7 @@ import time
 import torch
 
 from skinlib.config import ModelConfig
-from skinlib.models import create_model
+from skinlib.models.architectures import create_model
 
 STEPS, BATCH = 4, 32
 

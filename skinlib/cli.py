@@ -8,8 +8,9 @@ import logging
 import pkgutil
 import sys
 
-from skinlib import __version__, commands, ledger
+from skinlib import __version__, commands
 from skinlib.errors import SkinlibError
+from skinlib.runs import ledger
 
 
 def build_parser() -> argparse.ArgumentParser:

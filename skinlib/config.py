@@ -1,8 +1,11 @@
 """One typed configuration object that flows from a YAML profile through every step and is saved
 with each run (``config.yaml`` in the run folder).
 
-Load with :func:`load_config`, override single values with ``--set section.key=value`` strings
-(:func:`apply_overrides`), and read the result as plain attributes (``cfg.train.epochs``).
+A run's config comes from its study profile (:mod:`skinlib.profile`, the one reader of
+``params/*.yaml``); this module holds the dataclasses, applies ``--set section.key=value``
+strings (:func:`apply_overrides`) and writes and reads a run's ``config.yaml``
+(:func:`save_config`, :func:`load_config`). Read the result as plain attributes
+(``cfg.train.epochs``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class SynthConfig:
 class DataConfig:
     """Where the images are and how they are split and fed."""
 
-    format: str = "ham10000"  # one of skinlib.data.adapters.FORMATS: ham10000 | isic2018 | isic2019 | isic2020 | ph2 | folder
+    format: str = "ham10000"  # a name of skinlib.data.formats.FORMATS: ham10000 | isic2018 | isic2019 | isic2020 | ph2 | folder
     root: str = ""  # dataset folder; empty = generate SynthDerm into the cache
     task: str = "multiclass"  # multiclass | binary
     positive: list[str] = field(default_factory=lambda: ["mel"])  # binary task: positive classes
@@ -58,7 +61,9 @@ class DataConfig:
 class ModelConfig:
     """Which timm architecture and how its head and regularisation are set."""
 
-    arch: str = "resnet18"  # any name from skinlib.models.ARCHITECTURES (or a timm name)
+    arch: str = (
+        "resnet18"  # any name from skinlib.models.architectures.ARCHITECTURES (or a timm name)
+    )
     pretrained: bool = False  # ImageNet weights through timm (needs the hub or `weights`)
     weights: str = ""  # local weights file (.pth/.safetensors) or timm cache dir for offline use
     drop_rate: float = 0.0  # dropout before the classifier
@@ -210,32 +215,20 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
     return config_from_dict(values)
 
 
-def load_profile(path: str | Path) -> dict[str, Any]:
-    """Read a YAML profile as a dict, with a clear error when it is missing or malformed."""
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a run's configuration file (``config.yaml`` of a run folder, as :func:`save_config`
+    wrote it), with ``section.key=value`` overrides applied.
+
+    A study profile (``params/*.yaml``) is not a run configuration: read it with
+    :func:`skinlib.profile.load_study_profile`.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"profile {path} not found; the profiles live in params/")
+        raise ConfigError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"profile {path} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"profile {path}: expected a mapping at the top level")
-    return data
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load the run configuration from a profile's ``config`` section (or the whole file).
-
-    A profile may hold other sections (``pipeline``, ``architectures``); only ``config`` (when
-    present) is the run configuration.
-    """
-    values: dict[str, Any] = {}
-    if path is not None:
-        profile = load_profile(path)
-        values = dict(profile.get("config", profile))
-        if "config" in profile and "study" in profile:
-            values.setdefault("study", profile["study"])
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
     return apply_overrides(config_from_dict(values), overrides)
 
 

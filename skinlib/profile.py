@@ -3,23 +3,27 @@
 A profile has a ``config`` section (a :class:`skinlib.config.Config`, shared by every run) and the
 study's own sections: which architectures to train (and, under ``recipes``, what an architecture
 trains with that the others do not, such as a lower learning rate for a transformer), which
-imbalance strategies to compare, and how to evaluate. Notebooks and the pipeline read profiles
-only through :func:`load_study_profile`.
+imbalance strategies to compare, and how to evaluate. This module is the one reader of profiles:
+notebooks, the pipeline and every command read them only through :func:`load_study_profile`,
+and a run's config comes from :meth:`StudyProfile.run_config` (:func:`resolve_run_config` for
+the command line, which also accepts a run's saved ``config.yaml``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import yaml
 
 from skinlib import paths
-from skinlib.config import Config, apply_overrides, config_from_dict, load_profile
+from skinlib.config import Config, apply_overrides, config_from_dict, load_config
+from skinlib.data.formats import FORMATS
 from skinlib.errors import ConfigError
-
-if TYPE_CHECKING:
-    from skinlib.external import ExternalSet
 
 # What "no imbalance handling" means: every strategy run starts here, whatever the profile's own
 # config uses for the architecture runs (say focal loss), so each arm is the neutral base plus
@@ -83,6 +87,56 @@ class TrustSettings:
                 raise ConfigError(f"trust.{key}={values}: shares in (0, 1] expected, e.g. [0.9]")
 
 
+@dataclass(frozen=True)
+class ExternalSet:
+    """One external test set of a profile (``evaluation.external``)."""
+
+    name: str  # names the set in tables and its folder under <run>/external/
+    format: str  # a dataset format: isic2018, ph2, isic2019, isic2020, ham10000, folder
+    root: str  # dataset folder or label file; a relative path is taken from the project root
+    drop_unmapped: bool = False  # drop images of classes the model lacks (ISIC 2019's scc)
+    skip_missing: bool = False  # skip listed images whose file is missing (Dataverse ISIC 2018)
+
+    def path(self) -> Path:
+        root = Path(self.root).expanduser()
+        return root if root.is_absolute() else paths.PROJECT_ROOT / root
+
+
+def parse_external_sets(entries: Iterable[dict | ExternalSet] | None) -> list[ExternalSet]:
+    """Profile entries (``{name, format, root, ...}``) as :class:`ExternalSet`, checked.
+
+    Raises:
+        ConfigError: an entry that is not a mapping, lacks a key, has an unknown key or format,
+            or repeats a name.
+    """
+    known = {f.name for f in fields(ExternalSet)}
+    out: list[ExternalSet] = []
+    for i, entry in enumerate(entries or []):
+        if isinstance(entry, ExternalSet):
+            out.append(entry)
+            continue
+        where = f"evaluation.external[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping {{name, format, root}}, got {entry!r}")
+        missing = sorted({"name", "format", "root"} - set(entry))
+        unknown = sorted(set(entry) - known)
+        if missing or unknown:
+            raise ConfigError(
+                f"{where}: missing key(s) {missing}, unknown key(s) {unknown}; "
+                f"expected {sorted(known)}"
+            )
+        if entry["format"] not in FORMATS:
+            raise ConfigError(
+                f"{where}: unknown format {entry['format']!r}; choose one of {list(FORMATS)}"
+            )
+        out.append(ExternalSet(**{**entry, "name": str(entry["name"]), "root": str(entry["root"])}))
+    names = [s.name for s in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"evaluation.external: set name(s) {repeated} used twice")
+    return out
+
+
 @dataclass
 class EvaluationSettings:
     """How 04-07 evaluate the runs."""
@@ -99,14 +153,11 @@ class EvaluationSettings:
     # external test sets, each {name, format, root[, drop_unmapped, skip_missing]}, e.g.
     # {name: isic2018_test, format: isic2018, root: data/ISIC2018}; root may be the label file
     # itself (an ISIC 2018 Validation CSV picks that split). Empty: internal test only.
-    # See skinlib.external.ExternalSet and evaluate_external_sets.
+    # See ExternalSet; skinlib.external.sets.evaluate_external_sets evaluates them.
     external: list[ExternalSet] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.external:  # imports pandas: only when sets are named
-            from skinlib.external import parse_external_sets
-
-            self.external = parse_external_sets(self.external)
+        self.external = parse_external_sets(self.external)
 
 
 EXECUTORS = ("local", "local-parallel", "slurm")
@@ -117,7 +168,7 @@ class ClusterSettings:
     """Where the pipeline's trainings run (``skinlib pipeline --executor``) and what each asks for.
 
     ``local`` trains inside the notebooks, one run after another; ``local-parallel`` and ``slurm``
-    train every run as its own job first (see :mod:`skinlib.executors`), then run the notebooks.
+    train every run as its own job first (see :mod:`skinlib.study.jobs`), then run the notebooks.
     """
 
     executor: str = "local"  # local | local-parallel | slurm
@@ -163,6 +214,13 @@ class StudyProfile:
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
     trust: TrustSettings = field(default_factory=TrustSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)  # where trainings run
+    sections: dict[str, Any] = field(default_factory=dict, repr=False)  # the file, as read
+
+    def text(self) -> str:
+        """The profile as a step's result depends on it: every section as read but ``cluster:``
+        (where runs train), so moving a study to the cluster reruns nothing."""
+        data = {k: v for k, v in self.sections.items() if k != "cluster"}
+        return json.dumps(data, sort_keys=True, default=str)
 
     @property
     def config(self) -> Config:
@@ -220,8 +278,6 @@ def _items(overrides: dict[str, Any]) -> list[str]:
 
 
 def _yaml_value(value: Any) -> str:
-    import yaml
-
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
@@ -244,10 +300,24 @@ def resolve_profile_path(profile: str | Path) -> Path:
     return path
 
 
+def read_profile(path: str | Path) -> dict[str, Any]:
+    """A profile's YAML as a dict, with a clear error when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"profile {path} not found; the profiles live in params/")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"profile {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {path}: expected a mapping at the top level")
+    return data
+
+
 def load_study_profile(profile: str | Path, overrides: list[str] | None = None) -> StudyProfile:
     """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
     path = resolve_profile_path(profile)
-    data = load_profile(path)
+    data = read_profile(path)
     known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
     known |= {"cluster", "trust"}
     unknown = sorted(set(data) - known)
@@ -272,6 +342,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
         overrides=list(overrides or []),
         cluster=_section(ClusterSettings, data.get("cluster"), "cluster"),
         trust=_section(TrustSettings, data.get("trust"), "trust"),
+        sections=data,
     )
     _check_recipes(profile, path)
     return profile
@@ -292,3 +363,31 @@ def _check_recipes(profile: StudyProfile, path: Path) -> None:
             profile.run_config(arch)
         except ConfigError as err:
             raise ConfigError(f"profile {path}: recipes.{arch}: {err}") from None
+
+
+def resolve_run_config(
+    profile: str | Path | None = None,
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    arch: str | None = None,
+    strategy: str | None = None,
+) -> Config:
+    """The config of one run as the command line names it, by the pipeline's own resolution.
+
+    Args:
+        profile: a study profile: the run of ``strategy`` (an imbalance arm), else of ``arch``
+            (default: the profile's first architecture), with ``overrides``.
+        config: instead, a run's saved ``config.yaml`` (to reproduce or continue it); a study
+            profile given here is refused, so that its recipes apply as in the pipeline.
+    """
+    if config is not None:
+        if set(read_profile(config)) - set(Config.__dataclass_fields__):
+            raise ConfigError(
+                f"{config} is a study profile, not a run config: use --profile "
+                f"{config} --arch ARCH so that its recipes apply as in the pipeline"
+            )
+        return load_config(config, overrides)
+    study = load_study_profile(profile, overrides)
+    if strategy:
+        return study.strategy_config(strategy)
+    return study.run_config(arch or study.architectures[0])

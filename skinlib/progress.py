@@ -13,6 +13,7 @@ import warnings
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # inside the filter: tqdm.auto warns where ipywidgets is missing
     from tqdm.auto import tqdm
 
 __all__ = ["tqdm"]

@@ -14,6 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from fixtures.builders import (  # noqa: E402, F401  (FIXTURES, write_jpeg: `from conftest import ...`)
     FIXTURES,
     make_ham10000_folder,
@@ -22,6 +23,23 @@ from fixtures.builders import (  # noqa: E402, F401  (FIXTURES, write_jpeg: `fro
     write_jpeg,
 )
 from fixtures.runs import build_tiny_run, built_once, copy_run  # noqa: E402
+from fixtures.studies import PROFILE, make_run  # noqa: E402
+
+from skinlib.profile import load_study_profile  # noqa: E402
+
+# The architecture families the study compares: a CNN of each kind, a ViT and a Swin.
+FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
+
+
+@pytest.fixture
+def one_thread():
+    """Two threads on two busy cores run tiny models several times slower than one."""
+    import torch  # here, not at the top: the environment above must be set before torch loads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -53,3 +71,25 @@ def trained_run(tmp_path_factory) -> Path:
 def tiny_run(trained_run, tmp_path_factory) -> Path:
     """This worker's copy of the trained run (a test that changes a file puts it back)."""
     return copy_run(trained_run, tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture
+def study_dirs(tmp_path, monkeypatch):
+    """Experiments and thesis folders in tmp; returns a function that writes the profile and
+    the study's complete runs, with optional per-run seeds."""
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "experiments"))
+    monkeypatch.setenv("SKINLIB_THESIS", str(tmp_path / "thesis"))
+    monkeypatch.setenv("SKINLIB_FIGURES", str(tmp_path / "figures"))
+
+    def build(profile_values: dict = PROFILE, seeds: dict | None = None) -> Path:
+        file = tmp_path / "mini.yaml"
+        file.write_text(yaml.safe_dump(profile_values))
+        profile = load_study_profile(file)
+        seeds = seeds or {}
+        for arch in profile.architectures:
+            make_run(profile, arch, profile.run_config(arch), seeds.get(arch))
+        for name in profile.imbalance.strategies:
+            make_run(profile, f"imbalance_{name}", profile.strategy_config(name))
+        return file
+
+    return build

@@ -15,15 +15,16 @@ from conftest import write_jpeg
 from fixtures.runs import build_tiny_run
 from PIL import Image
 
-from skinlib import app, inference
-from skinlib.app import answer, example_images
-from skinlib.app_inputs import UploadError, read_upload
+from skinlib.app import predictor as inference
+from skinlib.app import ui as app
+from skinlib.app.inputs import UploadError, read_upload
+from skinlib.app.predictor import Predictor
+from skinlib.app.ui import answer, example_images
 from skinlib.cli import main
 from skinlib.data.images import load_image
 from skinlib.errors import DataError
-from skinlib.inference import Predictor
 from skinlib.io import write_json
-from skinlib.runs import RunFolder
+from skinlib.runs.folder import RunFolder
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +203,7 @@ def test_prediction_result_is_complete(tiny_run, predictor):
 
 
 def test_decision_text_and_doctest():
-    from skinlib.thresholds import OperatingPoint
+    from skinlib.evaluation.thresholds import OperatingPoint
 
     point = OperatingPoint(["mel", "bcc"], "sensitivity", 0.95, 0.5, 1.0, 0.95, 0.6)
     classes = ["bcc", "mel", "nv"]
@@ -259,7 +260,7 @@ def test_ensemble_averages_calibrated_members_with_weights(tiny_run, predictor, 
 
 
 def test_tta_averages_over_flips_and_rotations(tiny_run, predictor):
-    from skinlib.evaluation import TTA_VIEWS
+    from skinlib.inference.scoring import TTA_VIEWS
 
     image = load_image(_test_rows(tiny_run).loc[0, "path"])
     views = [
@@ -422,7 +423,7 @@ def test_loopback_detection(host, loopback):
 
 def _with_conformal(run: Path, folder: Path, quantile: float, unknown: float) -> Path:
     """A copy of the run whose conformal sets have one LAC threshold and an unknown threshold."""
-    from skinlib.conformal import StoredConformal
+    from skinlib.evaluation.conformal import StoredConformal
 
     copy = RunFolder(uncalibrated_copy(run, folder))
     copy.write_temperature(RunFolder(run).temperature())

@@ -138,7 +138,7 @@ def test_server_listens_on_loopback_only(server):
 def test_upload_predict_refuse_and_recover(server, browser, run_dir, tmp_path):
     from playwright.sync_api import expect
 
-    from skinlib.app import example_images
+    from skinlib.app.ui import example_images
 
     server, _ = server
     page = browser.new_page(viewport={"width": 1200, "height": 900})

@@ -9,7 +9,8 @@ from netcal.metrics import ECE, MCE
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from skinlib.calibration import (
+from skinlib.evaluation.bootstrap import bootstrap_weights
+from skinlib.evaluation.calibration import (
     TemperatureScaler,
     brier,
     calibration_errors,
@@ -25,9 +26,8 @@ from skinlib.calibration import (
     reliability_tables,
     weighted_calibration_errors,
 )
-from skinlib.metrics import bootstrap_weights
-from skinlib.ood import msp
-from skinlib.predictions import Predictions
+from skinlib.evaluation.ood import msp
+from skinlib.evaluation.predictions import Predictions
 
 
 def simulated(n=3000, c=4, seed=0, scale=1.0):

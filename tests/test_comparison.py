@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib.comparison import (
+from skinlib.evaluation.comparison import (
     comparison_table,
     comparison_tables,
     forest_table,
     headline_row,
     paired_tests_for_reading,
 )
-from skinlib.predictions import Predictions
+from skinlib.evaluation.predictions import Predictions
 
 # four images, three classes, every confidence 6/8 = 3/4: three right (one per class), image 3
 # (an nv) called bcc. Accuracy 3/4; recalls 1, 1, 1/2: balanced accuracy 5/6; ECE 0 (one bin at

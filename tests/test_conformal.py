@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from skinlib.conformal import (
+from skinlib.evaluation.conformal import (
     ConformalClassifier,
     StoredConformal,
     class_group_weights,
@@ -22,7 +22,7 @@ from skinlib.conformal import (
     set_size_counts,
     stored_conformal,
 )
-from skinlib.predictions import Predictions
+from skinlib.evaluation.predictions import Predictions
 
 
 def _exchangeable(rng, n, c=4):

@@ -13,8 +13,8 @@ import pytest
 from train_helpers import cli_env, make_synth, skinlib_train, tiny_config
 
 from skinlib.config import save_config
+from skinlib.evaluation.predictions import Predictions
 from skinlib.io import read_json
-from skinlib.predictions import Predictions
 
 
 def free_port() -> int:

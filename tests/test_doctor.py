@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import make_ham10000_folder, make_isic2019_folder
 
-from skinlib import doctor, paths
+from skinlib import paths
 from skinlib.cli import main
 from skinlib.config import Config, apply_overrides
 from skinlib.profile import load_study_profile
+from skinlib.study import doctor
 
 HAM_PROFILE = "params/ham10000.yaml"
 # the real images in ../shared beside the repository (or beside the worktrees' folder)

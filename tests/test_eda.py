@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import write_jpeg
 
-from skinlib import eda
+from skinlib.data import eda
 
 
 @pytest.fixture

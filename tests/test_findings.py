@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from skinlib import findings
+from skinlib.evaluation.subgroups import subgroup_table
+from skinlib.study import findings
+from skinlib.thesis import plots
 
 
 def _row(model, value, low, high):
@@ -244,3 +247,65 @@ def test_worst_subgroup_also_names_a_clear_gap_behind_a_larger_noisy_one():
     assert text.startswith("Furthest below the rest of the test set: site = unknown")
     assert "Clearly below the rest after Holm's adjustment: confirmation = histo (" in text
     assert "p < 0.001" in text and "sex = male" not in text  # above its rest: not "below"
+
+
+def test_deferral_sentence_states_the_trade_off():
+    text = findings.deferral(_deferral())
+    assert "max probability" in text and "answers 0.55 [0.50, 0.60] of test images" in text
+    assert "balanced accuracy 0.880 [0.800, 0.950], against 0.700 when it answers all" in text
+    assert "defer every image" in findings.deferral(_deferral(0.0).iloc[[0]])
+
+
+def test_worst_subgroup_sentence_and_forest():
+    audit = _audit()
+    text = findings.worst_subgroup(audit)
+    assert text.startswith("Furthest below the rest of the test set: site = face, balanced")
+    assert "a difference at the 5% level" in text and "1 group(s) had too few lesions" in text
+    fig = plots.subgroup_forest(audit)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "site: ear (small)" in labels and len(labels) == 3
+
+
+def test_unknown_detection_sentence_names_the_best_score_per_kind():
+    table = pd.DataFrame(
+        {
+            "unknown": ["blank", "blank"],
+            "score": ["msp", "energy"],
+            "auroc": [0.7, 0.9],
+            "auroc_low": [0.6, 0.85],
+            "auroc_high": [0.8, 0.95],
+            "fpr": [0.5, 0.2],
+            "fpr_low": [0.4, 0.1],
+            "fpr_high": [0.6, 0.3],
+        }
+    )
+    text = findings.unknown_detection(table)
+    assert "blank: energy AUROC 0.900 [0.850, 0.950], 0.20 [0.10, 0.30] accepted" in text
+
+
+def _deferral(val_coverage=0.6):
+    return pd.DataFrame(
+        {
+            "confidence": ["max_probability", "margin"],
+            "target": 0.9,
+            "val_coverage": [val_coverage, 0.5],
+            "coverage": [0.55, 0.5],
+            "coverage_low": [0.5, 0.45],
+            "coverage_high": [0.6, 0.55],
+            "balanced_accuracy": [0.88, 0.87],
+            "balanced_accuracy_low": [0.8, 0.8],
+            "balanced_accuracy_high": [0.95, 0.94],
+            "balanced_accuracy_all": [0.7, 0.7],
+        }
+    )
+
+
+def _audit():
+    rng = np.random.default_rng(0)
+    n = 400
+    site = np.where(np.arange(n) % 2, "back", "face").astype(object)
+    site[:6] = "ear"
+    y = rng.integers(0, 2, n)
+    right = np.where(site == "face", rng.random(n) < 0.6, rng.random(n) < 0.95)
+    proba = np.stack([1 - np.where(right, y, 1 - y), np.where(right, y, 1 - y)], 1) * 0.8 + 0.1
+    return subgroup_table(y, proba, np.arange(n), pd.DataFrame({"site": site}), n_boot=100)

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from skinlib.config import ImbalanceConfig
 from skinlib.errors import ConfigError
-from skinlib.imbalance import (
+from skinlib.training.distributed import EpochSampler
+from skinlib.training.imbalance import (
     BinaryFocalLoss,
     FocalLoss,
     build_loss,
@@ -17,7 +18,6 @@ from skinlib.imbalance import (
     class_weights,
     sample_weights,
 )
-from skinlib.training.distributed import EpochSampler
 from skinlib.training.selection import SelectionController
 
 

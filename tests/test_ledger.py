@@ -11,11 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from skinlib import ledger
 from skinlib.config import Config, apply_overrides, save_config
-from skinlib.predictions import Predictions
-from skinlib.runs import RunFolder
-from skinlib.study import Study
+from skinlib.evaluation.predictions import Predictions
+from skinlib.runs import ledger
+from skinlib.runs.folder import RunFolder
+from skinlib.study.front import Study
 
 CLASSES = ["bcc", "mel", "nv"]
 
@@ -167,7 +167,7 @@ def test_a_ledger_that_cannot_be_written_warns_and_the_run_goes_on(
 
             monkeypatch.setattr(ledger.os, "open", refuse)
     try:
-        with caplog.at_level(logging.WARNING, logger="skinlib.ledger"):
+        with caplog.at_level(logging.WARNING, logger="skinlib.runs.ledger"):
             first = folder.predictions("test")
             again = folder.predictions("test")
     finally:

@@ -1,9 +1,6 @@
-"""Metrics against examples worked by hand and against scikit-learn; bootstrap coverage and speed."""
+"""Metrics against examples worked by hand and against scikit-learn, weighted as the bootstrap weighs them (evaluation/metrics.py)."""
 
 from __future__ import annotations
-
-import math
-import time
 
 import numpy as np
 import pytest
@@ -15,16 +12,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from skinlib.metrics import (
-    HEADLINE,
-    bootstrap_ci,
-    bootstrap_weights,
-    classification_report,
-    mcnemar,
-    paired_comparison,
-    score,
-    weighted_metrics,
-)
+from skinlib.evaluation.bootstrap import bootstrap_ci
+from skinlib.evaluation.metrics import HEADLINE, classification_report, score, weighted_metrics
 
 
 def onehot_proba(pred, c=3):
@@ -141,84 +130,3 @@ def test_weighted_metrics_equal_sklearn_on_the_expanded_resample():
         }
         for m, value in expected.items():
             assert got[m][b] == pytest.approx(value), m
-
-
-def test_bootstrap_interval_coverage():
-    """Accuracy of Bernoulli(0.8) correctness: over 200 simulated test sets the 95% interval
-    covers 0.8 in about 95% of them."""
-    rng = np.random.default_rng(2)
-    truth, runs, hits = 0.8, 200, 0
-    y = np.zeros(200, dtype=int)
-    for i in range(runs):
-        proba = onehot_proba(np.where(rng.random(200) < truth, 0, 1), 2)  # column 0 = right
-        ci = bootstrap_ci(y, proba, metrics=["accuracy"], n_boot=200, seed=i).iloc[0]
-        hits += ci["low"] <= truth <= ci["high"]
-    assert 0.90 <= hits / runs <= 0.99
-
-
-def test_bootstrap_draws_whole_lesions():
-    groups = np.repeat(["l1", "l2", "l3", "l4"], [1, 2, 3, 4])
-    (w,) = bootstrap_weights(groups, len(groups), n_boot=100, seed=0)
-    assert w.shape == (100, 10)
-    for g in np.unique(groups):  # every image of a lesion has the lesion's draw count
-        assert (w[:, groups == g] == w[:, groups == g][:, :1]).all()
-    first = w[:, [0, 1, 3, 6]]  # one image per lesion: four lesions drawn per resample
-    assert (first.sum(1) == 4).all()
-
-
-def test_grouped_bootstrap_is_wider_for_clustered_data():
-    rng = np.random.default_rng(3)
-    groups = np.repeat(np.arange(40), 10)  # 40 lesions, 10 images each, same outcome per lesion
-    correct = np.repeat(rng.random(40) < 0.7, 10)
-    y = np.zeros(400, dtype=int)
-    p = onehot_proba(np.where(correct, 0, 1), 2)
-    naive = bootstrap_ci(y, p, metrics=["accuracy"], n_boot=400).iloc[0]
-    grouped = bootstrap_ci(y, p, groups, metrics=["accuracy"], n_boot=400).iloc[0]
-    assert (grouped["high"] - grouped["low"]) > 2 * (naive["high"] - naive["low"])
-
-
-def test_bootstrap_is_reproducible_fast_and_leaves_inputs_alone():
-    rng = np.random.default_rng(4)
-    y = rng.integers(0, 7, 2000)
-    p = rng.dirichlet(np.ones(7), 2000)
-    groups = rng.integers(0, 1500, 2000)
-    before = p.copy()
-    start = time.perf_counter()
-    a = bootstrap_ci(y, p, groups, n_boot=1000, seed=5)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30  # about 2 s on one free core; generous for a shared CI machine
-    np.testing.assert_array_equal(p, before)
-    b = bootstrap_ci(y, p, groups, n_boot=1000, seed=5)
-    assert a.equals(b)
-    assert (a["low"] <= a["value"]).all() and (a["value"] <= a["high"]).all()
-
-
-def test_mcnemar_exact_and_chi_square_by_hand():
-    # 10 images only A gets right, none only B: exact two-sided p = 2 * 0.5**10
-    a = np.array([1] * 30 + [0] * 10, bool)
-    b = np.array([1] * 20 + [0] * 20, bool)
-    test = mcnemar(a, b)
-    assert test["method"] == "exact" and test["p_value"] == pytest.approx(2 * 0.5**10)
-    # 30 only A, 10 only B (40 discordant): chi2 = (|30 - 10| - 1)^2 / 40 = 9.025, 1 dof,
-    # p = erfc(sqrt(9.025 / 2)) ~ 0.00266
-    a = np.r_[np.ones(30), np.zeros(10), np.ones(5)].astype(bool)
-    b = np.r_[np.zeros(30), np.ones(10), np.ones(5)].astype(bool)
-    test = mcnemar(a, b)
-    assert test["method"] == "chi2_cc" and test["statistic"] == pytest.approx(9.025)
-    assert test["p_value"] == pytest.approx(math.erfc(math.sqrt(9.025 / 2)))
-    assert mcnemar(a, a)["p_value"] == 1.0
-
-
-def test_paired_comparison():
-    a = np.array([1] * 30 + [0] * 10, bool)
-    b = np.array([1] * 20 + [0] * 20, bool)
-    y = np.zeros(40, dtype=int)
-    pa, pb = onehot_proba(np.where(a, 0, 1), 2), onehot_proba(np.where(b, 0, 1), 2)
-    out = paired_comparison(y, pa, pb, metric="accuracy", n_boot=300)
-    # accuracy 30/40 - 20/40 = 0.25; A is never worse on any image, so every resample has d >= 0
-    assert out["difference"] == pytest.approx(0.25) and out["a"] == pytest.approx(0.75)
-    assert out["low"] > 0 and out["p_mcnemar"] < 0.01
-    assert out["p_bootstrap"] == pytest.approx(2 / 301)  # no resample crosses 0: p < 2/(B+1)
-    same = paired_comparison(y, pa, pa, groups=np.arange(40) // 2, n_boot=100)
-    assert same["difference"] == 0 and same["low"] == same["high"] == 0
-    assert same["p_bootstrap"] == 1.0 and same["mcnemar"]["method"] == "none"

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import FAMILIES
 
 from skinlib.config import ModelConfig
 from skinlib.errors import ConfigError, TrainingError
-from skinlib.models import (
+from skinlib.models.architectures import (
     ARCHITECTURES,
     cam_spec,
     create_model,
@@ -24,16 +25,7 @@ from skinlib.models import (
     set_backbone_trainable,
 )
 
-FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on two busy cores run these tiny models several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_registry_covers_the_study_and_names_real_timm_models():
@@ -172,7 +164,7 @@ def test_local_weights_file_loads(tmp_path):
 def test_offline_pretrained_gives_clear_error():
     # huggingface_hub reads HF_HUB_OFFLINE when imported, so the attempt runs in a fresh process.
     code = (
-        "from skinlib.models import create_model; from skinlib.config import ModelConfig; "
+        "from skinlib.models.architectures import create_model; from skinlib.config import ModelConfig; "
         "create_model(ModelConfig(arch='resnet18', pretrained=True), 3)"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

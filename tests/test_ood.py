@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from skinlib.ood import (
+from skinlib.evaluation.ood import (
     KNOWN,
     SCORES,
     VALIDATION,
@@ -103,8 +103,8 @@ def test_features_and_logits_come_from_one_forward_pass(arch):
     from torchvision.transforms import v2 as T
 
     from skinlib.config import ModelConfig
-    from skinlib.models import create_model
-    from skinlib.ood import logits_and_features
+    from skinlib.evaluation.ood import logits_and_features
+    from skinlib.models.architectures import create_model
 
     torch.manual_seed(0)
     model = create_model(ModelConfig(arch=arch), 3, 32).eval()

@@ -11,7 +11,7 @@ import pytest
 from pylatexenc.latexwalker import LatexWalker
 
 from skinlib import paths
-from skinlib.pipeline import PipelineError, Step, execute_step, run_pipeline
+from skinlib.study.pipeline import PipelineError, Step, execute_step, run_pipeline
 
 FIGURES = [
     "eda_samples",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from skinlib import paths
+from skinlib.cli import main
 from skinlib.errors import ConfigError
-from skinlib.pipeline import PipelineError, build_steps, select_steps
-from skinlib.profile import imbalance_settings, load_study_profile
+from skinlib.profile import imbalance_settings, load_study_profile, parse_external_sets
+from skinlib.study.pipeline import PipelineError, build_steps, select_steps
 
 PROFILES = sorted(paths.params_dir().glob("*.yaml"))
 
@@ -125,10 +127,6 @@ def _train_config(*argv: str):
     import contextlib
     import io
 
-    import yaml
-
-    from skinlib.cli import main
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["train", *argv, "--print-config"]) == 0
@@ -149,7 +147,6 @@ def test_train_cli_resolves_a_run_as_the_pipeline_does():
 
 
 def test_train_cli_refuses_a_profile_given_as_a_run_config():
-    from skinlib.cli import main
 
     assert main(["train", "--config", "params/demo.yaml"]) != 0
 
@@ -162,3 +159,56 @@ def test_study_config_is_derived_and_its_name_has_one_rule(tmp_path):
     assert load_study_profile(tmp_path / "mine.yaml").config.study == "mine"  # the file name
     with pytest.raises(ConfigError, match="study name comes from the profile"):
         load_study_profile("params/demo.yaml", ["study=other"])
+
+
+def test_profile_external_sets(tmp_path):
+    from skinlib.profile import load_study_profile
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "evaluation:\n  external:\n"
+        "    - {name: isic2018_test, format: isic2018, root: data/ISIC2018}\n"
+        "    - {name: ph2, format: ph2, root: /data/PH2Dataset/PH2_dataset.txt}\n"
+    )
+    sets = load_study_profile(profile).evaluation.external
+    assert [(s.name, s.format, s.skip_missing) for s in sets] == [
+        ("isic2018_test", "isic2018", False),
+        ("ph2", "ph2", False),
+    ]
+    assert (
+        sets[0].path().is_absolute() and str(sets[1].path()) == "/data/PH2Dataset/PH2_dataset.txt"
+    )
+    assert load_study_profile("params/demo.yaml").evaluation.external == []
+    for bad, message in [
+        ([{"name": "a", "format": "ph3", "root": "x"}], "unknown format 'ph3'"),
+        ([{"name": "a", "format": "ph2"}], r"missing key\(s\) \['root'\]"),
+        ([{"name": "a", "format": "ph2", "root": "x", "tta": True}], r"unknown key\(s\) \['tta'\]"),
+        ([{"name": "a", "format": "ph2", "root": "x"}] * 2, r"\['a'\] used twice"),
+        (["ph2"], "expected a mapping"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            parse_external_sets(bad)
+
+
+def test_profile_trust_section(tmp_path):
+    import pytest
+
+    from skinlib.errors import ConfigError
+    from skinlib.profile import load_study_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "study: x\narchitectures: [resnet18]\ntrust: {coverages: [0.8], run: resnet18}\n"
+    )
+    trust = load_study_profile(path).trust
+    assert trust.coverages == [0.8] and trust.run == "resnet18" and trust.set_method == "lac"
+    assert load_study_profile("params/demo.yaml").trust.coverages == [0.9, 0.95]
+    path.write_text("study: x\narchitectures: [resnet18]\ntrust: {coverage: 0.8}\n")
+    with pytest.raises(ConfigError, match="coverage"):
+        load_study_profile(path)
+
+
+def test_unknown_profile_key_is_refused(tmp_path):
+    (tmp_path / "p.yaml").write_text("config:\n  train:\n    lr: 0.1\n    warmup: 2\n")
+    with pytest.raises(ConfigError, match="warmup"):
+        load_study_profile(tmp_path / "p.yaml")

@@ -6,11 +6,9 @@ import json
 import subprocess
 import tomllib
 
-import pytest
 import yaml
 
 from skinlib import paths
-from skinlib.config import Config, ConfigError, apply_overrides, load_config, save_config
 
 ROOT = paths.PROJECT_ROOT
 
@@ -56,32 +54,6 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / "README.md").read_text()
 
 
-def test_config_overrides_parse_yaml_values(tmp_path):
-    cfg = apply_overrides(
-        Config(), ["train.epochs=3", "model.arch=vit_tiny", "data.positive=[mel,bcc]"]
-    )
-    assert cfg.train.epochs == 3
-    assert cfg.model.arch == "vit_tiny"
-    assert cfg.data.positive == ["mel", "bcc"]
-    save_config(cfg, tmp_path / "c.yaml")
-    assert load_config(tmp_path / "c.yaml") == cfg
-
-
-@pytest.mark.parametrize(
-    "override, needle",
-    [("train.epochz=3", "epochz"), ("nosection.x=1", "nosection"), ("train.epochs", "key=value")],
-)
-def test_config_errors_name_the_key(override, needle):
-    with pytest.raises(ConfigError, match=needle):
-        apply_overrides(Config(), [override])
-
-
-def test_unknown_profile_key_is_refused(tmp_path):
-    (tmp_path / "p.yaml").write_text("config:\n  train:\n    lr: 0.1\n    warmup: 2\n")
-    with pytest.raises(ConfigError, match="warmup"):
-        load_config(tmp_path / "p.yaml")
-
-
 def test_paths_follow_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path))
     assert paths.run_dir("s", "r") == tmp_path / "s" / "r"
@@ -92,17 +64,6 @@ def test_cli_without_command_prints_help(capsys):
 
     assert main([]) == 2
     assert "usage: skinlib" in capsys.readouterr().out
-
-
-def test_config_checks_value_types():
-    cfg = apply_overrides(Config(), ["train.lr=1e-3", "train.epochs=3.0"])
-    assert cfg.train.lr == 0.001 and isinstance(cfg.train.epochs, int)
-    with pytest.raises(ConfigError, match="train.epochs: expected a whole number"):
-        apply_overrides(Config(), ["train.epochs=2.5"])
-    with pytest.raises(ConfigError, match="train.ema: expected true or false"):
-        apply_overrides(Config(), ["train.ema=maybe"])
-    with pytest.raises(ConfigError, match="train.lr: expected a number"):
-        apply_overrides(Config(), ["train.lr=fast"])
 
 
 def test_docstring_examples_hold():

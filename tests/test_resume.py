@@ -14,7 +14,7 @@ import torch
 from train_helpers import cli_env, make_synth, skinlib_train, tiny_config
 
 from skinlib.config import apply_overrides, save_config
-from skinlib.predictions import Predictions
+from skinlib.evaluation.predictions import Predictions
 from skinlib.training import train
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}

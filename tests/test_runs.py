@@ -10,10 +10,10 @@ import pytest
 
 from skinlib.config import Config, apply_overrides
 from skinlib.errors import DataError, SkinlibError
+from skinlib.evaluation.predictions import Predictions
+from skinlib.evaluation.thresholds import OperatingPoint, load_thresholds
 from skinlib.io import write_json
-from skinlib.predictions import Predictions
-from skinlib.runs import RunFolder
-from skinlib.thresholds import OperatingPoint, load_thresholds
+from skinlib.runs.folder import RunFolder
 
 
 def split_table() -> pd.DataFrame:
@@ -74,7 +74,7 @@ def test_operating_points_keep_the_thresholds_schema(tmp_path):
     run.write_operating_points([point], tta=True)
     assert run.operating_points() is None
     assert run.operating_points(tta=True)[0].threshold == 0.3
-    # the file is the one skinlib.thresholds reads and writes
+    # the file is the one skinlib.evaluation.thresholds reads and writes
     assert load_thresholds(run.thresholds_file(tta=True))[0].positive == ["mel"]
     run.thresholds_file().write_text(json.dumps({"points": []}))
     with pytest.raises(DataError, match="not a thresholds file"):

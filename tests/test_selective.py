@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib import findings
-from skinlib.metrics import bootstrap_weights
-from skinlib.selective import (
+from skinlib.evaluation.bootstrap import bootstrap_weights
+from skinlib.evaluation.selective import (
     CONFIDENCES,
     aurc,
     confidence,
@@ -20,6 +19,7 @@ from skinlib.selective import (
     threshold_for_coverage,
     weighted_aurc,
 )
+from skinlib.study import findings
 
 
 def _perfect_scorer(rng, n=200, error_rate=0.25):

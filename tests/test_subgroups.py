@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib import findings
-from skinlib.subgroups import (
+from skinlib.evaluation.subgroups import (
     age_band,
     audit_attributes,
     operating_point_table,
@@ -15,6 +14,7 @@ from skinlib.subgroups import (
     subgroup_table,
     worst_group,
 )
+from skinlib.study import findings
 
 
 def test_age_bands_and_unknown():
@@ -122,7 +122,7 @@ def test_groups_differing_only_in_case_mix_do_not_differ():
 def test_melanoma_sensitivity_at_the_stored_threshold_and_auc_per_group():
     """Known answer: 4 images per site; at threshold 0.5 the face finds 1 of its 2 melanomas,
     the back both; AUC per class ranks within each group."""
-    from skinlib.thresholds import OperatingPoint
+    from skinlib.evaluation.thresholds import OperatingPoint
 
     y = np.array([1, 1, 0, 0, 1, 1, 0, 0])
     mel = np.array([0.9, 0.4, 0.3, 0.1, 0.8, 0.6, 0.2, 0.7])

@@ -13,9 +13,9 @@ from scipy.ndimage import binary_dilation
 from skinlib.cli import main
 from skinlib.config import SynthConfig
 from skinlib.data import load_table
+from skinlib.data.eda import sample_grid
 from skinlib.data.splits import audit_split, make_split
 from skinlib.data.synthetic import ensure_synthderm, generate
-from skinlib.eda import sample_grid
 
 
 def _digest(root):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib.calibration import TemperatureScaler
-from skinlib.predictions import Predictions
-from skinlib.thresholds import (
+from skinlib.evaluation.calibration import TemperatureScaler
+from skinlib.evaluation.predictions import Predictions
+from skinlib.evaluation.thresholds import (
     OperatingPoint,
     at_specificity,
     choose_threshold,

@@ -11,21 +11,21 @@ import pandas as pd
 import pytest
 import timm
 import torch
+from conftest import FAMILIES
 from train_helpers import make_synth, tiny_config
 
 from skinlib.config import Config, TrainConfig, apply_overrides
 from skinlib.data.images import load_image
-from skinlib.data.tables import prepare_table
+from skinlib.data.prepare import prepare_table
 from skinlib.errors import ConfigError, DataError, TrainingError
+from skinlib.evaluation.predictions import Predictions
 from skinlib.io import read_json
-from skinlib.models import cam_spec, create_model
-from skinlib.predictions import Predictions
-from skinlib.runs import RunFolder, load_model
+from skinlib.models.architectures import cam_spec, create_model
+from skinlib.models.checkpoint import RESUME_ONLY, load_checkpoint, load_model
+from skinlib.runs.folder import RunFolder
 from skinlib.training import engine, train
-from skinlib.training.checkpoint import RESUME_ONLY, load_checkpoint
 from skinlib.training.schedule import build_scheduler
 
-FAMILIES = ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
 RUN_FILES = [
     "config.yaml",
     "meta.json",
@@ -38,13 +38,7 @@ RUN_FILES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on two busy cores run these tiny models several times slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -433,7 +427,7 @@ def test_selection_scoring_pass_leaves_batchnorm_statistics_alone(env, tmp_path)
 
 def test_mixup_smooths_labels_only_as_configured(synth_root, env):
     """timm's Mixup smooths by 0.1 unless told; the loss applies imbalance.label_smoothing once."""
-    from skinlib.imbalance import soft_targets
+    from skinlib.training.imbalance import soft_targets
 
     def mixed_targets(smoothing: float):
         changes = {"data.cache": "false", "train.mixup": 0.4}

@@ -141,7 +141,8 @@ def write_lesion(path, seed: int, size=(80, 64)) -> None:
 
 def test_more_than_50_megapixels_is_flagged_without_decoding(tmp_path, monkeypatch):
     from skinlib.data import validate
-    from skinlib.data.validate import MAX_PIXELS, pixel_problem
+    from skinlib.data.images import MAX_PIXELS
+    from skinlib.data.validate import pixel_problem
 
     root = make_class_folders(tmp_path / "data", {"nv": ["a.jpg"]}, size=(64, 64))
     big = root / "nv" / "big.png"
@@ -259,17 +260,17 @@ def test_bad_metadata_and_orphan_files_are_named_and_exit_1(clean_ham, tmp_path,
 
 
 def test_age_rules():
-    from skinlib.data.adapters import _bad_age
+    from skinlib.data.formats.base import bad_age
 
     raw = pd.Series(["0", "85.0", "120", None, "125", "-5", "42", "abc"], dtype=object)
-    assert _bad_age(raw).tolist() == [False, False, False, False, True, True, True, True]
+    assert bad_age(raw).tolist() == [False, False, False, False, True, True, True, True]
 
 
 def test_real_ham10000_metadata_passes_the_metadata_checks():
     """The fixture is the whole published metadata (10,015 rows, 57 without an age)."""
     from fixtures.builders import HAM_CSV
 
-    from skinlib.data.adapters import read_source
+    from skinlib.data.formats import read_source
 
     table, problems = read_source(HAM_CSV, "ham10000", require_images=False)
     assert len(table) == 10_015 and table["age"].isna().sum() == 57

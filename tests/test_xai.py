@@ -10,9 +10,8 @@ from torch import nn
 
 from skinlib.config import ModelConfig
 from skinlib.data.transforms import centre_square
-from skinlib.models import CamSpec, create_model
-from skinlib.predictions import Predictions
-from skinlib.xai import (
+from skinlib.evaluation.predictions import Predictions
+from skinlib.inference.xai import (
     compute_cams,
     faithfulness_scores,
     gallery_indices,
@@ -25,6 +24,7 @@ from skinlib.xai import (
     score_cams,
     summarise_cam_scores,
 )
+from skinlib.models.architectures import CamSpec, create_model
 
 SIZE = 32
 
@@ -171,7 +171,7 @@ def test_faithfulness_prefers_the_true_map():
     "arch", ["resnet18", "efficientnet_b0", "densenet121", "vit_tiny", "swin_tiny"]
 )
 def test_gradcam_runs_for_each_family(arch):
-    """Every family through skinlib.models.cam_spec (pretrained=False, 64 px): finite maps in
+    """Every family through skinlib.models.architectures.cam_spec (pretrained=False, 64 px): finite maps in
     [0, 1] that are not flat, and mask scores computed on them."""
     torch.manual_seed(0)
     model = create_model(ModelConfig(arch=arch, pretrained=False), 3, img_size=64).eval()

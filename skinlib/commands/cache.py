@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib import paths
     from skinlib.data import load_table
     from skinlib.data.cache import build_cache

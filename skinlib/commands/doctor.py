@@ -46,8 +46,9 @@ def summary(checks, profile: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib import doctor
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.profile import load_study_profile
+    from skinlib.study import doctor
 
     profile = load_study_profile(args.profile, args.overrides)
     reachable = (lambda: False) if args.offline else doctor.hub_reachable

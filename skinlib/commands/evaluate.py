@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.evaluation import evaluate_external
-    from skinlib.runs import EvaluationFolder
+    # torch and timm load with the model: only when this command runs, not for `skinlib --help`
+    from skinlib.external.evaluate import evaluate_external
+    from skinlib.external.folder import EvaluationFolder
 
     summary = evaluate_external(
         args.run,

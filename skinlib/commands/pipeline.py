@@ -44,8 +44,9 @@ def _cluster_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.pipeline import build_steps, run_pipeline
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.profile import load_study_profile
+    from skinlib.study.pipeline import build_steps, run_pipeline
 
     if args.status:
         return status.run(args, _cluster_options(args))

@@ -44,11 +44,12 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     # Offline and private: no usage statistics, no version check against the internet.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light (torch, gradio)
     import torch
 
-    from skinlib.app import build_app, example_images, folder_images, launch
+    from skinlib.app.predictor import Predictor
+    from skinlib.app.ui import build_app, example_images, folder_images, launch
     from skinlib.errors import ConfigError
-    from skinlib.inference import Predictor
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.data import load_table
     from skinlib.data.splits import audit_split, make_folds, make_split, save_split
 

@@ -26,9 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cluster: dict | None = None) -> int:
-    from skinlib.executors import resubmit_command, study_status
-    from skinlib.pipeline import cluster_settings, profile_argument
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.profile import load_study_profile, resolve_profile_path
+    from skinlib.study.jobs import resubmit_command, study_status
+    from skinlib.study.pipeline import cluster_settings, profile_argument
 
     path = resolve_profile_path(args.profile)
     profile = load_study_profile(path, args.overrides)

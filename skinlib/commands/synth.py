@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.data.synthetic import generate
 
     out = generate(

@@ -13,9 +13,8 @@ import sys
 import yaml
 
 from skinlib.commands import add_overrides
-from skinlib.config import Config, load_config, load_profile
-from skinlib.errors import ConfigError
-from skinlib.profile import load_study_profile
+from skinlib.config import Config
+from skinlib.profile import resolve_run_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,23 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve(args: argparse.Namespace) -> Config:
-    """The run's config from the command line, by the pipeline's own resolution."""
-    if args.config:
-        if set(load_profile(args.config)) - set(Config.__dataclass_fields__):
-            raise ConfigError(
-                f"{args.config} is a study profile, not a run config: use --profile "
-                f"{args.config} --arch ARCH so that its recipes apply as in the pipeline"
-            )
-        return load_config(args.config, args.overrides)
-    profile = load_study_profile(args.profile, args.overrides)
-    if args.strategy:
-        return profile.strategy_config(args.strategy)
-    arch = args.arch or profile.architectures[0]
-    return profile.run_config(arch)
+    """The run's config from the command line (:func:`skinlib.profile.resolve_run_config`)."""
+    return resolve_run_config(args.profile, args.config, args.overrides, args.arch, args.strategy)
 
 
 def run(args: argparse.Namespace) -> int:
-    from skinlib.training import train
+    from skinlib.training import train  # torch: only when this command trains
 
     cfg = resolve(args)
     if args.print_config:

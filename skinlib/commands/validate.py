@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinlib.data.adapters import FORMATS
+from skinlib.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the dataset is clean, 1 when the report lists problems."""
+    # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     import pandas as pd
 
     from skinlib.data.validate import validate_dataset

@@ -1,5 +1,5 @@
 """Data layer: adapters for the public datasets, image loading, validation, splits and cache."""
 
-from skinlib.data.adapters import load_table
+from skinlib.data.formats import load_table
 
 __all__ = ["load_table"]

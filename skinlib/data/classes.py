@@ -64,7 +64,7 @@ PH2_DIAGNOSES = {"Common Nevus": "nv", "Atypical Nevus": "nv", "Melanoma": "mel"
 PH2_CLASSES = ("mel", "nv")
 MALIGNANT = ("akiec", "bcc", "mel", "scc")
 NEGATIVE = "other"  # the rest in a binary task
-BINARY_CLASSES = (NEGATIVE, "mel")  # ISIC 2020: melanoma vs rest
+BINARY_CLASSES = (NEGATIVE, "mel")  # melanoma vs rest (the ISIC 2020 format)
 # What a reader is shown for each code (the app's labels and decisions)
 CLASS_NAMES = {
     "akiec": "actinic keratosis / intraepithelial carcinoma",
@@ -129,26 +129,13 @@ def canonical(name: str) -> str | None:
     return ALIASES.get(key)
 
 
-def class_list(source: pd.DataFrame | str) -> list[str]:
-    """Ordered classes of a table or of a dataset format.
+def class_list(table: pd.DataFrame) -> list[str]:
+    """Ordered classes of a table (a format's fixed list is its ``DatasetFormat.classes``).
 
     Canonical codes come in ISIC 2019 order, unknown codes after them (sorted); a binary table
-    starts with ``other``. The folder format has no fixed classes: pass its table.
+    starts with ``other``.
     """
-    if isinstance(source, str):
-        fixed = {
-            "ham10000": HAM10000_CLASSES,
-            "isic2018": HAM10000_CLASSES,
-            "isic2019": ISIC2019_CLASSES,
-            "isic2020": BINARY_CLASSES,
-            "ph2": PH2_CLASSES,
-        }
-        if source not in fixed:
-            raise DataError(
-                f"format {source!r} has no fixed class list; pass the loaded table instead"
-            )
-        return list(fixed[source])
-    labels = set(source["label"].astype(str))
+    labels = set(table["label"].astype(str))
     if NEGATIVE in labels:
         return [NEGATIVE, *sorted(labels - {NEGATIVE})]
     known = [c for c in ISIC2019_CLASSES if c in labels]

@@ -13,6 +13,14 @@ from skinlib.errors import DataError
 # Truncated files must raise, so ImageFile.LOAD_TRUNCATED_IMAGES stays False.
 Image.MAX_IMAGE_PIXELS = 200_000_000
 
+# The files a dataset's images may be, in order of preference: earlier suffixes win when one id
+# has several files (ISIC 2020 ships JPEG and DICOM).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
+# Dermoscopes deliver 1-25 megapixels and a 12-megapixel phone photo is 12e6 pixels. Beyond 50 a
+# file costs over 140 MiB per decoded copy (in every DataLoader worker), and a small file
+# declaring that many pixels is the shape of a decompression bomb: `skinlib validate` measures
+# such files from their header only, and the app refuses such uploads.
+MAX_PIXELS = 50_000_000
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
@@ -64,6 +72,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def _dicom_array(ds) -> np.ndarray:
     """A DICOM dataset's first frame as uint8 (rows, cols[, 3])."""
+    # pydicom only for DICOM files (ISIC 2020 ships some)
     from pydicom.pixels import apply_color_lut
 
     # pydicom converts YBR_FULL/YBR_FULL_422 (what ISIC 2020's JPEG DICOMs hold) to RGB itself.
@@ -83,6 +92,7 @@ def _dicom_array(ds) -> np.ndarray:
 
 
 def _load_dicom(path: Path) -> Image.Image:
+    # pydicom only for DICOM files (ISIC 2020 ships some)
     import pydicom
 
     try:

@@ -36,8 +36,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from skinlib import paths
-from skinlib.data.adapters import IMAGE_SUFFIXES
-from skinlib.data.images import is_dicom, load_image, to_rgb
+from skinlib.data.images import IMAGE_SUFFIXES, is_dicom, load_image, to_rgb
 from skinlib.errors import DataError
 from skinlib.progress import tqdm
 

@@ -55,6 +55,13 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from skinlib import paths
 from skinlib.data.classes import HAM10000_CLASSES, ISIC2019_CLASSES, ISIC2019_COLUMNS
+from skinlib.data.formats.ham10000 import (
+    HAM10000_COLUMNS,
+    HAM10000_CSV,
+    HAM10000_IMAGE_DIRS,
+    HAM10000_MASK_DIR,
+)
+from skinlib.data.formats.isic2019 import ISIC2019_CSV, ISIC2019_IMAGE_DIR, ISIC2019_META
 from skinlib.progress import tqdm
 
 HAM10000_SHARES = {
@@ -457,11 +464,11 @@ def generate(
     table = plan(n, seed, size, classes, difficulty, balanced)
     if layout == "ham10000":
         half = (len(table) + 1) // 2
-        dirs = [out / "HAM10000_images_part_1", out / "HAM10000_images_part_2"]
+        dirs = [out / d for d in HAM10000_IMAGE_DIRS[:2]]
         image_dirs = [dirs[0] if i < half else dirs[1] for i in range(len(table))]
-        mask_dir = out / "HAM10000_segmentations_lesion_tschandl"
+        mask_dir = out / HAM10000_MASK_DIR
     elif layout == "isic2019":
-        image_dirs = [out / "ISIC_2019_Training_Input"] * len(table)
+        image_dirs = [out / ISIC2019_IMAGE_DIR] * len(table)
         mask_dir = out / "masks"
     else:
         raise ValueError(f"layout must be 'ham10000' or 'isic2019', got {layout!r}")
@@ -488,17 +495,14 @@ def generate(
 
 def _write_labels(table: pd.DataFrame, out: Path, layout: str) -> None:
     if layout == "ham10000":
-        cols = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
-        (out / "HAM10000_metadata.csv").write_text(
-            table[cols].to_csv(index=False, lineterminator="\n")
+        (out / HAM10000_CSV).write_text(
+            table[HAM10000_COLUMNS].to_csv(index=False, lineterminator="\n")
         )
         return
     truth = pd.DataFrame({"image": table["image_id"]})
     for col, code in [*ISIC2019_COLUMNS.items(), ("UNK", None)]:
         truth[col] = (table["dx"] == code).astype(float)
-    (out / "ISIC_2019_Training_GroundTruth.csv").write_text(
-        truth.to_csv(index=False, lineterminator="\n")
-    )
+    (out / ISIC2019_CSV).write_text(truth.to_csv(index=False, lineterminator="\n"))
     meta = pd.DataFrame(
         {
             "image": table["image_id"],
@@ -508,9 +512,7 @@ def _write_labels(table: pd.DataFrame, out: Path, layout: str) -> None:
             "sex": table["sex"],
         }
     )
-    (out / "ISIC_2019_Training_Metadata.csv").write_text(
-        meta.to_csv(index=False, lineterminator="\n")
-    )
+    (out / ISIC2019_META).write_text(meta.to_csv(index=False, lineterminator="\n"))
 
 
 def dataset_name(cfg) -> str:

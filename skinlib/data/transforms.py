@@ -52,7 +52,7 @@ def build_transforms(model_data_cfg: dict, train: bool, augment: str = "basic", 
     """PIL image -> normalised float tensor (3, size, size).
 
     Args:
-        model_data_cfg: ``skinlib.models.data_config(model)`` (mean, std, interpolation).
+        model_data_cfg: ``skinlib.models.architectures.data_config(model)`` (mean, std, interpolation).
         train: random augmentation (train) or resize + centre crop (evaluation).
         augment: none | basic | strong.
         size: output side in pixels.

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from skinlib.data.adapters import Problem, read_source
-from skinlib.data.images import is_dicom, load_image
+from skinlib.data.formats import read_source
+from skinlib.data.formats.base import Problem
+from skinlib.data.images import MAX_PIXELS, is_dicom, load_image
 from skinlib.data.overlap import (
     PHASH_MAX_DISTANCE,
     close_pairs,
@@ -25,10 +26,6 @@ from skinlib.progress import tqdm
 MIN_SIDE = 64  # px: smaller images carry no dermoscopic detail (or are thumbnails)
 MAX_SIDE = 10_000  # px: larger ones are scans or stitched photos, and slow every epoch
 MAX_ASPECT = 4.0  # long/short side: beyond this a centre crop loses most of the image
-# Dermoscopes deliver 1-25 megapixels. Beyond 50 a file costs over 140 MiB per decoded copy
-# (in every DataLoader worker), and a small file declaring that many pixels is the shape of a
-# decompression bomb; such files are measured from their header and not decoded.
-MAX_PIXELS = 50_000_000
 REPORT_COLUMNS = ["file", "row", "problem", "detail"]
 
 

@@ -15,35 +15,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from timm.data import Mixup
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from skinlib.config import Config
 from skinlib.data.cache import build_cache
 from skinlib.data.dataset import ImageDataset, collate_readable
+from skinlib.data.prepare import prepare_table, table_classes
 from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
-from skinlib.data.tables import prepare_table, table_classes
 from skinlib.data.transforms import build_batch_augment, build_transforms
 from skinlib.errors import ConfigError, TrainingError
-from skinlib.imbalance import build_loss, build_sampler
-from skinlib.models import (
+from skinlib.evaluation.predictions import Predictions
+from skinlib.models.architectures import (
     count_parameters,
     create_model,
     data_config,
     native_size,
     set_backbone_trainable,
 )
-from skinlib.predictions import Predictions
-from skinlib.progress import tqdm
-from skinlib.runs import RunFolder
-from skinlib.training import distributed as dist
-from skinlib.training.checkpoint import (
+from skinlib.models.checkpoint import (
     for_inference,
+    inference_weights,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from skinlib.progress import tqdm
+from skinlib.runs.folder import RunFolder
+from skinlib.training import distributed as dist
+from skinlib.training.imbalance import build_loss, build_sampler
 from skinlib.training.monitor import MONITORS, epoch_metrics
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
@@ -170,8 +173,6 @@ class Trainer:
     def _ema(self):
         if not self.cfg.train.ema:
             return None
-        from timm.utils import ModelEmaV3
-
         return ModelEmaV3(self.model, decay=self.cfg.train.ema_decay)
 
     def _mixup(self):
@@ -191,8 +192,6 @@ class Trainer:
                 f"mixup/cutmix need an even number: use train.batch_size="
                 f"{(per_rank + 1) * self.world}"
             )
-        from timm.data import Mixup
-
         # timm smooths labels by 0.1 unless told otherwise; the loss already applies
         # imbalance.label_smoothing (to mixed targets too), so Mixup itself must not add any.
         return Mixup(
@@ -513,6 +512,7 @@ class Trainer:
         if not dist.is_main():
             return None
         try:
+            # tensorboard is optional and slow to import: only on the rank that logs
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is optional at run time
             return None
@@ -555,7 +555,7 @@ class Trainer:
         has one), and the run's record."""
         best = load_checkpoint(self.folder.checkpoint("best"), self.device)
         model = self.eval_model()
-        model.load_state_dict(best["ema"] if best["ema"] is not None else best["model"])
+        model.load_state_dict(inference_weights(best))
         start = time.perf_counter()
         evaluated = ("val", "test", CALIBRATION)
         preds = {s: self.predict(s, model) for s in evaluated if not self.rows[s].empty}

@@ -1,6 +1,6 @@
 """What each epoch is judged by: validation loss, balanced accuracy, macro-F1 and AUC (sklearn).
 
-The full evaluation with confidence intervals lives in :mod:`skinlib.metrics`; these few numbers
+The full evaluation with confidence intervals lives in :mod:`skinlib.evaluation.metrics`; these few numbers
 only pick the best epoch and stop early.
 """
 
@@ -11,8 +11,9 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from skinlib.predictions import Predictions
+from skinlib.evaluation.predictions import Predictions
 
 MONITORS = {"balanced_accuracy": 1, "macro_f1": 1, "auc": 1, "loss": -1}  # sign: higher is better
 
@@ -28,8 +29,6 @@ def nll(preds: Predictions) -> float:
 
 def auc(labels: np.ndarray, proba: np.ndarray) -> float:
     """ROC AUC (one-vs-rest macro over the classes present); NaN with fewer than two classes."""
-    from sklearn.metrics import roc_auc_score
-
     present = np.unique(labels)
     if len(present) < 2:
         return math.nan
@@ -43,8 +42,6 @@ def auc(labels: np.ndarray, proba: np.ndarray) -> float:
 
 def epoch_metrics(preds: Predictions) -> dict:
     """The monitored numbers of one validation pass."""
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
     proba = preds.probabilities()
     pred = proba.argmax(1)
     return {

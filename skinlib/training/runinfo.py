@@ -75,6 +75,7 @@ def hardware(device: torch.device) -> dict:
 
 def resources(device: torch.device) -> dict:
     """CPU and memory use now; GPU memory and utilisation where a GPU is used."""
+    # psutil only when resources are logged (train.log_resources)
     import psutil
 
     proc = psutil.Process()
@@ -85,6 +86,7 @@ def resources(device: torch.device) -> dict:
     if device.type == "cuda":
         out["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         try:
+            # nvidia-ml-py is the optional `gpu` extra
             import pynvml
 
             pynvml.nvmlInit()

@@ -9,7 +9,7 @@ from torch import nn
 
 from skinlib.config import TrainConfig
 from skinlib.errors import ConfigError
-from skinlib.models import param_groups
+from skinlib.models.architectures import param_groups
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

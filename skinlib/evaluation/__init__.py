@@ -1,0 +1,1 @@
+"""Evaluation: functions of predictions and tables (metrics, intervals, calibration, thresholds, sets)."""

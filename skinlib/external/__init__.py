@@ -1,0 +1,1 @@
+"""External validation: the overlap guard, the evaluation on another dataset, what it can say."""

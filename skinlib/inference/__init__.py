@@ -1,0 +1,1 @@
+"""Inference with a trained model: test-time augmentation, ensembles and Grad-CAM."""

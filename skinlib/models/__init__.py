@@ -1,0 +1,1 @@
+"""Models: the one timm factory (architectures) and the checkpoint format (save, restore, load)."""

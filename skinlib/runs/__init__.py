@@ -1,0 +1,1 @@
+"""Run folders: the files a run keeps (names and parsing, no torch) and the test-look ledger."""

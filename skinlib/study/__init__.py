@@ -1,0 +1,1 @@
+"""The study front: the notebooks' Study, the papermill pipeline, its jobs, findings and doctor."""
