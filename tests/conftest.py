@@ -93,3 +93,11 @@ def study_dirs(tmp_path, monkeypatch):
         return file
 
     return build
+
+
+@pytest.fixture(scope="session")
+def predictor(tiny_run):
+    """The app's Predictor on this worker's tiny run."""
+    from skinlib.app.predictor import Predictor
+
+    return Predictor(tiny_run)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import skinlib.study.front as study_module
+import skinlib.study.steps.base as study_module
 from skinlib.config import Config, apply_overrides
 from skinlib.data.prepare import table_settings
 from skinlib.evaluation.calibration import TemperatureScaler, calibration_errors_ci

@@ -1,4 +1,5 @@
-"""RunFolder on hand-made folders: names, explicit optional state, lifecycle, ensemble members."""
+"""RunFolder on hand-made folders: names, explicit optional state, lifecycle, ensemble members
+(runs/folder.py)."""
 
 from __future__ import annotations
 
