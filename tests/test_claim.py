@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
+from fixtures.results import write_tables
 
 from skinlib import paths
 from skinlib.thesis import claim, write
@@ -95,15 +94,3 @@ def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_d
 
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_tables(study: str, *names: str, columns: Sequence[str] = ("a",)) -> None:
-    """The ``<name>.csv`` and ``.tex`` a notebook's ``save_table`` leaves: proof its step ran
-    (each CSV with ``columns``)."""
-    out = paths.generated_tables_dir(study)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        pd.DataFrame([[1] * len(columns)], columns=list(columns)).to_csv(
-            out / f"{name}.csv", index=False
-        )
-        (out / f"{name}.tex").write_text("% a table\n")

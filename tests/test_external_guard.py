@@ -23,22 +23,22 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SKINLIB_CACHE", str(tmp_path / "cache"))
 
 
-def test_external_table_is_guarded_too(run):
-    """The notebook entry point drops the run's images the same way (no flag to skip it)."""
-    from skinlib.external.guard import external_table
+def test_the_runs_own_images_are_never_external(run):
+    """The run's own data, offered as an external set, leaves nothing to score (no flag skips it)."""
+    from skinlib.external.guard import external_set
 
     with pytest.raises(DataError, match="no external images"):
-        external_table(load_model(run), run_data(run), "ham10000", progress=False)
+        external_set(load_model(run), run_data(run), "ham10000", progress=False)
 
 
 def test_a_run_without_split_file_cannot_be_evaluated_externally(run, tmp_path):
-    from skinlib.external.guard import external_table
+    from skinlib.external.guard import external_set
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     (copy / "split.csv").unlink()
     with pytest.raises(DataError, match="split.csv not found: external validation needs"):
-        external_table(load_model(copy), run_data(run), "ham10000", progress=False)
+        external_set(load_model(copy), run_data(run), "ham10000", progress=False)
 
 
 def run_data(run: Path) -> Path:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+from fixtures.results import weak_site_audit
 
-from skinlib.evaluation.subgroups import subgroup_table
 from skinlib.study import findings
 from skinlib.thesis import plots
 
@@ -257,7 +256,7 @@ def test_deferral_sentence_states_the_trade_off():
 
 
 def test_worst_subgroup_sentence_and_forest():
-    audit = _audit()
+    audit = weak_site_audit()
     text = findings.worst_subgroup(audit)
     assert text.startswith("Furthest below the rest of the test set: site = face, balanced")
     assert "a difference at the 5% level" in text and "1 group(s) had too few lesions" in text
@@ -298,14 +297,3 @@ def _deferral(val_coverage=0.6):
             "balanced_accuracy_all": [0.7, 0.7],
         }
     )
-
-
-def _audit():
-    rng = np.random.default_rng(0)
-    n = 400
-    site = np.where(np.arange(n) % 2, "back", "face").astype(object)
-    site[:6] = "ear"
-    y = rng.integers(0, 2, n)
-    right = np.where(site == "face", rng.random(n) < 0.6, rng.random(n) < 0.95)
-    proba = np.stack([1 - np.where(right, y, 1 - y), np.where(right, y, 1 - y)], 1) * 0.8 + 0.1
-    return subgroup_table(y, proba, np.arange(n), pd.DataFrame({"site": site}), n_boot=100)

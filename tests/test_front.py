@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.results import CLASSES, skilled_predictions
 
 import skinlib.study.steps.base as study_module
 from skinlib.config import Config, apply_overrides
@@ -24,16 +25,6 @@ from skinlib.io import read_json
 from skinlib.runs.folder import RunFolder
 from skinlib.study.front import Study
 
-CLASSES = ["bcc", "mel", "nv"]
-
-
-def _preds(rng, n, skill, ids=None, lesion_size=3):
-    """Predictions whose logits favour the true class by ``skill``; lesions of ``lesion_size``."""
-    labels = np.repeat(rng.integers(0, 3, n // lesion_size + 1), lesion_size)[:n]
-    logits = 2.5 * rng.normal(0, 1, (n, 3)) + skill * np.eye(3)[labels]
-    ids = np.arange(n) if ids is None else ids
-    return Predictions(ids, np.arange(n) // lesion_size, labels, logits, CLASSES)
-
 
 @pytest.fixture
 def study(tmp_path, monkeypatch):
@@ -45,8 +36,10 @@ def study(tmp_path, monkeypatch):
     skills = {"a": {"val": 4.0, "test": 1.0}, "b": {"val": 1.0, "test": 4.0}}
     for run, by_split in skills.items():
         for seed, (split, skill) in enumerate(by_split.items()):
-            base = _preds(np.random.default_rng(seed), 240, 0.0)  # same images and labels
-            p = _preds(np.random.default_rng(seed + 10 * len(run)), 240, skill)
+            base = skilled_predictions(
+                np.random.default_rng(seed), 240, 0.0
+            )  # same images and labels
+            p = skilled_predictions(np.random.default_rng(seed + 10 * len(run)), 240, skill)
             p = Predictions(base.image_id, base.group, base.labels, p.logits, CLASSES)
             p.logits += skill * np.eye(3)[p.labels]
             p.logits *= 3  # over-confident: calibration has something to do
@@ -171,7 +164,7 @@ def test_table_settings_tell_tables_apart():
 def _give_calibration_split(study, run: str) -> Predictions:
     """Write a calibration split's predictions for ``run``: other images, other logits than its
     validation ones (less skilled, more over-confident), as training writes them."""
-    p = _preds(np.random.default_rng(99), 240, 1.5, ids=np.arange(1000, 1240))
+    p = skilled_predictions(np.random.default_rng(99), 240, 1.5, ids=np.arange(1000, 1240))
     cal = Predictions(p.image_id, [f"c{g}" for g in p.group], p.labels, 5 * p.logits, CLASSES)
     cal.save(study.run_dir(run) / "predictions_calibration.csv")
     return cal

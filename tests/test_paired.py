@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from fixtures.results import CLASSES, skilled_predictions
 
 from skinlib.evaluation.paired import align_pair, holm, mcnemar, paired_comparison, paired_tests
 from skinlib.evaluation.predictions import Predictions
@@ -57,8 +58,8 @@ def test_holm_adjustment_known_answer():
 
 def test_paired_tests_refuse_different_images_and_align_the_same_ones():
     rng = np.random.default_rng(1)
-    a = _preds(rng, 90, 3.0)
-    b = _preds(rng, 90, 1.0)
+    a = skilled_predictions(rng, 90, 3.0)
+    b = skilled_predictions(rng, 90, 1.0)
     b = Predictions(a.image_id, a.group, a.labels, b.logits, CLASSES)
     shuffled = b.subset(rng.permutation(90))
     assert np.array_equal(align_pair(a, shuffled).image_id, a.image_id)
@@ -73,7 +74,7 @@ def test_paired_tests_refuse_different_images_and_align_the_same_ones():
 def test_paired_bootstrap_resamples_lesions():
     """With lesions of 6 near-identical images, the grouped interval is wider than per image."""
     rng = np.random.default_rng(2)
-    lesions = _preds(rng, 50, 3.0, lesion_size=1)
+    lesions = skilled_predictions(rng, 50, 3.0, lesion_size=1)
     a = Predictions(
         np.arange(300),
         np.arange(300) // 6,
@@ -87,14 +88,3 @@ def test_paired_bootstrap_resamples_lesions():
         "a", Predictions(a.image_id, a.image_id, a.labels, a.logits, CLASSES), {"b": b}, n_boot=300
     ).iloc[0]
     assert grouped["high"] - grouped["low"] > per_image["high"] - per_image["low"]
-
-
-CLASSES = ["bcc", "mel", "nv"]
-
-
-def _preds(rng, n, skill, ids=None, lesion_size=3):
-    """Predictions whose logits favour the true class by ``skill``; lesions of ``lesion_size``."""
-    labels = np.repeat(rng.integers(0, 3, n // lesion_size + 1), lesion_size)[:n]
-    logits = 2.5 * rng.normal(0, 1, (n, 3)) + skill * np.eye(3)[labels]
-    ids = np.arange(n) if ids is None else ids
-    return Predictions(ids, np.arange(n) // lesion_size, labels, logits, CLASSES)

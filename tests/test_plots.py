@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import seaborn as sns
+from fixtures.results import weak_site_audit
 from PIL import Image
 
 from skinlib.evaluation.calibration import reliability
 from skinlib.evaluation.selective import risk_coverage
-from skinlib.evaluation.subgroups import subgroup_table
 from skinlib.thesis import plots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_thesis_style_is_scoped_and_set_style_is_global():
 def test_subgroup_forest_draws_the_tested_difference_against_zero():
     """The figure shows what the table tests: each group minus the rest, with that interval,
     against a zero line, in the order of the ticks (top row first)."""
-    audit = _audit()
+    audit = weak_site_audit()
     ax = plots.subgroup_forest(audit).axes[0]
     drawn = []
     for bars in ax.containers:
@@ -152,14 +152,3 @@ def test_risk_coverage_and_set_size_figures():
     sizes = {"known": pd.Series([0, 3, 1]), "blank": pd.Series([0, 0, 4])}
     fig = plots.set_size_bars(sizes)
     assert len(fig.axes[0].patches) == 6
-
-
-def _audit():
-    rng = np.random.default_rng(0)
-    n = 400
-    site = np.where(np.arange(n) % 2, "back", "face").astype(object)
-    site[:6] = "ear"
-    y = rng.integers(0, 2, n)
-    right = np.where(site == "face", rng.random(n) < 0.6, rng.random(n) < 0.95)
-    proba = np.stack([1 - np.where(right, y, 1 - y), np.where(right, y, 1 - y)], 1) * 0.8 + 0.1
-    return subgroup_table(y, proba, np.arange(n), pd.DataFrame({"site": site}), n_boot=100)

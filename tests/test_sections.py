@@ -7,12 +7,12 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from fixtures.results import write_tables
 from fixtures.studies import PROFILE, _split
 
 from skinlib import paths
@@ -209,18 +209,6 @@ def test_a_split_without_lesion_ids_is_called_image_level(study_dirs, tmp_path):
     text = _methods_text(file)
     assert "grouped by image" in text and "the split is at the image level" in text
     assert "resamples of images" in text
-
-
-def write_tables(study: str, *names: str, columns: Sequence[str] = ("a",)) -> None:
-    """The ``<name>.csv`` and ``.tex`` a notebook's ``save_table`` leaves: proof its step ran
-    (each CSV with ``columns``)."""
-    out = paths.generated_tables_dir(study)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        pd.DataFrame([[1] * len(columns)], columns=list(columns)).to_csv(
-            out / f"{name}.csv", index=False
-        )
-        (out / f"{name}.tex").write_text("% a table\n")
 
 
 def _interval_sentence(text: str) -> str:

@@ -77,20 +77,6 @@ def external_set(
     return GuardedSet(kept, report)
 
 
-def external_table(
-    loaded,
-    root: str | Path,
-    format: str,
-    drop_unmapped: bool = False,
-    progress: bool = True,
-    skip_missing: bool = False,
-) -> pd.DataFrame:
-    """:func:`external_set`'s table (guarded the same way); ``attrs["overlap"]`` has the counts."""
-    found = external_set(loaded, root, format, drop_unmapped, progress, skip_missing)
-    found.table.attrs["overlap"] = found.overlap.summary()
-    return found.table
-
-
 def _labelled_external(loaded, table: pd.DataFrame, format: str, drop_unmapped: bool):
     """``table`` with labels in the run's vocabulary (rows without a counterpart dropped)."""
     if loaded.config.data.task == "binary":
