@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from fixtures.results import weak_site_audit
 
@@ -43,6 +44,25 @@ def test_calibration_names_who_improved_and_who_did_not():
     )
     assert "It did not for v 0.190 -> 0.220" in text
     assert "for 1 of 2 models: r 0.080 -> 0.020" in findings.calibration(table, "val")
+
+
+def test_calibration_explains_an_ece_interval_above_its_estimate():
+    """Binned ECE is biased upwards and its resamples share the bias, so a test interval can lie
+    wholly above the estimate; the finding names where and says why."""
+    table = pd.DataFrame(
+        {
+            "model": ["r"] * 4,
+            "split": ["val", "val", "test", "test"],
+            "stage": ["before", "after"] * 2,
+            "ece": [0.08, 0.02, 0.117, 0.019],
+            "ece_low": [np.nan, np.nan, 0.09, 0.024],  # after scaling: above its 0.019
+        }
+    )
+    text = findings.calibration(table)
+    assert "The ECE interval lies above the estimate for r (after): binned errors" in text
+    assert "r (before)" not in text
+    assert "lies above" not in findings.calibration(table.assign(ece_low=table["ece"] - 0.01))
+    assert "lies above" not in findings.calibration(table.drop(columns="ece_low"))
 
 
 def test_operating_points_picks_the_target_row_per_model():

@@ -232,6 +232,15 @@ def test_the_interval_sentence_names_the_metrics_without_intervals(study_dirs):
     ) in text
 
 
+def test_the_calibration_sentence_warns_that_binned_errors_are_biased(study_dirs):
+    file = study_dirs()
+    assert "biased upwards" not in _methods_text(file)  # 04 and 07 did not run
+    write_tables("mini", "calibration")
+    text = _methods_text(file)
+    assert "Binned errors are biased upwards in finite samples" in text
+    assert "[@kumar2019verified]" in text and "can lie above the estimate itself" in text
+
+
 def test_the_interval_sentence_lists_calibration_and_aurc_once_their_tables_hold_intervals(
     study_dirs,
 ):

@@ -71,7 +71,23 @@ def calibration(table: pd.DataFrame, split: str = "test") -> str:
     if worse:
         text += ". It did not for " + "; ".join(worse)
         text += f" (the temperature minimises {fitted} NLL, not ECE on another split)"
-    return text + "."
+    return text + "." + _interval_above(table[table["split"] == split])
+
+
+def _interval_above(rows: pd.DataFrame) -> str:
+    """Where an ECE interval lies wholly above its estimate, say why (binned errors are biased
+    upwards and every resample shares the bias), so a reader does not take it for an error."""
+    if "ece_low" not in rows:
+        return ""
+    above = rows[rows["ece_low"] > rows["ece"]]
+    if above.empty:
+        return ""
+    names = ", ".join(f"{r['model']} ({r['stage']})" for _, r in above.iterrows())
+    return (
+        f" The ECE interval lies above the estimate for {names}: binned errors are biased "
+        "upwards in small samples and every resample shares the bias, so the interval shows "
+        "the estimate's spread, not a range for the true error."
+    )
 
 
 def operating_points(

@@ -606,7 +606,10 @@ def _calibration_metrics_sentence(study: StudyRecord) -> str:
         return ""
     return (
         f"Calibration is measured by the expected calibration error over {N_BINS} equal-width "
-        f"confidence bins{citation('naeini2015ece')}, negative log-likelihood and Brier score."
+        f"confidence bins{citation('naeini2015ece')}, negative log-likelihood and Brier score. "
+        "Binned errors are biased upwards in finite samples, and bootstrap resamples share the "
+        f"bias{citation('kumar2019verified')}: their intervals describe the spread of the "
+        "estimate, not a range for the true error, and can lie above the estimate itself."
     )
 
 
