@@ -111,6 +111,9 @@ class TrainConfig:
     progressive_resize: bool = False  # start at half resolution, reach full by mid-training
     monitor: str = "balanced_accuracy"  # balanced_accuracy | macro_f1 | auc | loss
     patience: int = 0  # early stopping patience in epochs, 0 = off
+    # the best epoch by the monitor's mean over the last k epochs (1: that epoch alone): a noisy
+    # validation score (a few dozen lesions of a rare class) then picks a plateau, not a peak
+    monitor_window: int = 1
     channels_last: bool = True  # NHWC memory layout: faster convolutions on tensor cores
     compile: bool = False  # torch.compile
     seed: int = 0  # model initialisation, data order and augmentation

@@ -53,6 +53,14 @@ def test_epochs_that_differ_by_run_are_named_per_run(study_dirs):
     assert "for 3 epochs." not in text
 
 
+def test_a_monitor_window_is_stated_only_where_a_run_used_one(study_dirs, tmp_path):
+    assert "mean over the last" not in _methods_text(study_dirs())
+    shutil.rmtree(tmp_path / "experiments")
+    recipes = {"vit_tiny": {"train.lr": 0.001, "train.monitor_window": 3}}
+    text = _methods_text(study_dirs({**PROFILE, "recipes": recipes}))
+    assert "(its mean over the last 1 epoch(s) for `resnet18`; 3 epoch(s) for `vit_tiny`" in text
+
+
 def test_runs_that_disagree_on_the_seed_are_named_not_averaged(study_dirs, tmp_path):
     text = _methods_text(study_dirs(seeds={"resnet18": 0, "vit_tiny": 1}))
     assert "The runs disagree on the training seed: 0 (`resnet18`); 1 (`vit_tiny`)" in text

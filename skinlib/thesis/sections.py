@@ -472,6 +472,9 @@ def _schedule_words(c) -> str:
 def _stopping_sentence(runs: Sequence[RunRecord]) -> str:
     monitor = per_run(runs, lambda r: r.config.train.monitor.replace("_", " "))
     kept = f"The checkpoint with the best validation {monitor} was kept for evaluation"
+    if any(r.config.train.monitor_window > 1 for r in runs):
+        window = per_run(runs, lambda r: r.config.train.monitor_window, unit=" epoch(s)")
+        kept += f" (its mean over the last {window}, so that a noisy peak is not chosen)"
     if not any(r.config.train.patience for r in runs):
         return f"{kept}; there was no early stopping."
     return (

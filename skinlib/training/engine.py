@@ -47,7 +47,7 @@ from skinlib.progress import tqdm
 from skinlib.runs.folder import RunFolder
 from skinlib.training import distributed as dist
 from skinlib.training.imbalance import build_loss, build_sampler
-from skinlib.training.monitor import MONITORS, epoch_metrics
+from skinlib.training.monitor import MONITORS, epoch_metrics, window_mean
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
 from skinlib.training.schedule import build_optimizer, build_scheduler
@@ -450,6 +450,8 @@ class Trainer:
         cfg = self.cfg.train
         if cfg.monitor not in MONITORS:
             raise ConfigError(f"train.monitor={cfg.monitor!r}; choose one of {list(MONITORS)}")
+        if cfg.monitor_window < 1:
+            raise ConfigError(f"train.monitor_window={cfg.monitor_window}; give 1 or more epochs")
         writer = self._writer()
         for epoch in range(self.state.epoch + 1, cfg.epochs):
             if cfg.patience and self.state.stale >= cfg.patience:  # also after a resume
@@ -497,10 +499,10 @@ class Trainer:
     def _update_state(self, epoch: int, row: dict) -> bool:
         """Record the epoch and the early-stopping state; True when it is the best so far."""
         s, monitor = self.state, self.cfg.train.monitor
-        score = MONITORS[monitor] * row[f"val_{monitor}"]
+        s.history.append(row)
+        score = MONITORS[monitor] * window_mean(s.history, monitor, self.cfg.train.monitor_window)
         # The first epoch is the best so far even when its score is NaN (AUC of one class).
         improved = score > s.best_score or s.best_epoch < 0
-        s.history.append(row)
         s.epoch = epoch
         if improved:
             s.best_score, s.best_epoch, s.stale = score, epoch, 0

@@ -50,3 +50,11 @@ def epoch_metrics(preds: Predictions) -> dict:
         "macro_f1": float(f1_score(preds.labels, pred, average="macro", zero_division=0)),
         "auc": auc(preds.labels, proba),
     }
+
+
+def window_mean(history: list[dict], monitor: str, window: int) -> float:
+    """The monitored validation number averaged over the last ``window`` epochs of ``history``
+    (fewer at the start; NaN epochs, an AUC of one class, left out)."""
+    values = np.array([row[f"val_{monitor}"] for row in history[-max(window, 1) :]], float)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan
