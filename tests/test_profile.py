@@ -290,3 +290,15 @@ def test_pipeline_budget_flag_sets_the_total(tmp_path, monkeypatch, capsys):
     assert study.strategy_config("none").train.budget_min == 1.0  # 12 * 0.25 / 3
     assert main([*argv, "--budget-min", "-1", "--list"]) == 2
     assert "budget.total_min=-1: expected a number, 0 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("profile", "total"), [("ham10000_cpu", 60), ("demo", 8)])
+def test_the_cpu_profiles_state_a_budget_their_runs_share(profile, total):
+    study = load_study_profile(f"params/{profile}.yaml")
+    assert study.budget.total_min == total
+    runs = [study.run_config(a) for a in study.architectures]
+    runs += [study.strategy_config(s) for s in study.imbalance.strategies]
+    minutes = [cfg.train.budget_min for cfg in runs]
+    assert all(m > 0 for m in minutes)
+    assert sum(minutes) + total * study.budget.reserve == pytest.approx(total, abs=0.01)
+    assert all(cfg.train.epochs >= 2 for cfg in runs)  # the caps

@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, replace
 from skinlib.config import TrainConfig
 
 WARMUP_STEPS = 2  # steps run but not timed: the first ones pay one-off costs
-TIMED_STEPS = 5  # steps timed; their mean is the step time
+# steps timed; their median is the step time (one step slowed by another process on a shared
+# machine would move a mean; a slowdown that lasts is the guard's, see no_room)
+TIMED_STEPS = 6
 EVAL_BATCHES = 3  # validation batches timed (after one untimed) for the cost per image
 # share of the budget kept back for what the measurement cannot see: checkpoints written after
 # every epoch, the machine's speed drifting by a few per cent

@@ -439,7 +439,7 @@ class Trainer:
             self._train_step(i % steps, steps, images, labels, 0)
             self._synchronise()
             durations.append(time.perf_counter() - tick)
-        return float(np.mean(durations[budget.WARMUP_STEPS :])), start_s
+        return float(np.median(durations[budget.WARMUP_STEPS :])), start_s
 
     @torch.no_grad()
     def _time_evaluation(self) -> float:
