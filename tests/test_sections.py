@@ -1,4 +1,4 @@
-"""The generated methods chapter says what the runs recorded, and the thesis builds with it (thesis/sections.py, thesis/write.py)."""
+"""The generated methods chapter says what the runs recorded, and the thesis builds with it (thesis/sections/, thesis/write.py)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_every_citation_is_in_the_bibliography(study_dirs):
             for k in group.split(",")
         )
     # and every key the code can cite in another study (other datasets, optimisers, methods)
-    source = Path(sections.__file__).read_text()
+    source = "".join(p.read_text() for p in Path(sections.__file__).parent.glob("*.py"))
     for call in re.findall(r"citation\(([^)]*)\)", source):
         used |= set(re.findall(r"[\"']([a-z]+\d{4}[a-z0-9]*|papermill)[\"']", call))
     used |= {k for f in FORMATS.values() for k in f.citations}
