@@ -99,6 +99,7 @@ def test_each_imbalance_arm_is_the_neutral_base_plus_its_own_change(profile):
         "sampler": "none",
         "selection rate": 1.0,
         "label smoothing": 0.0,
+        "inputs": "image",
     }
     assert arms["none"] == neutral
     assert arms["weighted_ce"] == {**neutral, "class weights": "inverse"}

@@ -46,7 +46,7 @@ from skinlib.models.checkpoint import (
 from skinlib.progress import tqdm
 from skinlib.runs.folder import RunFolder
 from skinlib.training import distributed as dist
-from skinlib.training.imbalance import build_loss, build_sampler
+from skinlib.training.imbalance import build_sampler, loss_for_epoch
 from skinlib.training.monitor import MONITORS, epoch_metrics, window_mean
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
@@ -109,8 +109,9 @@ class Trainer:
     def _build_optimisation(self) -> None:
         """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup."""
         cfg = self.cfg.train
-        counts = np.bincount(self.train_labels, minlength=len(self.classes))
-        self.loss_fn = build_loss(self.cfg.imbalance, counts, self.binary).to(self.device)
+        # class counts of the training split: the priors and weights never see val or test
+        self.train_counts = np.bincount(self.train_labels, minlength=len(self.classes))
+        self.loss_fn = self._loss(0)
         self.optimizer = build_optimizer(self.model, cfg)
         steps = max(1, math.ceil(self._steps_per_epoch() / cfg.accum_steps))
         self.scheduler, self.per_step = build_scheduler(self.optimizer, cfg, steps)
@@ -123,6 +124,12 @@ class Trainer:
         self.batch_augment = build_batch_augment(self.data_cfg, cfg.augment)
         if self.batch_augment is not None:
             self.batch_augment.to(self.device)
+
+    def _loss(self, epoch: int) -> nn.Module:
+        """The training loss of ``epoch`` (deferred re-weighting switches it at its epoch)."""
+        imb, epochs = self.cfg.imbalance, self.cfg.train.epochs
+        loss = loss_for_epoch(imb, self.train_counts, epoch, epochs, self.binary)
+        return loss.to(self.device)
 
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
@@ -261,6 +268,8 @@ class Trainer:
         seed_everything(seed)  # augmentation in the main process, mixup
         self.train_loader.generator.manual_seed(seed)  # the base seed of the workers' RNGs
         self.sampler.set_epoch(epoch)
+        if self.cfg.imbalance.drw_epoch:
+            self.loss_fn = self._loss(epoch)  # a function of the epoch: resuming re-weights alike
         freeze = epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not freeze)
         if self.cfg.train.progressive_resize:
