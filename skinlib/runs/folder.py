@@ -242,7 +242,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.config_file) as tmp:
             save_config(cfg, tmp)
-        save_split(table, self.split_file)
+        save_split(table, self.split_file, metadata=cfg.model.metadata)  # a metadata model's inputs
 
     def write_history(self, history: pd.DataFrame) -> Path:
         return atomic_write(self.history_file, lambda p: history.to_csv(p, index=False))
