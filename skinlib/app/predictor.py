@@ -218,6 +218,14 @@ class Predictor:
         """Some member reads age, sex and site beside the image (``model.metadata``)."""
         return any(m.metadata is not None for m in self.members)
 
+    def metadata_levels(self) -> dict[str, list[str]]:
+        """The sexes and sites the metadata members trained on (what a page can offer)."""
+        encoders = [m.metadata for m in self.members if m.metadata is not None]
+        return {
+            "sex": sorted({s for e in encoders for s in e.sexes_}),
+            "site": sorted({s for e in encoders for s in e.sites_}),
+        }
+
     def _metadata(self, loaded: LoadedRun, metadata: ImageMetadata | None) -> torch.Tensor | None:
         """(1, D) a metadata member's encoding of the values given (missing where not given)."""
         if loaded.metadata is None:
