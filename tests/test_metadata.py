@@ -161,3 +161,18 @@ def test_an_image_only_run_has_no_metadata_in_its_checkpoint(trained_run):
     assert "metadata" not in load_checkpoint(RunFolder(trained_run).checkpoint("best"))
     assert load_model(trained_run).metadata is None
     assert "age" not in RunFolder(trained_run).split_table()
+
+
+def test_unknown_detection_features_of_a_metadata_model(metadata_run):
+    """08's features: the fused ones the head sees, every input with its metadata not recorded."""
+    from skinlib.data.images import load_image
+    from skinlib.evaluation.ood import logits_and_features
+    from skinlib.models.metadata import EMBEDDING
+
+    loaded = load_model(metadata_run)
+    images = [load_image(p) for p in RunFolder(metadata_run).split_rows("val")["path"][:3]]
+    out, feats = logits_and_features(loaded, images)
+    assert feats.shape == (3, loaded.model.backbone.head_hidden_size + EMBEDDING)
+    with torch.no_grad():
+        blind = loaded.model(torch.stack([loaded.transform(im) for im in images]))
+    np.testing.assert_allclose(out, blind.numpy(), atol=1e-5)

@@ -3,6 +3,8 @@ plain containers), what only resuming needs, and a trained model loaded from its
 
 Training writes ``best.pt`` and ``last.pt`` through :func:`save_checkpoint`; everything that
 answers with a trained model (evaluation, the study, the app) loads it with :func:`load_model`.
+A metadata model's checkpoint also holds ``metadata``, its encoder's state (vocabularies and age
+statistics of the training split), so that any table is encoded as training encoded it.
 The run folder (:class:`~skinlib.runs.folder.RunFolder`) says where the files are.
 """
 
