@@ -30,6 +30,14 @@ from skinlib.thesis import citations, records, sections, write
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
 
+# the recipe levers of issue 26 as imbalance arms
+LEVERS = {
+    "logit_adjusted": {"imbalance.loss": "logit_adjusted", "imbalance.tau": 0.5},
+    "balanced_softmax": {"imbalance.loss": "balanced_softmax"},
+    "drw": {"imbalance.drw_epoch": 1},
+    "metadata": {"model.metadata": True},
+}
+
 
 def _methods_text(profile_file: Path) -> str:
     study = records.read_study(load_study_profile(profile_file))
@@ -169,8 +177,18 @@ def _compile(folder: Path, main: str = "main") -> str:
     shutil.which("pdflatex") is None or shutil.which("bibtex") is None,
     reason="pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-extra texlive-bibtex-extra)",
 )
-def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dirs, tmp_path):
-    write.write_methods(study_dirs())
+@pytest.mark.parametrize("levers", [False, True])
+def test_the_thesis_builds_with_the_generated_methods_and_bibliography(
+    study_dirs, tmp_path, levers
+):
+    """With ``levers``, every arm of LEVERS and an architecture trained with them: their
+    sentences and references set without an overfull line."""
+    profile = PROFILE
+    if levers:
+        imbalance = {**PROFILE["imbalance"], "strategies": {"none": {}, **LEVERS}}
+        recipe = {"train.lr": 0.001, "imbalance.loss": "logit_adjusted", "model.metadata": True}
+        profile = {**PROFILE, "imbalance": imbalance, "recipes": {"vit_tiny": recipe}}
+    write.write_methods(study_dirs(profile))
     thesis = tmp_path / "thesis"
     for name in ("main.tex", "references.bib"):
         shutil.copy(ROOT / "thesis" / name, thesis / name)
@@ -414,14 +432,6 @@ def test_methods_say_which_split_fitted_what_from_the_records(study_dirs):
         "calibration split."
     ) in text
     assert "operating thresholds" not in text
-
-
-LEVERS = {
-    "logit_adjusted": {"imbalance.loss": "logit_adjusted", "imbalance.tau": 0.5},
-    "balanced_softmax": {"imbalance.loss": "balanced_softmax"},
-    "drw": {"imbalance.drw_epoch": 1},
-    "metadata": {"model.metadata": True},
-}
 
 
 def test_the_levers_are_described_only_where_a_run_used_them(study_dirs, tmp_path):
