@@ -138,7 +138,10 @@ def test_a_metadata_run_stores_its_encoder_and_is_scored_as_it_trained(metadata_
 
     folder = RunFolder(metadata_run)
     split = folder.split_table()
-    assert {"age", "sex", "site"} <= set(split.columns)  # the run folder keeps its inputs
+    assert {"age", "sex", "site"} <= set(split.columns)  # the run folder keeps its inputs...
+    # ...beside the split file, which stays the assignment alone (its hash: the same split)
+    assert folder.metadata_file.is_file()
+    assert not {"age", "sex", "site"} & set(pd.read_csv(folder.split_file).columns)
     ckpt = load_checkpoint(folder.checkpoint("best"))
     train = split[split["split"] == "train"]
     assert ckpt["metadata"]["age_mean"] == pytest.approx(train["age"].mean())  # training only
@@ -161,6 +164,7 @@ def test_an_image_only_run_has_no_metadata_in_its_checkpoint(trained_run):
     assert "metadata" not in load_checkpoint(RunFolder(trained_run).checkpoint("best"))
     assert load_model(trained_run).metadata is None
     assert "age" not in RunFolder(trained_run).split_table()
+    assert not RunFolder(trained_run).metadata_file.exists()
 
 
 def test_unknown_detection_features_of_a_metadata_model(metadata_run):

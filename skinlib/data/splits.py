@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skinlib.data.metadata import METADATA_COLUMNS
 from skinlib.errors import DataError
 from skinlib.io import atomic_write
 
@@ -353,15 +352,9 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def save_split(table: pd.DataFrame, path: str | Path, metadata: bool = False) -> Path:
-    """Write the assignment (image_id, group, label, split/fold, and paths when known).
-
-    Args:
-        metadata: also the rows' age, sex and site (where recorded): a metadata model's
-            inputs, so that its run folder feeds every later step the values it trained on.
-    """
-    columns = SPLIT_FILE_COLUMNS + (METADATA_COLUMNS if metadata else ())
-    cols = [c for c in columns if c in table and table[c].notna().any()]
+def save_split(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write the assignment (image_id, group, label, split/fold, and paths when known)."""
+    cols = [c for c in SPLIT_FILE_COLUMNS if c in table and table[c].notna().any()]
     return atomic_write(path, lambda p: table[cols].to_csv(p, index=False))
 
 
