@@ -36,7 +36,9 @@ NEUTRAL_IMBALANCE: dict[str, Any] = {
     "imbalance.alpha": None,
     "imbalance.sampler": "none",
     "imbalance.label_smoothing": 0.0,
+    "imbalance.drw_epoch": 0.0,
     "train.selection_rate": 1.0,
+    "model.metadata": False,  # the image alone: the metadata branch is an arm of its own
 }
 
 
@@ -324,16 +326,25 @@ def imbalance_settings(cfg: Config) -> dict[str, Any]:
 
     >>> from skinlib.config import Config
     >>> imbalance_settings(Config())
-    {'loss': 'ce', 'class weights': 'none', 'sampler': 'none', 'selection rate': 1.0, 'label smoothing': 0.0}
+    {'loss': 'ce', 'class weights': 'none', 'sampler': 'none', 'selection rate': 1.0, 'label smoothing': 0.0, 'inputs': 'image'}
     """
     imb = cfg.imbalance
-    loss = f"focal (gamma {imb.gamma:g})" if imb.loss == "focal" else imb.loss
+    loss = {
+        "focal": f"focal (gamma {imb.gamma:g})",
+        "logit_adjusted": f"logit adjusted (tau {imb.tau:g})",
+        "balanced_softmax": "balanced softmax",
+    }.get(imb.loss, imb.loss)
+    weights = imb.class_weights
+    if imb.drw_epoch:
+        start = imb.drw_start(cfg.train.epochs)
+        weights = f"effective from epoch {start + 1} (deferred)"
     return {
         "loss": loss,
-        "class weights": imb.class_weights,
+        "class weights": weights,
         "sampler": imb.sampler,
         "selection rate": cfg.train.selection_rate,
         "label smoothing": imb.label_smoothing,
+        "inputs": "image, age, sex, site" if cfg.model.metadata else "image",
     }
 
 

@@ -99,6 +99,7 @@ def test_each_imbalance_arm_is_the_neutral_base_plus_its_own_change(profile):
         "sampler": "none",
         "selection rate": 1.0,
         "label smoothing": 0.0,
+        "inputs": "image",
     }
     assert arms["none"] == neutral
     assert arms["weighted_ce"] == {**neutral, "class weights": "inverse"}
@@ -302,3 +303,21 @@ def test_the_cpu_profiles_state_a_budget_their_runs_share(profile, total):
     assert all(m > 0 for m in minutes)
     assert sum(minutes) + total * study.budget.reserve == pytest.approx(total, abs=0.01)
     assert all(cfg.train.epochs >= 2 for cfg in runs)  # the caps
+
+
+def test_the_laptop_profiles_lever_arms_are_the_neutral_base_plus_their_own_change():
+    study = load_study_profile("params/ham10000_cpu.yaml")
+    arms = {
+        name: imbalance_settings(study.strategy_config(name)) for name in study.imbalance.strategies
+    }
+    neutral = arms["none"]
+    assert neutral["loss"] == "ce" and neutral["inputs"] == "image"
+    assert arms["logit_adjusted"] == {**neutral, "loss": "logit adjusted (tau 1)"}
+    assert arms["balanced_softmax"] == {**neutral, "loss": "balanced softmax"}
+    assert arms["drw"] == {**neutral, "class weights": "effective from epoch 2 (deferred)"}
+    assert arms["metadata"] == {**neutral, "inputs": "image, age, sex, site"}
+    assert study.strategy_config("metadata").model.metadata
+    # the architecture runs keep their validated recipe: no lever enters it unmeasured
+    for arch in study.architectures:
+        cfg = study.run_config(arch)
+        assert (cfg.imbalance.loss, cfg.imbalance.drw_epoch, cfg.model.metadata) == ("ce", 0, False)

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Subset
 
 from skinlib.config import Config, TrainConfig
 from skinlib.data.cache import build_cache
-from skinlib.data.dataset import ImageDataset, collate_readable
+from skinlib.data.dataset import ImageDataset, batch_parts, collate_readable
+from skinlib.data.metadata import MetadataEncoder
 from skinlib.data.prepare import prepare_table, table_classes
 from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
 from skinlib.data.transforms import build_batch_augment, build_transforms
@@ -41,15 +42,17 @@ from skinlib.models.checkpoint import (
     for_inference,
     inference_weights,
     load_checkpoint,
+    metadata_encoder,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from skinlib.models.metadata import logits as model_logits
 from skinlib.progress import tqdm
 from skinlib.runs.folder import RunFolder
 from skinlib.training import budget
 from skinlib.training import distributed as dist
-from skinlib.training.imbalance import build_loss, build_sampler
+from skinlib.training.imbalance import build_sampler, loss_for_epoch
 from skinlib.training.monitor import MONITORS, epoch_metrics, window_mean
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
@@ -97,6 +100,7 @@ class Trainer:
         self.binary = cfg.data.task == "binary"
         self.classes = table_classes(table, cfg)
         self.folder = RunFolder.of(cfg.study, cfg.run_name)
+        self.metadata = self._metadata_encoder(table)
         self._build_model()
         self.skipped_missing = int(table.attrs.get("skipped_missing", 0))
         self.table = self._cached(table)
@@ -117,7 +121,8 @@ class Trainer:
             # CPU kernels are already deterministic; forcing the flag there slows attention ~5x.
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.model = create_model(cfg.model, 1 if self.binary else len(self.classes), self.size)
+        n_out = 1 if self.binary else len(self.classes)
+        self.model = create_model(cfg.model, n_out, self.size, metadata=self.metadata)
         # The model's preprocessing, at the size this run feeds it.
         self.data_cfg = {**data_config(self.model), "input_size": (3, self.size, self.size)}
         self.model.to(self.device)
@@ -139,8 +144,9 @@ class Trainer:
         """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup, for the
         epochs the run trains (built again once a time budget has planned them)."""
         cfg = self.train_config
-        counts = np.bincount(self.train_labels, minlength=len(self.classes))
-        self.loss_fn = build_loss(self.cfg.imbalance, counts, self.binary).to(self.device)
+        # class counts of the training split: the priors and weights never see val or test
+        self.train_counts = np.bincount(self.train_labels, minlength=len(self.classes))
+        self.loss_fn = self._loss(0)
         self.optimizer = build_optimizer(self.model, cfg)
         steps = max(1, math.ceil(self._steps_per_epoch() / cfg.accum_steps))
         self.scheduler, self.per_step = build_scheduler(self.optimizer, cfg, steps)
@@ -153,6 +159,19 @@ class Trainer:
         self.batch_augment = build_batch_augment(self.data_cfg, cfg.augment)
         if self.batch_augment is not None:
             self.batch_augment.to(self.device)
+
+    def _metadata_encoder(self, table: pd.DataFrame) -> MetadataEncoder | None:
+        """model.metadata: age, sex and site encoded with the training split's vocabularies and
+        age statistics (validation and test rows are only transformed)."""
+        if not self.cfg.model.metadata:
+            return None
+        return MetadataEncoder().fit(table[table["split"] == "train"])
+
+    def _loss(self, epoch: int) -> nn.Module:
+        """The training loss of ``epoch`` (deferred re-weighting switches it at its epoch)."""
+        imb, epochs = self.cfg.imbalance, self.epochs  # a time budget's planned epochs
+        loss = loss_for_epoch(imb, self.train_counts, epoch, epochs, self.binary)
+        return loss.to(self.device)
 
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
@@ -169,7 +188,8 @@ class Trainer:
         transform = build_transforms(self.data_cfg, train, augment, size or self.size)
         # with data.skip_bad, training substitutes an unreadable image; evaluation drops it
         on_bad = ("substitute" if train else "drop") if self.cfg.data.skip_bad else "raise"
-        return ImageDataset(rows, self.classes, transform, on_bad=on_bad)
+        metadata = None if self.metadata is None else self.metadata.transform(rows)
+        return ImageDataset(rows, self.classes, transform, on_bad=on_bad, metadata=metadata)
 
     def _build_data(self) -> None:
         split = self.table["split"]
@@ -267,12 +287,12 @@ class Trainer:
             labels = labels.float()
         return images, labels
 
-    def _losses(self, images, targets) -> torch.Tensor:
+    def _losses(self, images, targets, metadata=None) -> torch.Tensor:
         with self._autocast():
-            logits = self.net(images)
+            logits = self.net(images) if metadata is None else self.net(images, metadata)
         return self.loss_fn(logits.float(), targets)
 
-    def _step_loss(self, images, targets) -> tuple[torch.Tensor, float]:
+    def _step_loss(self, images, targets, metadata=None) -> tuple[torch.Tensor, float]:
         """(loss to back-propagate, mean loss of the whole batch for the log).
 
         With adaptive sample selection the batch is scored without gradients (and without
@@ -280,9 +300,11 @@ class Trainer:
         back-propagated.
         """
         if self.selector is None:
-            loss = self._losses(images, targets).mean()
+            loss = self._losses(images, targets, metadata).mean()
             return loss, loss.item()
-        return selected_loss(self._losses, self.model, images, targets, self.selector)
+        return selected_loss(
+            self._losses, self.model, images, targets, self.selector, metadata=metadata
+        )
 
     def _begin_epoch(self, epoch: int) -> None:
         """Seed this epoch from (seed, epoch) alone, so a resumed epoch draws the same batches and
@@ -291,6 +313,8 @@ class Trainer:
         seed_everything(seed)  # augmentation in the main process, mixup
         self.train_loader.generator.manual_seed(seed)  # the base seed of the workers' RNGs
         self.sampler.set_epoch(epoch)
+        if self.cfg.imbalance.drw_epoch:
+            self.loss_fn = self._loss(epoch)  # a function of the epoch: resuming re-weights alike
         freeze = epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not freeze)
         if self.cfg.train.progressive_resize:
@@ -305,10 +329,18 @@ class Trainer:
         cap = self.cfg.train.max_steps_per_epoch
         return min(steps, cap) if cap else steps
 
-    def _train_step(self, step: int, steps: int, images, labels, epoch: int) -> float:
-        """Forward, backward and (every accum_steps) an optimiser step; the batch's mean loss."""
+    def _train_step(
+        self, step: int, steps: int, images, labels, epoch: int, metadata=None
+    ) -> float:
+        """Forward, backward and (every accum_steps) an optimiser step; the batch's mean loss.
+
+        ``metadata``: the batch's (N, D) encoded metadata, for a metadata model (mixup and
+        cutmix mix the images and labels; each keeps its first image's metadata).
+        """
         images, targets = self._to_device(images, labels)
-        loss, batch_loss = self._step_loss(images, targets)
+        if metadata is not None:
+            metadata = metadata.to(self.device, non_blocking=True)
+        loss, batch_loss = self._step_loss(images, targets, metadata)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; try a lower "
@@ -334,9 +366,10 @@ class Trainer:
         )
         total, count, start = 0.0, 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for step, (images, labels) in enumerate(itertools.islice(self.train_loader, steps)):
+        for step, batch in enumerate(itertools.islice(self.train_loader, steps)):
+            images, labels, metadata = batch_parts(batch)
             images = self._augment_batch(images)
-            total += self._train_step(step, steps, images, labels, epoch) * len(images)
+            total += self._train_step(step, steps, images, labels, epoch, metadata) * len(images)
             count += len(images)
             # refresh=False: the bar redraws at its own pace (mininterval), so a notebook saved
             # by papermill keeps a few lines per epoch instead of one per step
@@ -434,9 +467,9 @@ class Trainer:
                 if batch is None:  # a loader shorter than the measurement: read it again
                     batches = iter(self.train_loader)
                     batch = next(batches)
-            images, labels = batch
+            images, labels, metadata = batch_parts(batch)
             images = self._augment_batch(images)
-            self._train_step(i % steps, steps, images, labels, 0)
+            self._train_step(i % steps, steps, images, labels, 0, metadata)
             self._synchronise()
             durations.append(time.perf_counter() - tick)
         return float(np.median(durations[budget.WARMUP_STEPS :])), start_s
@@ -451,10 +484,11 @@ class Trainer:
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         seconds, counts = [], []
         tick = time.perf_counter()
-        for images, _, _ in itertools.islice(loader, 1 + budget.EVAL_BATCHES):
+        for images, _, _, *metadata in itertools.islice(loader, 1 + budget.EVAL_BATCHES):
             if len(images):
                 with self._autocast():
-                    model(images.to(self.device, memory_format=fmt))
+                    x = images.to(self.device, memory_format=fmt)
+                    model_logits(model, x, metadata[0] if metadata else None)
             self._synchronise()
             seconds.append(time.perf_counter() - tick)
             counts.append(len(images))
@@ -491,11 +525,12 @@ class Trainer:
         model.eval()
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         chunks, readable = [], []
-        for images, _, ok in loader:
+        for images, _, ok, *metadata in loader:  # metadata: a metadata model's, when readable
             readable.append(ok.numpy())
             if len(images):
                 with self._autocast():
-                    out = model(images.to(self.device, memory_format=fmt))
+                    x = images.to(self.device, memory_format=fmt)
+                    out = model_logits(model, x, metadata[0] if metadata else None)
                 chunks.append(out.float().cpu().numpy())
         width = 1 if self.binary else len(self.classes)
         logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
@@ -530,7 +565,7 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         s = self.state
-        return {
+        state = {
             "model": self.model.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -547,6 +582,9 @@ class Trainer:
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.data_cfg.items()
             },
         }
+        if self.metadata is not None:  # what evaluation needs to encode any table alike
+            state["metadata"] = self.metadata.state()
+        return state
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path, self.device)
@@ -554,6 +592,12 @@ class Trainer:
             raise TrainingError(
                 f"{path}: checkpoint classes {ckpt['classes']} differ from the data's "
                 f"{self.classes}; start a new run (another train.run name)"
+            )
+        stored = metadata_encoder(ckpt)
+        if (stored and stored.state()) != (self.metadata and self.metadata.state()):
+            raise TrainingError(
+                f"{path}: the checkpoint's metadata encoding differs from this training split's; "
+                "start a new run (another train.run name)"
             )
         if ckpt.get("budget"):  # the epochs planned when the run began, never planned again
             self.plan = budget.Plan.from_record(ckpt["budget"])
@@ -742,6 +786,7 @@ class Trainer:
                 "versions": versions(),
                 "hardware": hardware(self.device),
                 "data_config": best["data_config"],
+                **self._metadata_record(),
             },
         )
 
@@ -754,6 +799,12 @@ class Trainer:
             "epochs_run": self.state.epoch + 1,
             "elapsed_s": self.elapsed(),
         }
+
+    def _metadata_record(self) -> dict:
+        """What a metadata model was fed (meta.json: for the methods), nothing otherwise."""
+        if self.metadata is None:
+            return {}
+        return {"metadata_inputs": self.metadata.feature_names()}
 
 
 def train(
