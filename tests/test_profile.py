@@ -317,7 +317,13 @@ def test_the_laptop_profiles_lever_arms_are_the_neutral_base_plus_their_own_chan
     assert arms["drw"] == {**neutral, "class weights": "effective from epoch 2 (deferred)"}
     assert arms["metadata"] == {**neutral, "inputs": "image, age, sex, site"}
     assert study.strategy_config("metadata").model.metadata
-    # the architecture runs keep their validated recipe: no lever enters it unmeasured
-    for arch in study.architectures:
-        cfg = study.run_config(arch)
-        assert (cfg.imbalance.loss, cfg.imbalance.drw_epoch, cfg.model.metadata) == ("ce", 0, False)
+    # the levers enter only the recipe validation chose them for (ResNet-18, the fourth round)
+    levers = {
+        arch: (c.imbalance.loss, c.imbalance.tau, c.imbalance.drw_epoch, c.model.metadata)
+        for arch in study.architectures
+        for c in [study.run_config(arch)]
+    }
+    assert levers == {
+        "resnet18": ("logit_adjusted", 0.5, 0, True),
+        "efficientnet_b0": ("ce", 1.0, 0, False),
+    }
