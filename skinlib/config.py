@@ -11,6 +11,7 @@ strings (:func:`apply_overrides`) and writes and reads a run's ``config.yaml``
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,10 @@ class TrainConfig:
     """The optimisation loop."""
 
     epochs: int = 10  # passes over the training split; real profiles set 100 with early stopping
+    # wall-clock minutes for the whole run (data, training, validation, final predictions); the
+    # first steps are timed and the epochs that fit are planned, train.epochs their cap; 0 = off
+    # (skinlib.training.budget; a study profile's budget: section shares its total among runs)
+    budget_min: float = 0.0
     batch_size: int = 32  # images per step (per GPU); 32 fits 384 px ConvNets on a 16 GB card
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 3e-4  # peak learning rate of the head; AdamW's usual fine-tuning value
@@ -161,6 +166,19 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # cap steps per epoch (smoke tests), 0 = no cap
     selection_rate: float = 1.0  # adaptive sample selection: share of each batch back-propagated
     log_resources: bool = False  # CPU/GPU utilisation and memory in the metrics file
+
+    def __post_init__(self) -> None:
+        budget = self.budget_min
+        if not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
+            raise ConfigError(
+                f"train.budget_min={self.budget_min!r}: minutes for the whole run, 0 or more "
+                "(0: no budget, train.epochs as given)"
+            )
+        if self.budget_min and self.epochs < 1:
+            raise ConfigError(
+                f"train.epochs={self.epochs}: with train.budget_min the epochs are the cap of "
+                "the plan; give 1 or more"
+            )
 
 
 @dataclass

@@ -5,6 +5,8 @@ data layer hand it everything it needs, so one loop trains every model of the st
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import itertools
 import logging
 import math
@@ -20,7 +22,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from skinlib.config import Config
+from skinlib.config import Config, TrainConfig
 from skinlib.data.cache import build_cache
 from skinlib.data.dataset import ImageDataset, batch_parts, collate_readable
 from skinlib.data.metadata import MetadataEncoder
@@ -48,6 +50,7 @@ from skinlib.models.checkpoint import (
 from skinlib.models.metadata import logits as model_logits
 from skinlib.progress import tqdm
 from skinlib.runs.folder import RunFolder
+from skinlib.training import budget
 from skinlib.training import distributed as dist
 from skinlib.training.imbalance import build_sampler, loss_for_epoch
 from skinlib.training.monitor import MONITORS, epoch_metrics, window_mean
@@ -70,13 +73,28 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     train_images: int = 0
+    elapsed_s: float = 0.0  # wall time of the run up to the last checkpoint (its time budget)
+    stopped_by: str = ""  # why the epochs ended: "epochs", "patience" or "budget"
 
 
 class Trainer:
-    """Holds the pieces of one run; :func:`train` is the entry point."""
+    """Holds the pieces of one run; :func:`train` is the entry point.
 
-    def __init__(self, cfg: Config, table: pd.DataFrame, progress: bool = True):
+    Args:
+        started: when the run began (``time.perf_counter()``), for its time budget; default now.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        table: pd.DataFrame,
+        progress: bool = True,
+        started: float | None = None,
+    ):
         self.cfg, self.progress = cfg, progress
+        self.started = time.perf_counter() if started is None else started
+        self.elapsed_before = 0.0  # a resumed run's wall time before this process
+        self.plan: budget.Plan | None = None  # train.budget_min's plan (plan_budget, restore)
         self.rank, self.world, local = dist.setup()
         self.device = resolve_device(cfg.train.device, local)
         self.binary = cfg.data.task == "binary"
@@ -111,9 +129,21 @@ class Trainer:
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    @property
+    def train_config(self) -> TrainConfig:
+        """``cfg.train`` as this run trains it: with a time budget, its planned epochs (and the
+        warm-up and EMA decay that follow from them)."""
+        return self.plan.train_config(self.cfg.train) if self.plan else self.cfg.train
+
+    @property
+    def epochs(self) -> int:
+        """The epochs this run trains at most: ``train.epochs``, or the budget's plan."""
+        return self.train_config.epochs
+
     def _build_optimisation(self) -> None:
-        """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup."""
-        cfg = self.cfg.train
+        """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup, for the
+        epochs the run trains (built again once a time budget has planned them)."""
+        cfg = self.train_config
         # class counts of the training split: the priors and weights never see val or test
         self.train_counts = np.bincount(self.train_labels, minlength=len(self.classes))
         self.loss_fn = self._loss(0)
@@ -139,7 +169,7 @@ class Trainer:
 
     def _loss(self, epoch: int) -> nn.Module:
         """The training loss of ``epoch`` (deferred re-weighting switches it at its epoch)."""
-        imb, epochs = self.cfg.imbalance, self.cfg.train.epochs
+        imb, epochs = self.cfg.imbalance, self.epochs  # a time budget's planned epochs
         loss = loss_for_epoch(imb, self.train_counts, epoch, epochs, self.binary)
         return loss.to(self.device)
 
@@ -193,7 +223,7 @@ class Trainer:
     def _ema(self):
         if not self.cfg.train.ema:
             return None
-        return ModelEmaV3(self.model, decay=self.cfg.train.ema_decay)
+        return ModelEmaV3(self.model, decay=self.train_config.ema_decay)
 
     def _mixup(self):
         t = self.cfg.train
@@ -288,7 +318,7 @@ class Trainer:
         freeze = epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not freeze)
         if self.cfg.train.progressive_resize:
-            frac = min(1.0, 0.5 + epoch / max(1, self.cfg.train.epochs))
+            frac = min(1.0, 0.5 + epoch / max(1, self.epochs))
             size = max(32, int(self.size * frac) // 8 * 8)
             self.train_set.transform = build_transforms(
                 self.data_cfg, True, self.cfg.train.augment, size
@@ -330,7 +360,7 @@ class Trainer:
         show = self.progress and dist.is_main()
         bar = tqdm(
             total=steps,
-            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+            desc=f"epoch {epoch + 1}/{self.epochs}",
             leave=False,
             disable=not show,
         )
@@ -370,6 +400,110 @@ class Trainer:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
+
+    # --- the time budget -----------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, a resumed run's earlier processes included."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def plan_budget(self) -> None:
+        """With ``train.budget_min``: time the first steps and plan the epochs that fit
+        (:mod:`skinlib.training.budget`). The timed steps are undone (initial weights back, a
+        fresh optimiser, schedule and EMA built for the plan), so the run then trains exactly as
+        its config with ``train.epochs`` set to the plan would."""
+        minutes = self.cfg.train.budget_min
+        if not minutes:
+            return
+        initial = copy.deepcopy(self.model.state_dict())  # BatchNorm statistics included
+        step_s, start_s = self._time_training_steps()
+        per_image = self._time_evaluation()
+        evaluated = sum(len(self.rows[s]) for s in ("val", "test", CALIBRATION))
+        measured = budget.Measurement(
+            step_s=dist.all_reduce_mean(step_s),
+            start_s=dist.all_reduce_mean(start_s),
+            steps_per_epoch=self._steps_per_epoch(),
+            val_s=dist.all_reduce_mean(per_image * len(self.rows["val"]) / self.world),
+            final_s=dist.all_reduce_mean(per_image * evaluated / self.world),
+            spent_s=dist.all_reduce_mean(self.elapsed()),
+        )
+        self.model.load_state_dict(initial)
+        self.plan = budget.plan(minutes, measured, self.cfg.train)
+        self._build_optimisation()
+        log.info(
+            "%s: %.3g s per step, %.3g s per epoch with validation: %d of at most %d epochs fit "
+            "the %.3g min budget (%.3g min already spent)",
+            self.cfg.run_name,
+            measured.step_s,
+            measured.epoch_s,
+            self.plan.epochs,
+            self.plan.cap,
+            minutes,
+            measured.spent_s / 60,
+        )
+
+    def _synchronise(self) -> None:
+        if self.device.type == "cuda":  # kernels run asynchronously: wait before reading a clock
+            torch.cuda.synchronize(self.device)
+
+    def _time_training_steps(self) -> tuple[float, float]:
+        """(seconds per training step through the real loader, seconds to its first batch).
+
+        The first :data:`~skinlib.training.budget.WARMUP_STEPS` steps are run but not timed; a
+        loader shorter than the measurement is read again.
+        """
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        steps = self._steps_per_epoch()
+        tick = time.perf_counter()
+        batches = iter(self.train_loader)
+        batch = next(batches)
+        start_s = time.perf_counter() - tick
+        durations = []
+        for i in range(budget.WARMUP_STEPS + budget.TIMED_STEPS):
+            tick = time.perf_counter()
+            if i:
+                batch = next(batches, None)
+                if batch is None:  # a loader shorter than the measurement: read it again
+                    batches = iter(self.train_loader)
+                    batch = next(batches)
+            images, labels, metadata = batch_parts(batch)
+            images = self._augment_batch(images)
+            self._train_step(i % steps, steps, images, labels, 0, metadata)
+            self._synchronise()
+            durations.append(time.perf_counter() - tick)
+        return float(np.median(durations[budget.WARMUP_STEPS :])), start_s
+
+    @torch.no_grad()
+    def _time_evaluation(self) -> float:
+        """Seconds per validation image of evaluation (loading and forward pass), timed over a
+        few batches after an untimed first one."""
+        dataset = self._dataset(self.rows["val"], train=False)
+        loader = self._loader(dataset, collate_fn=collate_readable)
+        model = self.eval_model().eval()
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        seconds, counts = [], []
+        tick = time.perf_counter()
+        for images, _, _, *metadata in itertools.islice(loader, 1 + budget.EVAL_BATCHES):
+            if len(images):
+                with self._autocast():
+                    x = images.to(self.device, memory_format=fmt)
+                    model_logits(model, x, metadata[0] if metadata else None)
+            self._synchronise()
+            seconds.append(time.perf_counter() - tick)
+            counts.append(len(images))
+            tick = time.perf_counter()
+        timed = slice(1, None) if len(seconds) > 1 else slice(None)
+        return sum(seconds[timed]) / max(1, sum(counts[timed]))
+
+    def _no_room(self, epoch_s: float) -> bool:
+        """The budget's guard: another epoch of ``epoch_s`` and the final predictions would
+        overrun it (the machine slowed down after the measurement)."""
+        plan = self.plan
+        if plan is None:
+            return False
+        over = budget.no_room(self.elapsed(), epoch_s, plan.final_s, plan.budget_min)
+        return bool(dist.all_reduce_mean(float(over)))  # every rank stops, or none
 
     # --- evaluation --------------------------------------------------------------------------
 
@@ -438,15 +572,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "selector": self.selector.state_dict() if self.selector is not None else None,
-            "run_state": {
-                "epoch": s.epoch,
-                "best_score": s.best_score,
-                "best_epoch": s.best_epoch,
-                "stale": s.stale,
-                "history": s.history,
-                "train_seconds": s.train_seconds,
-                "train_images": s.train_images,
-            },
+            "run_state": dataclasses.asdict(s),
+            "budget": self.plan.record() if self.plan else None,  # a resume keeps the plan
             "rng": rng_state(),
             "classes": self.classes,
             "image_size": self.size,
@@ -472,6 +599,9 @@ class Trainer:
                 f"{path}: the checkpoint's metadata encoding differs from this training split's; "
                 "start a new run (another train.run name)"
             )
+        if ckpt.get("budget"):  # the epochs planned when the run began, never planned again
+            self.plan = budget.Plan.from_record(ckpt["budget"])
+            self._build_optimisation()
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None and ckpt["ema"] is not None:
             self.ema.module.load_state_dict(ckpt["ema"])
@@ -481,6 +611,7 @@ class Trainer:
         if self.selector is not None and ckpt["selector"] is not None:
             self.selector.load_state_dict(ckpt["selector"])
         self.state = RunState(**ckpt["run_state"])
+        self.elapsed_before = self.state.elapsed_s
         if "rng" in ckpt:  # (checkpoints of early versions have none)
             set_rng_state(ckpt["rng"])
 
@@ -496,12 +627,29 @@ class Trainer:
         if cfg.monitor_window < 1:
             raise ConfigError(f"train.monitor_window={cfg.monitor_window}; give 1 or more epochs")
         writer = self._writer()
-        for epoch in range(self.state.epoch + 1, cfg.epochs):
+        epoch_s = self.plan.epoch_s if self.plan else 0.0  # measured again by every epoch
+        self.state.stopped_by = "epochs"
+        for epoch in range(self.state.epoch + 1, self.epochs):
             if cfg.patience and self.state.stale >= cfg.patience:  # also after a resume
                 log.info("early stop: %s did not improve for %d epochs", cfg.monitor, cfg.patience)
+                self.state.stopped_by = "patience"
                 break
+            if self.state.epoch >= 0 and self._no_room(epoch_s):
+                log.warning(
+                    "%s: stopped after %d of %d planned epochs: another would overrun the %.3g "
+                    "min budget (%.1f min spent)",
+                    self.cfg.run_name,
+                    self.state.epoch + 1,
+                    self.epochs,
+                    self.plan.budget_min,
+                    self.elapsed() / 60,
+                )
+                self.state.stopped_by = "budget"
+                break
+            start = time.perf_counter()
             row = self._run_epoch(epoch)
             improved = self._update_state(epoch, row)
+            self.state.elapsed_s = self.elapsed()
             if dist.is_main():
                 self._log_epoch(row, writer)
                 state = self.checkpoint_state()
@@ -510,6 +658,7 @@ class Trainer:
                 save_checkpoint(self.folder.checkpoint("last"), state)
                 self.write_metrics()
             dist.barrier()
+            epoch_s = time.perf_counter() - start  # the last epoch, checkpoints included
         if writer is not None:
             writer.close()
 
@@ -626,6 +775,8 @@ class Trainer:
                 "n_params": count_parameters(self.model),
                 "epochs_run": s.epoch + 1,
                 "best_epoch": s.best_epoch + 1,
+                "stopped_by": s.stopped_by,  # epochs (all given or planned), patience, budget
+                "budget": self._budget_record(),
                 "train_seconds": s.train_seconds,
                 "train_images_per_s": s.train_images / max(s.train_seconds, 1e-9),
                 "eval_images_per_s": eval_rate,
@@ -638,6 +789,16 @@ class Trainer:
                 **self._metadata_record(),
             },
         )
+
+    def _budget_record(self) -> dict | None:
+        """The time budget as the run's record states it: the plan, what ran, the wall time."""
+        if self.plan is None:
+            return None
+        return {
+            **self.plan.record(),
+            "epochs_run": self.state.epoch + 1,
+            "elapsed_s": self.elapsed(),
+        }
 
     def _metadata_record(self) -> dict:
         """What a metadata model was fed (meta.json: for the methods), nothing otherwise."""
@@ -655,8 +816,10 @@ def train(
         cfg: the whole configuration (saved as ``config.yaml`` in the run folder).
         table: a common-schema table with a ``split`` column; by default built from ``cfg.data``.
         resume: continue from ``checkpoints/last.pt`` (same config) after an interruption; a
-            complete run with the same config is returned as it is.
+            complete run with the same config is returned as it is. A run with a time budget
+            (``train.budget_min``) keeps the epochs it planned when it began.
     """
+    started = time.perf_counter()  # a time budget counts from here
     folder = RunFolder.of(cfg.study, cfg.run_name)
     if resume and folder.is_complete(cfg):
         log.info("%s is complete; nothing to resume", folder.path)
@@ -664,7 +827,7 @@ def train(
     table = prepare_table(cfg, progress) if table is None else table
     if "split" not in table:
         raise ConfigError("the table passed to train() needs a split column (skinlib.data.splits)")
-    trainer = Trainer(cfg, table, progress)
+    trainer = Trainer(cfg, table, progress, started)
     last = folder.checkpoint("last")
     if resume and last.is_file() and not folder.trained_with(cfg):
         log.warning("%s was started with another config; training it afresh", folder.path)
@@ -672,8 +835,10 @@ def train(
     if resume and last.is_file():
         trainer.restore(last)
         log.info("resuming %s after epoch %d", cfg.run_name, trainer.state.epoch + 1)
-    elif dist.is_main():
-        folder.start_fresh(cfg, table)
+    else:
+        if dist.is_main():
+            folder.start_fresh(cfg, table)
+        trainer.plan_budget()
     dist.barrier()
     trainer.fit()
     trainer.finish()
