@@ -469,3 +469,20 @@ def test_an_architecture_trained_with_a_lever_says_so_in_its_loss_and_model(stud
     assert "beta 0.999, from epoch 3 on) for `vit_tiny`" in text  # round(0.5 * 3) = 2 plain
     assert "[@cao2019ldam; @cui2019classbalanced; @menon2021logit]" in text
     assert "`vit_tiny` also read the patient's age" in text
+
+
+def test_a_time_budget_states_the_planned_epochs_and_why(study_dirs):
+    """With a budget the schedule was built for the plan, not for train.epochs (the cap)."""
+    profile_file = study_dirs()
+    text = _methods_text(profile_file)
+    assert "time budget" not in text
+    plan = {"budget_min": 19.5, "epochs": 2, "cap": 3, "limited_by": "budget", "step_s": 0.311}
+    for run in ("resnet18", "vit_tiny"):
+        meta_file = paths.run_dir("mini", run) / "meta.json"
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+            meta_file.write_text(json.dumps({**meta, "budget": plan, "epochs_run": 2}))
+    text = _methods_text(profile_file)
+    assert "for 2 epochs" in text and "for 3 epochs" not in text
+    assert "were set by a time budget" in text
+    assert "19.5 min at 0.311 s per training step: 2 epochs planned (what fitted)" in text

@@ -13,6 +13,7 @@ from skinlib.thesis.phrasing import (
     config_differences,
     disagreement,
     fmt,
+    name_list,
     per_run,
     recorded,
 )
@@ -109,7 +110,7 @@ def training_section(study: StudyRecord) -> Section:
         if any(r.config.train.warmup_epochs for r in runs)
         else " without warm-up"
     )
-    epochs = per_run(runs, lambda r: r.config.train.epochs, unit=" epochs")
+    epochs = per_run(runs, _planned_epochs, unit=" epochs")
     schedule = f"The learning rate followed {t(_schedule_words)}{warmup}, for {epochs}."
     stopping = _stopping_sentence(runs)
     ran = (
@@ -117,6 +118,7 @@ def training_section(study: StudyRecord) -> Section:
         f"is from epoch {per_run(runs, lambda r: recorded(r, 'best_epoch'))}."
     )
     extras = non_empty(
+        _budget_sentence(runs),
         f"Training seed: {per_run(runs, lambda r: r.config.train.seed)}.",
         disagreement(runs, lambda r: r.config.train.seed, "the training seed"),
         _ema_sentence(runs),
@@ -139,6 +141,39 @@ def training_section(study: StudyRecord) -> Section:
         "Training",
         "sec:methods-training",
         [non_empty(loss, optimiser, schedule, stopping, ran), extras],
+    )
+
+
+def _planned_epochs(run: RunRecord) -> int:
+    """The epochs the schedule was built for: a time budget's plan, else ``train.epochs``."""
+    return recorded(run, "budget", "epochs", default=run.config.train.epochs)
+
+
+def _budget_words(plan: dict) -> str:
+    why = {
+        "budget": "what fitted",
+        "cap": f"the cap of {plan['cap']}, less than would have fitted",
+        "minimum": "the least a run trains, as not even one epoch fitted",
+    }[plan["limited_by"]]
+    return (
+        f"{fmt(plan['budget_min'])} min at {plan['step_s']:.3g} s per training step: "
+        f"{plan['epochs']} epochs planned ({why})"
+    )
+
+
+def _budget_sentence(runs: Sequence[RunRecord]) -> str:
+    """Where a time budget set the epochs: how (the timed first steps), and each run's plan."""
+    planned = [r for r in runs if recorded(r, "budget")]
+    if not planned:
+        return ""
+    plans = "; ".join(f"{r.name}: {_budget_words(recorded(r, 'budget'))}" for r in planned)
+    who = "" if len(planned) == len(runs) else f" of {name_list([r.name for r in planned])}"
+    return (
+        f"The epochs{who} were set by a time budget: each run timed its first training steps "
+        "(through the data loader, after two warm-up steps) and a few validation batches, and "
+        "trained the epochs that fitted its share of the budget, `train.epochs` being the cap; "
+        f"the learning-rate schedule, warm-up and weight averaging were built for those epochs "
+        f"({plans})."
     )
 
 
