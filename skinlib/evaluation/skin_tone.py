@@ -278,5 +278,32 @@ def band_performance(
     order = {name: i for i, name in enumerate([*BAND_NAMES, NOT_MEASURABLE])}
     ordered = table.sort_values("group", key=lambda g: g.map(order), kind="stable")
     ordered = ordered.reset_index(drop=True)
-    ordered.attrs = table.attrs
+    ordered.attrs = table.attrs | ({"positive": list(point.positive)} if point else {})
     return ordered
+
+
+def performance_table(audit: pd.DataFrame) -> pd.DataFrame:
+    """:func:`band_performance` as a reader sees it, one row per band (small ones marked in
+    their name): lesions, the classes compared, balanced accuracy on them and its difference
+    from the rest (each with ``_low``/``_high``), Holm's p, and where an operating point was
+    given the positive set's sensitivity at its threshold (with ``_low``/``_high``) and AUC."""
+    rows = audit.set_index("group")
+    names = [f"{b} (small)" if s else b for b, s in zip(rows.index, rows["small"], strict=True)]
+    out = pd.DataFrame(index=pd.Index(names, name="band"))
+    out["lesions"] = rows["lesions"].to_numpy()
+    out["classes"] = rows["classes"].to_numpy()
+    for name, column in (("balanced_accuracy", "value"), ("", "low"), ("", "high")):
+        out[name or f"balanced_accuracy_{column}"] = rows[column].to_numpy()
+    for suffix in ("", "_low", "_high"):
+        out[f"difference{suffix}"] = rows[f"difference{suffix}"].to_numpy()
+    out["Holm p"] = rows["p_holm"].to_numpy()
+    if "operating_point" in audit.attrs and "positive" in audit.attrs:
+        positive = "+".join(audit.attrs["positive"])
+        at = audit.attrs["operating_point"].loc[ATTRIBUTE].reindex(rows.index)
+        for suffix in ("", "_low", "_high"):
+            if f"sensitivity{suffix}" in at:
+                out[f"sensitivity {positive}{suffix}"] = at[f"sensitivity{suffix}"].to_numpy()
+        auc = audit.attrs["per_class_auc"].loc[ATTRIBUTE].reindex(rows.index)
+        if positive in auc:
+            out[f"AUC {positive}"] = auc[positive].to_numpy()
+    return out

@@ -4,6 +4,7 @@ figure; only notebooks and the pipeline save (:func:`save_figure`); nothing here
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -398,4 +399,41 @@ def subgroup_forest(table: pd.DataFrame, ax=None, label: str = "balanced accurac
     ]
     ax.set_yticks(y, names)
     ax.set_xlabel(f"difference in {label}\n(group minus the rest of the test set, 95% CI)")
+    return fig
+
+
+# --- 09 audit -----------------------------------------------------------------------------------
+
+
+def titled_gallery(
+    images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 4, fontsize: float = 7
+):
+    """A grid of images, each under a title of one or more lines, that reads at the printed
+    size: every line is wrapped to its panel's width (so a title never runs into its
+    neighbour's) and constrained layout spaces the rows for the tallest title.
+
+    Args:
+        images: (H, W, 3) RGB arrays (uint8, or float in [0, 1]).
+        titles: one per image; ``\\n`` separates its lines.
+        ncols: images per row across the full text width.
+    """
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    panel = FULL_WIDTH / ncols  # inches
+    # characters of about 0.6 em that fit in 90% of a panel at this size
+    chars = max(8, int(panel * 72 * 0.9 / (0.6 * fontsize)))
+    wrapped = [
+        "\n".join(textwrap.fill(line, chars) for line in str(title).split("\n")) for title in titles
+    ]
+    lines = max((t.count("\n") + 1 for t in wrapped), default=1)
+    height = nrows * (panel + lines * fontsize * 1.35 / 72 + 0.05)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(FULL_WIDTH, height), layout="constrained", squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, wrapped, strict=False):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=fontsize, linespacing=1.15)
     return fig
