@@ -11,6 +11,7 @@ strings (:func:`apply_overrides`) and writes and reads a run's ``config.yaml``
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +70,20 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout before the classifier
     drop_path_rate: float = 0.0  # stochastic depth (ViT, Swin, EfficientNet, ...)
     native_resolution: bool = False  # use the model's own input size instead of data.image_size
+    # fuse age, sex and anatomical site (encoded on the training split, missing values as their
+    # own level) with the image features before the classifier, for any architecture
+    metadata: bool = False
 
 
 @dataclass
 class ImbalanceConfig:
     """How class imbalance is handled; strategies combine."""
 
-    loss: str = "ce"  # ce | focal
+    # ce | focal | logit_adjusted (Menon et al. 2021: cross-entropy on logits + tau * log prior)
+    # | balanced_softmax (Ren et al. 2020: logits + log n_c); the prior is the training split's
+    # class shares as the sampler draws them, and inference uses the plain logits
+    loss: str = "ce"
+    tau: float = 1.0  # logit_adjusted: strength of the prior shift (Menon et al.'s default 1)
     class_weights: str = "none"  # none | inverse | effective
     beta: float = 0.999  # effective-number-of-samples beta (Cui et al. 2019)
     gamma: float = 2.0  # focal loss focusing parameter (0 = cross-entropy)
@@ -84,6 +92,38 @@ class ImbalanceConfig:
         "none"  # none | weighted (equal draws per class) | sqrt (draws ~ sqrt(class size))
     )
     label_smoothing: float = 0.0  # target smoothing (0 = off); also passed to mixup explicitly
+    # deferred re-weighting (Cao et al. 2019): plain training until this epoch, effective-number
+    # class weights (beta) from it on; 0 = off, below 1 = that fraction of train.epochs
+    drw_epoch: float = 0.0
+
+    def drw_start(self, epochs: int) -> int | None:
+        """The first epoch (0-based) of deferred re-weighting (Cao et al. 2019), None when off.
+
+        ``drw_epoch`` of 1 or more is that many epochs of plain training; below 1 it is that
+        fraction of ``epochs`` (rounded), so it follows a run whose epochs change.
+
+        >>> ImbalanceConfig(drw_epoch=0.75).drw_start(4), ImbalanceConfig(drw_epoch=3).drw_start(4)
+        (3, 3)
+        """
+        at = self.drw_epoch
+        if at <= 0:
+            return None
+        if at >= 1 and at != int(at):
+            raise ConfigError(
+                f"imbalance.drw_epoch={at:g}: give a whole number of epochs or a fraction below 1"
+            )
+        if self.class_weights != "none":
+            raise ConfigError(
+                f"imbalance.drw_epoch with imbalance.class_weights={self.class_weights}: deferred "
+                "re-weighting trains unweighted first; set imbalance.class_weights=none"
+            )
+        start = int(at) if at >= 1 else round(at * epochs)
+        if start >= epochs:
+            raise ConfigError(
+                f"imbalance.drw_epoch={at:g} starts re-weighting at epoch {start + 1} of {epochs}: "
+                "it would never start; lower it or raise train.epochs"
+            )
+        return start
 
 
 @dataclass
@@ -91,6 +131,10 @@ class TrainConfig:
     """The optimisation loop."""
 
     epochs: int = 10  # passes over the training split; real profiles set 100 with early stopping
+    # wall-clock minutes for the whole run (data, training, validation, final predictions); the
+    # first steps are timed and the epochs that fit are planned, train.epochs their cap; 0 = off
+    # (skinlib.training.budget; a study profile's budget: section shares its total among runs)
+    budget_min: float = 0.0
     batch_size: int = 32  # images per step (per GPU); 32 fits 384 px ConvNets on a 16 GB card
     optimizer: str = "adamw"  # adamw | sgd
     lr: float = 3e-4  # peak learning rate of the head; AdamW's usual fine-tuning value
@@ -122,6 +166,19 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # cap steps per epoch (smoke tests), 0 = no cap
     selection_rate: float = 1.0  # adaptive sample selection: share of each batch back-propagated
     log_resources: bool = False  # CPU/GPU utilisation and memory in the metrics file
+
+    def __post_init__(self) -> None:
+        budget = self.budget_min
+        if not (isinstance(budget, int | float) and math.isfinite(budget) and budget >= 0):
+            raise ConfigError(
+                f"train.budget_min={self.budget_min!r}: minutes for the whole run, 0 or more "
+                "(0: no budget, train.epochs as given)"
+            )
+        if self.budget_min and self.epochs < 1:
+            raise ConfigError(
+                f"train.epochs={self.epochs}: with train.budget_min the epochs are the cap of "
+                "the plan; give 1 or more"
+            )
 
 
 @dataclass

@@ -11,8 +11,10 @@ the command line, which also accepts a run's saved ``config.yaml``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -34,7 +36,9 @@ NEUTRAL_IMBALANCE: dict[str, Any] = {
     "imbalance.alpha": None,
     "imbalance.sampler": "none",
     "imbalance.label_smoothing": 0.0,
+    "imbalance.drw_epoch": 0.0,
     "train.selection_rate": 1.0,
+    "model.metadata": False,  # the image alone: the metadata branch is an arm of its own
 }
 
 
@@ -160,6 +164,55 @@ class EvaluationSettings:
         self.external = parse_external_sets(self.external)
 
 
+BUDGET_SHARES = ("architectures", "imbalance", "reserve")
+
+
+@dataclass
+class BudgetSettings:
+    """The study's time budget (``budget:``): its total wall-clock minutes and how they are
+    shared, each share a fraction of the total.
+
+    ``architectures`` is split equally among the architecture runs (03), ``imbalance`` equally
+    among the imbalance arms (02: the same time for every arm), and ``reserve`` is kept for what
+    is not training (01, every notebook's evaluation, TTA, Grad-CAM, the trust audit, the
+    methods). Each run gets its minutes as ``train.budget_min`` (see
+    :mod:`skinlib.training.budget`), with ``train.epochs`` as the cap. ``skinlib pipeline
+    --budget-min N`` (or ``--set budget.total_min=N``) sets the total; the shares stay.
+    """
+
+    total_min: float = (
+        0.0  # the whole study, wall clock; 0 = no budget (every run's epochs as given)
+    )
+    architectures: float = 0.65  # share of the total for the architecture runs, equal per run
+    imbalance: float = 0.25  # share for the imbalance arms, equal per arm
+    reserve: float = 0.10  # share kept for everything that is not training
+
+    def __post_init__(self) -> None:
+        for name in ("total_min", *BUDGET_SHARES):
+            value = getattr(self, name)
+            if isinstance(value, str):  # YAML reads 1e-3 (no dot) as text
+                with contextlib.suppress(ValueError):
+                    value = float(value)
+                    setattr(self, name, value)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"budget.{name}={value!r}: expected a number")
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"budget.{name}={value!r}: expected a number, 0 or more")
+        total = sum(getattr(self, name) for name in BUDGET_SHARES)
+        if abs(total - 1) > 1e-6:
+            shares = ", ".join(f"{name} {getattr(self, name):g}" for name in BUDGET_SHARES)
+            raise ConfigError(
+                f"budget: the shares ({shares}) add up to {total:g}; they are fractions of "
+                "budget.total_min and must add up to 1"
+            )
+
+    def minutes(self, share: str, runs: int) -> float:
+        """The minutes of one of ``runs`` runs that split ``share`` equally (0: no budget)."""
+        if not self.total_min:
+            return 0.0
+        return round(self.total_min * getattr(self, share) / max(1, runs), 3)
+
+
 EXECUTORS = ("local", "local-parallel", "slurm")
 
 
@@ -214,6 +267,7 @@ class StudyProfile:
     overrides: list[str] = field(default_factory=list)  # the --set overrides, in order
     trust: TrustSettings = field(default_factory=TrustSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)  # where trainings run
+    budget: BudgetSettings = field(default_factory=BudgetSettings)  # the study's time budget
     sections: dict[str, Any] = field(default_factory=dict, repr=False)  # the file, as read
 
     def text(self) -> str:
@@ -229,16 +283,28 @@ class StudyProfile:
         return apply_overrides(self.base, [*self.overrides, f"study={self.study}"])
 
     def run_config(
-        self, arch: str, run: str | None = None, overrides: dict | None = None
+        self,
+        arch: str,
+        run: str | None = None,
+        overrides: dict | None = None,
+        share: str = "architectures",
     ) -> Config:
         """The config of one run of ``arch``.
 
-        Precedence, lowest first: the profile's ``config``, the architecture's recipe, the
-        ``--set`` overrides, then ``overrides`` (an imbalance strategy's).
+        Precedence, lowest first: the profile's ``config``, the run's time from the ``budget:``
+        section (``train.budget_min``, its equal part of ``share``), the architecture's recipe,
+        the ``--set`` overrides, then ``overrides`` (an imbalance strategy's).
         """
-        items = _items(self.recipes.get(arch, {})) + self.overrides + _items(overrides or {})
+        items = self._budget_items(share)
+        items += _items(self.recipes.get(arch, {})) + self.overrides + _items(overrides or {})
         items += [f"model.arch={arch}", f"run={run or arch}", f"study={self.study}"]
         return apply_overrides(self.base, items)
+
+    def _budget_items(self, share: str) -> list[str]:
+        if not self.budget.total_min:
+            return []
+        runs = len(self.architectures if share == "architectures" else self.imbalance.strategies)
+        return [f"train.budget_min={self.budget.minutes(share, runs)}"]
 
     def strategy_config(self, name: str) -> Config:
         """The config of one imbalance-strategy run (run name ``imbalance_<name>``)."""
@@ -252,7 +318,7 @@ class StudyProfile:
             **self.imbalance.common,
             **self.imbalance.strategies[name],
         }
-        return self.run_config(self.imbalance.arch, f"imbalance_{name}", overrides)
+        return self.run_config(self.imbalance.arch, f"imbalance_{name}", overrides, "imbalance")
 
 
 def imbalance_settings(cfg: Config) -> dict[str, Any]:
@@ -260,16 +326,25 @@ def imbalance_settings(cfg: Config) -> dict[str, Any]:
 
     >>> from skinlib.config import Config
     >>> imbalance_settings(Config())
-    {'loss': 'ce', 'class weights': 'none', 'sampler': 'none', 'selection rate': 1.0, 'label smoothing': 0.0}
+    {'loss': 'ce', 'class weights': 'none', 'sampler': 'none', 'selection rate': 1.0, 'label smoothing': 0.0, 'inputs': 'image'}
     """
     imb = cfg.imbalance
-    loss = f"focal (gamma {imb.gamma:g})" if imb.loss == "focal" else imb.loss
+    loss = {
+        "focal": f"focal (gamma {imb.gamma:g})",
+        "logit_adjusted": f"logit adjusted (tau {imb.tau:g})",
+        "balanced_softmax": "balanced softmax",
+    }.get(imb.loss, imb.loss)
+    weights = imb.class_weights
+    if imb.drw_epoch:
+        start = imb.drw_start(cfg.train.epochs)
+        weights = f"effective from epoch {start + 1} (deferred)"
     return {
         "loss": loss,
-        "class weights": imb.class_weights,
+        "class weights": weights,
         "sampler": imb.sampler,
         "selection rate": cfg.train.selection_rate,
         "label smoothing": imb.label_smoothing,
+        "inputs": "image, age, sex, site" if cfg.model.metadata else "image",
     }
 
 
@@ -315,11 +390,12 @@ def read_profile(path: str | Path) -> dict[str, Any]:
 
 
 def load_study_profile(profile: str | Path, overrides: list[str] | None = None) -> StudyProfile:
-    """Read a profile; ``overrides`` (``section.key=value``) change its run config."""
+    """Read a profile; ``overrides`` (``section.key=value``) change its run config, and
+    ``budget.key=value`` ones its ``budget:`` section (``skinlib pipeline --budget-min``)."""
     path = resolve_profile_path(profile)
     data = read_profile(path)
     known = {"study", "config", "architectures", "recipes", "imbalance", "evaluation"}
-    known |= {"cluster", "trust"}
+    known |= {"cluster", "trust", "budget"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"profile {path}: unknown section(s) {unknown}; expected {sorted(known)}")
@@ -329,6 +405,7 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
             f"--set study=...: the study name comes from the profile ({study!r}, its `study:` "
             "or file name); copy the profile under a new name to start another study"
         )
+    overrides, budget = _budget_overrides(list(overrides or []), data.get("budget"))
     base = config_from_dict({**(data.get("config") or {}), "study": study})
     archs = data.get("architectures") or [apply_overrides(base, overrides).model.arch]
     profile = StudyProfile(
@@ -339,13 +416,63 @@ def load_study_profile(profile: str | Path, overrides: list[str] | None = None) 
         evaluation=_section(EvaluationSettings, data.get("evaluation"), "evaluation"),
         path=path,
         recipes=dict(data.get("recipes") or {}),
-        overrides=list(overrides or []),
+        overrides=overrides,
         cluster=_section(ClusterSettings, data.get("cluster"), "cluster"),
         trust=_section(TrustSettings, data.get("trust"), "trust"),
+        budget=_section(BudgetSettings, budget, "budget"),
         sections=data,
     )
     _check_recipes(profile, path)
+    _check_budget(profile, path)
     return profile
+
+
+def _budget_overrides(overrides: list[str], section: Any) -> tuple[list[str], dict]:
+    """(the run-config overrides, the ``budget:`` section with the ``budget.*`` ones applied)."""
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(f"profile section 'budget': expected a mapping, got {section!r}")
+    budget = dict(section or {})
+    rest = []
+    for item in overrides:
+        key, equals, value = item.partition("=")
+        if not key.strip().startswith("budget."):
+            rest.append(item)
+            continue
+        name = key.strip().removeprefix("budget.")
+        if name not in BudgetSettings.__dataclass_fields__ or not equals:
+            raise ConfigError(
+                f"override {item!r}: write it as budget.KEY=VALUE with KEY one of "
+                f"{sorted(BudgetSettings.__dataclass_fields__)}"
+            )
+        budget[name] = yaml.safe_load(value)
+    return rest, budget
+
+
+def _check_budget(profile: StudyProfile, path: Path) -> None:
+    """With a total, the ``budget:`` section alone gives the runs their minutes, and every group
+    of runs the study trains has a share."""
+    budget = profile.budget
+    if not budget.total_min:
+        return
+    groups = {"architectures": profile.architectures, "imbalance": profile.imbalance.strategies}
+    for share, runs in groups.items():
+        if runs and not getattr(budget, share):
+            raise ConfigError(
+                f"profile {path}: budget.{share} is 0 but the study trains {len(runs)} such "
+                f"run(s); give them a share of budget.total_min"
+            )
+    settings = {
+        "config": {"train.budget_min": profile.base.train.budget_min},
+        **{f"recipes.{arch}": recipe for arch, recipe in profile.recipes.items()},
+        "imbalance.common": profile.imbalance.common,
+        **{f"imbalance.strategies.{n}": s for n, s in profile.imbalance.strategies.items()},
+    }
+    for where, values in settings.items():
+        if values.get("train.budget_min"):
+            raise ConfigError(
+                f"profile {path}: {where} sets train.budget_min, but the budget: section shares "
+                f"budget.total_min among the runs; remove one of the two"
+            )
 
 
 def _check_recipes(profile: StudyProfile, path: Path) -> None:

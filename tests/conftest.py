@@ -68,6 +68,15 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def metadata_run(tmp_path_factory) -> Path:
+    """The tiny run with the metadata branch (``model.metadata``), trained once for all
+    workers; read only, like :func:`trained_run`."""
+    return built_once(
+        tmp_path_factory, "metadata_run", lambda root: build_tiny_run(root, metadata=True)
+    )
+
+
+@pytest.fixture(scope="session")
 def tiny_run(trained_run, tmp_path_factory) -> Path:
     """This worker's copy of the trained run (a test that changes a file puts it back)."""
     return copy_run(trained_run, tmp_path_factory.mktemp("tiny_run"))

@@ -94,3 +94,23 @@ def test_claim_38_points_at_the_operating_points_only_once_05_wrote_them(study_d
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_claim_12_says_whether_metadata_are_model_inputs_as_the_runs_recorded(study_dirs, tmp_path):
+    import shutil
+
+    from fixtures.studies import PROFILE
+
+    write.write_methods(study_dirs())
+    assert "metadata are not model inputs" in _claim_row(12)
+    shutil.rmtree(tmp_path / "experiments")
+    shutil.rmtree(tmp_path / "thesis")
+    imbalance = {
+        **PROFILE["imbalance"],
+        "strategies": {"none": {}, "metadata": {"model.metadata": True}},
+    }
+    write.write_methods(study_dirs({**PROFILE, "imbalance": imbalance}))
+    row = _claim_row(12)
+    assert "not model inputs" not in row
+    assert "age, sex and site are inputs of imbalance" in row and "metadata only" in row
+    assert "sec:methods-models" in row and "sec:methods-imbalance" in row

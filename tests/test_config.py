@@ -36,3 +36,16 @@ def test_config_checks_value_types():
         apply_overrides(Config(), ["train.ema=maybe"])
     with pytest.raises(ConfigError, match="train.lr: expected a number"):
         apply_overrides(Config(), ["train.lr=fast"])
+
+
+@pytest.mark.parametrize("value", ["-1", ".nan", ".inf"])
+def test_a_time_budget_is_minutes_zero_or_more(value):
+    assert apply_overrides(Config(), ["train.budget_min=2.5"]).train.budget_min == 2.5
+    assert Config().train.budget_min == 0  # off: train.epochs as given
+    with pytest.raises(ConfigError, match=r"train.budget_min=.*0 or more"):
+        apply_overrides(Config(), [f"train.budget_min={value}"])
+
+
+def test_a_budget_needs_an_epoch_cap():
+    with pytest.raises(ConfigError, match="train.epochs=0: with train.budget_min"):
+        apply_overrides(Config(), ["train.budget_min=5", "train.epochs=0"])

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from fixtures.builders import make_isic2018_folder, make_ph2_folder
@@ -265,3 +266,41 @@ def test_scoring_an_external_set_is_a_look_in_the_study_ledger(run, tmp_path):
 def run_data(run: Path) -> Path:
     """The SynthDerm folder the tiny run was trained on (see fixtures.runs.build_tiny_run)."""
     return run.parents[2] / "synthderm"
+
+
+@pytest.mark.parametrize("layout", ["ph2", "isic2018"])
+def test_a_metadata_model_on_an_external_set_encodes_what_the_set_records(
+    metadata_run, tmp_path, layout
+):
+    """PH2 records no age, sex or site: a metadata model scores it with the missing levels; the
+    ISIC 2018 archive release records all three, encoded with the training split's vocabulary
+    and statistics (a site the training split never had: unknown)."""
+    import torch
+
+    from skinlib.data.images import load_image
+    from skinlib.evaluation.predictions import Predictions
+    from skinlib.external.evaluate import evaluate_external
+    from skinlib.external.guard import external_set
+    from skinlib.models.checkpoint import load_model
+
+    root = (
+        make_ph2_folder(tmp_path / "data", labels=("txt",))
+        if layout == "ph2"
+        else make_isic2018_folder(tmp_path / "data", "archive")
+    )
+    run = copy_run(metadata_run, tmp_path / "copy")  # the evaluation writes to the study
+    out = tmp_path / "out"
+    evaluate_external(run, root, layout, out, n_boot=20, set_name=f"{layout}_test")
+    preds = Predictions.load(out / "predictions.csv")
+    loaded = load_model(run)
+    table = external_set(loaded, root, layout, progress=False).table
+    encoded = loaded.metadata.transform(table)
+    if layout == "ph2":
+        assert table[["age", "sex", "site"]].isna().all().all()
+        assert (encoded == loaded.metadata.missing_row()).all()
+    else:
+        assert table["age"].notna().any() and not (encoded[:, 1] == 1).all()
+    x = torch.stack([loaded.transform(load_image(p)) for p in table["path"]])
+    with torch.no_grad():
+        expected = loaded.model(x, torch.from_numpy(encoded)).numpy()
+    np.testing.assert_allclose(preds.logits, expected, atol=1e-5)

@@ -317,3 +317,29 @@ def _deferral(val_coverage=0.6):
             "balanced_accuracy_all": [0.7, 0.7],
         }
     )
+
+
+def test_epochs_says_how_many_each_run_got_and_why():
+    def run(ran, stopped="epochs", **plan):
+        budget = {"epochs": 4, "cap": 6, "budget_min": 1.5, "step_s": 0.25, **plan}
+        return {"epochs_run": ran, "stopped_by": stopped, "budget": budget if plan else None}
+
+    text = findings.epochs(
+        {
+            "fits": run(4, limited_by="budget"),
+            "capped": run(6, limited_by="cap", epochs=6),
+            "least": run(1, limited_by="minimum", epochs=1),
+            "behind": run(2, "budget", limited_by="budget"),
+            "patient": run(3, "patience", limited_by="budget"),
+            "given": run(10),
+            "stopped": run(7, "patience"),
+        }
+    )
+    assert text == (
+        "Epochs per run: fits 4 of at most 6 (what fits its 1.5 min at 0.25 s per step); "
+        "capped 6, the cap (its 1.5 min at 0.25 s per step would fit more); "
+        "least 1 (none fits its 1.5 min at 0.25 s per step; one is the least a run trains); "
+        "behind 2 of 4 planned (stopped at its budget, 1.5 min at 0.25 s per step measured); "
+        "patient 3 of 4 planned (early stopping; 1.5 min at 0.25 s per step); "
+        "given 10 (as given); stopped 7 (early stopping)."
+    )

@@ -13,9 +13,13 @@ from skinlib.training.distributed import EpochSampler
 from skinlib.training.imbalance import (
     BinaryFocalLoss,
     FocalLoss,
+    LogitAdjusted,
     build_loss,
     build_sampler,
     class_weights,
+    loss_for_epoch,
+    presented_counts,
+    presented_prior,
     sample_weights,
 )
 from skinlib.training.selection import SelectionController
@@ -187,3 +191,100 @@ def test_selection_holds_its_activation_rate(target):
         assert len(chosen) >= 2
     ctl.history = ctl.history[50:]  # after the controller settles
     assert abs(ctl.epoch_rate() - target) < 0.04
+
+
+def test_logit_adjusted_loss_is_cross_entropy_on_logits_plus_tau_log_prior():
+    counts = [80, 20]  # prior 0.8 / 0.2
+    logits, target = torch.zeros(2, 2), torch.tensor([0, 1])
+    # tau 1: the adjusted logits are log(0.8), log(0.2), so the softmax is the prior itself
+    loss = build_loss(ImbalanceConfig(loss="logit_adjusted"), counts)
+    torch.testing.assert_close(loss(logits, target), -torch.log(torch.tensor([0.8, 0.2])))
+    # tau 2: the softmax is proportional to 0.64 : 0.04, so the rare class costs log(17)
+    loss = build_loss(ImbalanceConfig(loss="logit_adjusted", tau=2.0), counts)
+    torch.testing.assert_close(loss(logits, target)[1], torch.tensor(np.log(17.0)).float())
+    # any logits: CE of z + tau * log prior, with the class weights and smoothing of a plain loss
+    torch.manual_seed(0)
+    counts = [50, 30, 15, 5]
+    z, y = torch.randn(16, 4), torch.randint(0, 4, (16,))
+    prior = torch.tensor(counts, dtype=torch.float32) / 100
+    cfg = ImbalanceConfig(loss="logit_adjusted", tau=0.5, label_smoothing=0.1)
+    expected = F.cross_entropy(z + 0.5 * prior.log(), y, label_smoothing=0.1, reduction="none")
+    torch.testing.assert_close(build_loss(cfg, counts)(z, y), expected)
+    assert not torch.equal(build_loss(cfg, counts)(z, y), F.cross_entropy(z, y, reduction="none"))
+
+
+def test_balanced_softmax_is_its_formula_and_logit_adjustment_at_tau_one():
+    torch.manual_seed(1)
+    counts = torch.tensor([60.0, 25.0, 10.0, 5.0])
+    z, y = torch.randn(20, 4), torch.randint(0, 4, (20,))
+    loss = build_loss(ImbalanceConfig(loss="balanced_softmax"), counts.int().tolist())
+    # Ren et al. 2020: -log( n_y exp(z_y) / sum_j n_j exp(z_j) )
+    weighted = counts * z.exp()
+    formula = -torch.log(weighted[torch.arange(20), y] / weighted.sum(1))
+    torch.testing.assert_close(loss(z, y), formula)
+    adjusted = build_loss(ImbalanceConfig(loss="logit_adjusted", tau=1.0), counts.int().tolist())
+    torch.testing.assert_close(loss(z, y), adjusted(z, y))
+    with pytest.raises(ConfigError, match="tau=0.5 with balanced_softmax"):
+        build_loss(ImbalanceConfig(loss="balanced_softmax", tau=0.5), [5, 5])
+
+
+def test_binary_logit_adjustment_shifts_by_the_log_prior_odds():
+    z, t = torch.tensor([[0.3], [-1.0], [2.0]]), torch.tensor([1, 0, 1])
+    loss = build_loss(ImbalanceConfig(loss="logit_adjusted"), [90, 10], binary=True)
+    shifted = z.reshape(-1) + np.log(10 / 90)
+    expected = F.binary_cross_entropy_with_logits(shifted, t.float(), reduction="none")
+    torch.testing.assert_close(loss(z, t), expected)
+
+
+def test_the_prior_is_the_one_the_sampler_presents():
+    counts = [900, 100, 25]
+    np.testing.assert_allclose(presented_prior(counts), np.array(counts) / 1025)
+    np.testing.assert_allclose(presented_prior(counts, "weighted"), [1 / 3] * 3)
+    np.testing.assert_allclose(presented_prior(counts, "sqrt"), np.array([30, 10, 5]) / 45)
+    np.testing.assert_allclose(presented_counts(counts, "sqrt").sum(), 1025)
+    # what the sampler really draws, over a few epochs, is that prior
+    labels = np.repeat([0, 1, 2], counts)
+    for sampler in ("sqrt", "weighted"):
+        drawn = build_sampler(ImbalanceConfig(sampler=sampler), labels, 3, seed=2)
+        shares = []
+        for epoch in range(4):
+            drawn.set_epoch(epoch)
+            shares.append(np.bincount(labels[list(drawn)], minlength=3))
+        share = np.sum(shares, 0) / np.sum(shares)
+        np.testing.assert_allclose(share, presented_prior(counts, sampler), atol=0.03)
+    # under equal draws per class the batches are balanced already: the adjustment shifts nothing
+    torch.manual_seed(2)
+    z, y = torch.randn(10, 3), torch.randint(0, 3, (10,))
+    cfg = ImbalanceConfig(loss="logit_adjusted", sampler="weighted")
+    torch.testing.assert_close(
+        build_loss(cfg, counts)(z, y), F.cross_entropy(z, y, reduction="none")
+    )
+    sqrt = build_loss(ImbalanceConfig(loss="logit_adjusted", sampler="sqrt"), counts)
+    assert isinstance(sqrt, LogitAdjusted)
+    torch.testing.assert_close(sqrt.offset, torch.log(torch.tensor([30.0, 10.0, 5.0]) / 45))
+
+
+def test_deferred_reweighting_switches_the_weights_at_its_epoch():
+    counts = [70, 20, 10]
+    cfg = ImbalanceConfig(drw_epoch=2, beta=0.99)
+    effective = class_weights(counts, "effective", 0.99)
+    weights = [loss_for_epoch(cfg, counts, epoch, 4).weight for epoch in range(4)]
+    assert weights[0] is None and weights[1] is None
+    for w in weights[2:]:
+        torch.testing.assert_close(w, effective)
+    # a fraction of the epochs: 0.75 of 8 is 6 plain epochs
+    assert ImbalanceConfig(drw_epoch=0.75).drw_start(8) == 6
+    assert ImbalanceConfig().drw_start(8) is None
+    # with a sampler, the weights of the counts it presents (equal draws: equal weights)
+    sampled = ImbalanceConfig(drw_epoch=1, sampler="weighted")
+    torch.testing.assert_close(loss_for_epoch(sampled, counts, 1, 2).weight, torch.ones(3))
+    # combined with logit adjustment, the weights go to its cross-entropy
+    adjusted = loss_for_epoch(ImbalanceConfig(drw_epoch=1, loss="logit_adjusted"), counts, 1, 2)
+    torch.testing.assert_close(adjusted.base.weight, class_weights(counts, "effective"))
+    for bad, match in [
+        (ImbalanceConfig(drw_epoch=1, class_weights="inverse"), "class_weights=none"),
+        (ImbalanceConfig(drw_epoch=4), "would never start"),
+        (ImbalanceConfig(drw_epoch=1.5), "whole number"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            loss_for_epoch(bad, counts, 0, 4)

@@ -152,3 +152,12 @@ def test_risk_coverage_and_set_size_figures():
     sizes = {"known": pd.Series([0, 3, 1]), "blank": pd.Series([0, 0, 4])}
     fig = plots.set_size_bars(sizes)
     assert len(fig.axes[0].patches) == 6
+
+
+def test_grouped_bars_draw_more_strategies_than_the_palette_has_colours():
+    recall = pd.DataFrame(
+        {f"arm{i}": [0.1 * (i % 10), 0.5] for i in range(12)},
+        index=pd.Index(["mel", "nv"], name="class"),
+    )
+    fig = plots.grouped_bars(recall)
+    assert len(fig.axes[0].get_legend().get_texts()) == 12

@@ -214,3 +214,39 @@ def test_no_conformal_file_means_no_set(tiny_run, tmp_path):
     )
     assert result.prediction_set is None and result.refer == []
     assert "has not stored one" in app._format_trust(result)
+
+
+def test_a_metadata_model_reads_the_metadata_given_and_missing_otherwise(metadata_run, predictor):
+    """Optional age, sex and site: given, the model reads them as its evaluation does; not
+    given (or a field not given), they count as not recorded; an image-only model ignores them."""
+    from skinlib.data.metadata import ImageMetadata
+
+    with_metadata = Predictor(metadata_run)
+    assert with_metadata.uses_metadata and not predictor.uses_metadata
+    assert "inputs: image, age, sex and site" in with_metadata.describe()
+    rows = heldout_rows(metadata_run)
+    row = rows.iloc[0]
+    image = load_image(row["path"])
+    given = ImageMetadata(age=row["age"], sex=row["sex"], site=row["site"])
+    # what 03 stored for that test image, at the run's temperature
+    stored = RunFolder(metadata_run).predictions("test")
+    t = RunFolder(metadata_run).temperature()
+    np.testing.assert_allclose(
+        with_metadata.probabilities(image, given), stored.probabilities(t)[0], atol=1e-5
+    )
+    loaded = with_metadata.members[0]
+    x = loaded.transform(image).unsqueeze(0)
+    with torch.no_grad():
+        blind = torch.softmax(loaded.model(x) / t, 1)[0].numpy()  # nothing recorded
+    np.testing.assert_allclose(with_metadata.probabilities(image), blind, atol=1e-5)
+    assert not np.allclose(with_metadata.probabilities(image, given), blind, atol=1e-4)
+    result = with_metadata.predict(image)
+    assert any("none were given" in note for note in result.notes)
+    assert result.cam_overlay.shape == (320, 320, 3)
+    partial = with_metadata.predict(image, metadata=ImageMetadata(age=50))
+    assert any("not recorded: sex, site" in note for note in partial.notes)
+    plain = predictor.predict(image, metadata=given)
+    assert any("not inputs of this model" in note for note in plain.notes)
+    np.testing.assert_array_equal(
+        predictor.probabilities(image, given), predictor.probabilities(image)
+    )

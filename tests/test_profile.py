@@ -99,6 +99,7 @@ def test_each_imbalance_arm_is_the_neutral_base_plus_its_own_change(profile):
         "sampler": "none",
         "selection rate": 1.0,
         "label smoothing": 0.0,
+        "inputs": "image",
     }
     assert arms["none"] == neutral
     assert arms["weighted_ce"] == {**neutral, "class weights": "inverse"}
@@ -212,3 +213,117 @@ def test_unknown_profile_key_is_refused(tmp_path):
     (tmp_path / "p.yaml").write_text("config:\n  train:\n    lr: 0.1\n    warmup: 2\n")
     with pytest.raises(ConfigError, match="warmup"):
         load_study_profile(tmp_path / "p.yaml")
+
+
+BUDGETED = (
+    "study: x\narchitectures: [resnet18, vit_tiny]\n"
+    "imbalance: {arch: resnet18, strategies: {none: {}, focal: {imbalance.loss: focal},"
+    " selection: {train.selection_rate: 0.5}}}\n"
+    "config: {train: {epochs: 30}}\n"
+)
+
+
+def test_the_budget_section_gives_each_run_its_share(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("budget: {total_min: 60, architectures: 0.5, imbalance: 0.3, reserve: 0.2}\n")
+    path.write_text(path.read_text() + BUDGETED)
+    study = load_study_profile(path)
+    # architectures: 60 * 0.5 / 2 runs; imbalance: 60 * 0.3 / 3 arms, equal per arm
+    assert [study.run_config(a).train.budget_min for a in study.architectures] == [15.0, 15.0]
+    arms = [study.strategy_config(s).train.budget_min for s in study.imbalance.strategies]
+    assert arms == [6.0, 6.0, 6.0]
+    assert study.run_config("resnet18").train.epochs == 30  # the cap stays
+    # --set budget.total_min (what --budget-min writes) scales every share; the shares stay
+    halved = load_study_profile(path, ["budget.total_min=30"])
+    assert halved.run_config("vit_tiny").train.budget_min == 7.5
+    assert halved.strategy_config("focal").train.budget_min == 3.0
+    assert halved.overrides == [] and halved.budget.reserve == 0.2
+    # a --set of one run's minutes is the command line's, above the share
+    assert (
+        load_study_profile(path, ["train.budget_min=2"]).run_config("resnet18").train.budget_min
+        == 2
+    )
+    # without a budget: the epochs as given
+    (tmp_path / "plain.yaml").write_text(BUDGETED)
+    assert load_study_profile(tmp_path / "plain.yaml").run_config("resnet18").train.budget_min == 0
+
+
+@pytest.mark.parametrize(
+    ("budget", "extra", "needle"),
+    [
+        ("{total_min: 60, architectures: 0.5, imbalance: 0.3, reserve: 0.3}", "", "add up to 1.1"),
+        ("{total_min: -5}", "", r"budget.total_min=-5: expected a number, 0 or more"),
+        ("{total_min: soon}", "", "budget.total_min='soon': expected a number"),
+        ("{total: 60}", "", "unknown key.*total"),
+        ("{total_min: 60, architectures: 0.9, imbalance: 0, reserve: 0.1}", "", "imbalance is 0"),
+        ("{total_min: 60}", "recipes: {vit_tiny: {train.budget_min: 5}}\n", "recipes.vit_tiny"),
+        ("{total_min: 60}", "", None),
+    ],
+)
+def test_bad_budgets_are_refused(tmp_path, budget, extra, needle):
+    (tmp_path / "p.yaml").write_text(f"budget: {budget}\n{extra}{BUDGETED}")
+    if needle is None:
+        assert load_study_profile(tmp_path / "p.yaml").budget.total_min == 60
+        return
+    with pytest.raises(ConfigError, match=needle):
+        load_study_profile(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(
+    "overrides", [["budget.total_min=soon"], ["budget.total=5"], ["budget.total_min"]]
+)
+def test_bad_budget_overrides_are_refused(overrides):
+    with pytest.raises(ConfigError, match="budget.total"):
+        load_study_profile("params/demo.yaml", overrides)
+
+
+def test_pipeline_budget_flag_sets_the_total(tmp_path, monkeypatch, capsys):
+    from skinlib.study import pipeline
+
+    (tmp_path / "p.yaml").write_text("budget: {total_min: 60}\n" + BUDGETED)
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda p, o, *a, **k: seen.update(o=o) or {})
+    argv = ["pipeline", "--profile", str(tmp_path / "p.yaml"), "--set", "train.lr=0.1"]
+    assert main([*argv, "--budget-min", "12"]) == 0
+    assert seen["o"] == ["train.lr=0.1", "budget.total_min=12"]  # the notebooks get it too
+    study = load_study_profile(tmp_path / "p.yaml", seen["o"])
+    assert study.run_config("resnet18").train.budget_min == 3.9  # 12 * 0.65 / 2
+    assert study.strategy_config("none").train.budget_min == 1.0  # 12 * 0.25 / 3
+    assert main([*argv, "--budget-min", "-1", "--list"]) == 2
+    assert "budget.total_min=-1: expected a number, 0 or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("profile", "total"), [("ham10000_cpu", 60), ("demo", 8)])
+def test_the_cpu_profiles_state_a_budget_their_runs_share(profile, total):
+    study = load_study_profile(f"params/{profile}.yaml")
+    assert study.budget.total_min == total
+    runs = [study.run_config(a) for a in study.architectures]
+    runs += [study.strategy_config(s) for s in study.imbalance.strategies]
+    minutes = [cfg.train.budget_min for cfg in runs]
+    assert all(m > 0 for m in minutes)
+    assert sum(minutes) + total * study.budget.reserve == pytest.approx(total, abs=0.01)
+    assert all(cfg.train.epochs >= 2 for cfg in runs)  # the caps
+
+
+def test_the_laptop_profiles_lever_arms_are_the_neutral_base_plus_their_own_change():
+    study = load_study_profile("params/ham10000_cpu.yaml")
+    arms = {
+        name: imbalance_settings(study.strategy_config(name)) for name in study.imbalance.strategies
+    }
+    neutral = arms["none"]
+    assert neutral["loss"] == "ce" and neutral["inputs"] == "image"
+    assert arms["logit_adjusted"] == {**neutral, "loss": "logit adjusted (tau 1)"}
+    assert arms["balanced_softmax"] == {**neutral, "loss": "balanced softmax"}
+    assert arms["drw"] == {**neutral, "class weights": "effective from epoch 2 (deferred)"}
+    assert arms["metadata"] == {**neutral, "inputs": "image, age, sex, site"}
+    assert study.strategy_config("metadata").model.metadata
+    # the levers enter only the recipe validation chose them for (ResNet-18, the fourth round)
+    levers = {
+        arch: (c.imbalance.loss, c.imbalance.tau, c.imbalance.drw_epoch, c.model.metadata)
+        for arch in study.architectures
+        for c in [study.run_config(arch)]
+    }
+    assert levers == {
+        "resnet18": ("logit_adjusted", 0.5, 0, True),
+        "efficientnet_b0": ("ce", 1.0, 0, False),
+    }

@@ -15,6 +15,7 @@ from train_helpers import cli_env, make_synth, skinlib_train, tiny_config
 
 from skinlib.config import apply_overrides, save_config
 from skinlib.evaluation.predictions import Predictions
+from skinlib.runs.folder import RunFolder
 from skinlib.training import train
 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
@@ -67,3 +68,46 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path, monke
     stamp = meta.stat().st_mtime_ns
     assert train(apply_overrides(cfg, ["run=killed"]), resume=True) == runs / "killed"
     assert meta.stat().st_mtime_ns == stamp
+
+
+def test_deferred_reweighting_switches_at_its_epoch_across_a_resume(tmp_path, monkeypatch):
+    """imbalance.drw_epoch=1: epoch 1 trains unweighted, epoch 2 with effective-number weights,
+    also when the run stopped after its first epoch and resumed from last.pt."""
+    from skinlib.training import engine
+    from skinlib.training.imbalance import class_weights
+
+    monkeypatch.setenv("SKINLIB_EXPERIMENTS", str(tmp_path / "exp"))
+    monkeypatch.setenv("SKINLIB_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(make_synth(tmp_path / "synth"), **{"imbalance.drw_epoch": 1})
+    weights: dict[str, list] = {}
+    begin = engine.Trainer._begin_epoch
+
+    def spy(self, epoch):
+        begin(self, epoch)
+        weights.setdefault(self.cfg.run_name, []).append(self.loss_fn.weight)
+
+    monkeypatch.setattr(engine.Trainer, "_begin_epoch", spy)
+    full = train(apply_overrides(cfg, ["run=full"]), progress=False)
+    run_epoch = engine.Trainer._run_epoch
+
+    def stop_before_the_second(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # as a kill between epochs would stop it
+        return run_epoch(self, epoch)
+
+    with monkeypatch.context() as crash:
+        crash.setattr(engine.Trainer, "_run_epoch", stop_before_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            train(apply_overrides(cfg, ["run=cut"]), progress=False)
+    cut = train(apply_overrides(cfg, ["run=cut"]), resume=True, progress=False)
+
+    split = pd.read_csv(full / "split.csv")
+    trained = split.loc[split["split"] == "train", "label"]
+    counts = [int((trained == c).sum()) for c in RunFolder(full).meta()["classes"]]
+    for run in ("full", "cut"):
+        first, second = weights[run]
+        assert first is None  # plain cross-entropy first
+        torch.testing.assert_close(second.cpu(), class_weights(counts, "effective", 0.999))
+    a, b = (pd.read_csv(r / "metrics.csv") for r in (full, cut))
+    cols = [c for c in a if c not in ("seconds", "images_per_s")]
+    pd.testing.assert_frame_equal(a[cols], b[cols], rtol=0, atol=1e-6)

@@ -147,3 +147,22 @@ def test_trained_in_lists_the_runs_with_a_best_checkpoint(tmp_path):
         trained(RunFolder(tmp_path / name))
     (tmp_path / "ensemble").mkdir()
     assert [r.name for r in RunFolder.trained_in(tmp_path)] == ["a", "b"]
+
+
+def test_a_metadata_run_keeps_its_inputs_beside_an_unchanged_split_file(tmp_path):
+    table = split_table().assign(
+        age=[30.0, None, 50.0, 70.0, 45.0, 60.0, None, 80.0],
+        sex=["male", "female", None, "male", "female", "male", "female", None],
+    )  # no site column: a set without sites
+    folder = RunFolder(tmp_path / "run")
+    folder.start_fresh(Config(), table)
+    plain = folder.split_file.read_bytes()
+    assert not folder.metadata_file.exists() and "age" not in folder.split_table()
+    folder.start_fresh(apply_overrides(Config(), ["model.metadata=true"]), table)
+    assert folder.split_file.read_bytes() == plain  # the same assignment, the same hash
+    read = folder.split_table()
+    assert list(read["image_id"]) == list(table["image_id"])
+    pd.testing.assert_series_equal(read["age"], table["age"])
+    assert read["sex"][:2].tolist() == ["male", "female"] and pd.isna(read["sex"][2])
+    folder.start_fresh(Config(), table)  # retrained without metadata: the old inputs go
+    assert not folder.metadata_file.exists()

@@ -30,6 +30,14 @@ from skinlib.thesis import citations, records, sections, write
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "thesis" / "references.bib"
 
+# the recipe levers of issue 26 as imbalance arms
+LEVERS = {
+    "logit_adjusted": {"imbalance.loss": "logit_adjusted", "imbalance.tau": 0.5},
+    "balanced_softmax": {"imbalance.loss": "balanced_softmax"},
+    "drw": {"imbalance.drw_epoch": 1},
+    "metadata": {"model.metadata": True},
+}
+
 
 def _methods_text(profile_file: Path) -> str:
     study = records.read_study(load_study_profile(profile_file))
@@ -169,8 +177,18 @@ def _compile(folder: Path, main: str = "main") -> str:
     shutil.which("pdflatex") is None or shutil.which("bibtex") is None,
     reason="pdflatex/bibtex not installed (apt-get install latexmk texlive-latex-extra texlive-bibtex-extra)",
 )
-def test_the_thesis_builds_with_the_generated_methods_and_bibliography(study_dirs, tmp_path):
-    write.write_methods(study_dirs())
+@pytest.mark.parametrize("levers", [False, True])
+def test_the_thesis_builds_with_the_generated_methods_and_bibliography(
+    study_dirs, tmp_path, levers
+):
+    """With ``levers``, every arm of LEVERS and an architecture trained with them: their
+    sentences and references set without an overfull line."""
+    profile = PROFILE
+    if levers:
+        imbalance = {**PROFILE["imbalance"], "strategies": {"none": {}, **LEVERS}}
+        recipe = {"train.lr": 0.001, "imbalance.loss": "logit_adjusted", "model.metadata": True}
+        profile = {**PROFILE, "imbalance": imbalance, "recipes": {"vit_tiny": recipe}}
+    write.write_methods(study_dirs(profile))
     thesis = tmp_path / "thesis"
     for name in ("main.tex", "references.bib"):
         shutil.copy(ROOT / "thesis" / name, thesis / name)
@@ -414,3 +432,40 @@ def test_methods_say_which_split_fitted_what_from_the_records(study_dirs):
         "calibration split."
     ) in text
     assert "operating thresholds" not in text
+
+
+def test_the_levers_are_described_only_where_a_run_used_them(study_dirs, tmp_path):
+    plain = _methods_text(study_dirs())
+    for words in ("Logit adjustment", "Deferred re-weighting", "age, sex and the lesion's"):
+        assert words not in plain
+    shutil.rmtree(tmp_path / "experiments")
+    imbalance = {**PROFILE["imbalance"], "strategies": {"none": {}, **LEVERS}}
+    text = _methods_text(study_dirs({**PROFILE, "imbalance": imbalance}))
+    # each arm is its base plus its own change, and what the change does is said with its paper
+    assert "`drw`: `imbalance.drw_epoch` 1" in text and "`metadata`: `model.metadata` on" in text
+    assert "Logit adjustment [@menon2021logit] adds tau times the logarithm" in text
+    assert "the balanced softmax [@ren2020balanced]" in text
+    assert "uniform under oversampling" in text and "unadjusted logits" in text
+    assert "Deferred re-weighting [@cao2019ldam]" in text
+    assert "`imbalance_metadata` also read the patient's age, sex" in text
+    assert "(2 sex and 3 site levels)" in text and "64 and 32 units" in text
+    assert "fitted on the training split alone" in text
+    # the architecture runs used none of them: their training sentence names plain CE
+    assert "Loss and class-imbalance handling: cross-entropy" in text
+    assert "`resnet18` also read" not in text
+
+
+def test_an_architecture_trained_with_a_lever_says_so_in_its_loss_and_model(study_dirs):
+    recipes = {
+        "vit_tiny": {
+            "train.lr": 0.001,
+            "imbalance.loss": "logit_adjusted",
+            "imbalance.drw_epoch": 0.5,
+            "model.metadata": True,
+        }
+    }
+    text = _methods_text(study_dirs({**PROFILE, "recipes": recipes}))
+    assert "logit-adjusted cross-entropy (tau 1), deferred re-weighting (class-balanced" in text
+    assert "beta 0.999, from epoch 3 on) for `vit_tiny`" in text  # round(0.5 * 3) = 2 plain
+    assert "[@cao2019ldam; @cui2019classbalanced; @menon2021logit]" in text
+    assert "`vit_tiny` also read the patient's age" in text

@@ -65,3 +65,20 @@ def test_build_app_wires_the_page(predictor, tiny_run):
     ids = {block.elem_id for block in demo.blocks.values()}
     assert {"upload", "status", "probabilities", "cam", "decision", "run-info", "trust"} <= ids
     assert not demo.analytics_enabled
+
+
+def test_a_metadata_run_asks_for_age_sex_and_site(metadata_run, predictor):
+    from skinlib.app.predictor import Predictor
+    from skinlib.data.metadata import ImageMetadata
+
+    with_metadata = Predictor(metadata_run)
+    demo = app.build_app(with_metadata)
+    ids = {block.elem_id for block in demo.blocks.values()}
+    assert {"age", "sex", "site"} <= ids
+    image_only = {block.elem_id for block in app.build_app(predictor).blocks.values()}
+    assert not {"age", "sex", "site"} & image_only
+    path = heldout_rows(metadata_run).loc[0, "path"]
+    page = answer(with_metadata, path, metadata=ImageMetadata(age=55.0, sex="female"))
+    assert page.status.startswith("Prediction for") and "not recorded: site" in page.status
+    assert app._page_metadata(None, "", None) == ImageMetadata()
+    assert app._page_metadata(40, "male", "back") == ImageMetadata(40.0, "male", "back")

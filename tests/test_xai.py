@@ -254,3 +254,33 @@ def test_overlay_shape_type_and_no_side_effect():
     np.testing.assert_array_equal(img, before)
     as_uint8 = overlay((img * 255).astype(np.uint8), np.zeros((50, 40), np.float32))
     assert as_uint8.shape == (50, 40, 3)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_maps_of_a_metadata_model_bind_each_images_metadata(metadata_run, method):
+    """pytorch-grad-cam calls model(images): each chunk is bound to its images' metadata, so the
+    default target is the class the metadata model predicts with it (ScoreCAM: image by image)."""
+    from pytorch_grad_cam import GradCAM, ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from skinlib.data.images import load_image
+    from skinlib.models.architectures import cam_spec
+    from skinlib.models.checkpoint import load_model
+    from skinlib.models.metadata import BoundMetadata
+    from skinlib.runs.folder import RunFolder
+
+    loaded = load_model(metadata_run)
+    rows = RunFolder(metadata_run).split_rows("test").head(3)
+    x = torch.stack([loaded.transform(load_image(p)) for p in rows["path"]])
+    meta = loaded.encode(rows)
+    cams = compute_cams(loaded.model, x, method=method, metadata=meta, batch_size=2)
+    assert cams.shape == (3, *x.shape[-2:]) and np.isfinite(cams).all()
+    spec = cam_spec(loaded.model, x.shape[-1])
+    cls = {"gradcam": GradCAM, "scorecam": ScoreCAM}[method]
+    for i in range(3):
+        bound = BoundMetadata(loaded.model, meta[i : i + 1])
+        with torch.no_grad():
+            predicted = int(bound(x[i : i + 1]).argmax(1))
+        with cls(model=bound, target_layers=spec.target_layers) as cam:
+            expected = cam(input_tensor=x[i : i + 1], targets=[ClassifierOutputTarget(predicted)])
+        np.testing.assert_allclose(cams[i], expected[0], atol=1e-5)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from skinlib.app.inputs import read_upload
 from skinlib.data.classes import CLASS_NAMES
+from skinlib.data.metadata import ImageMetadata
 from skinlib.data.splits import on_split, split_name
 from skinlib.data.transforms import centre_square
 from skinlib.errors import DataError
@@ -122,9 +123,10 @@ def _member_line(loaded: LoadedRun, temperature: float | None, tta: bool = False
         else f"**uncalibrated** (no {RunFolder.CALIBRATION})"
     )
     checkpoint = folder.checkpoint(loaded.checkpoint).relative_to(folder.path).as_posix()
+    inputs = " · inputs: image, age, sex and site" if loaded.metadata is not None else ""
     return (
         f"run `{loaded.run_dir}` · architecture **{loaded.config.model.arch}** · checkpoint "
-        f"`{checkpoint}`{epoch} · {calibration}"
+        f"`{checkpoint}`{epoch} · {calibration}{inputs}"
     )
 
 
@@ -211,15 +213,46 @@ class Predictor:
         )
         return "\n".join([head, *(f"- {line}" for line in lines)])
 
-    def _logits(self, loaded: LoadedRun, image: Image.Image) -> np.ndarray:
+    @property
+    def uses_metadata(self) -> bool:
+        """Some member reads age, sex and site beside the image (``model.metadata``)."""
+        return any(m.metadata is not None for m in self.members)
+
+    def metadata_levels(self) -> dict[str, list[str]]:
+        """The sexes and sites the metadata members trained on (what a page can offer)."""
+        encoders = [m.metadata for m in self.members if m.metadata is not None]
+        return {
+            "sex": sorted({s for e in encoders for s in e.sexes_}),
+            "site": sorted({s for e in encoders for s in e.sites_}),
+        }
+
+    def _metadata(self, loaded: LoadedRun, metadata: ImageMetadata | None) -> torch.Tensor | None:
+        """(1, D) a metadata member's encoding of the values given (missing where not given)."""
+        if loaded.metadata is None:
+            return None
+        return torch.from_numpy(loaded.metadata.encode(metadata)).to(self.device)
+
+    def _logits(
+        self, loaded: LoadedRun, image: Image.Image, metadata: ImageMetadata | None = None
+    ) -> np.ndarray:
         """(1, C) logits of one image, by the evaluation's own TTA rule when ``tta``."""
         x = loaded.transform(image).unsqueeze(0).to(self.device)
-        return tta_logits(loaded.model, x, tta_views(self.tta), self.binary)
+        meta = self._metadata(loaded, metadata)
+        return tta_logits(loaded.model, x, tta_views(self.tta), self.binary, meta)
 
-    def probabilities(self, image: Image.Image) -> np.ndarray:
-        """Calibrated probabilities (C,) of an RGB image (ensembles: their weighted mean)."""
+    def probabilities(
+        self, image: Image.Image, metadata: ImageMetadata | None = None
+    ) -> np.ndarray:
+        """Calibrated probabilities (C,) of an RGB image (ensembles: their weighted mean).
+
+        Args:
+            metadata: age, sex and site for a metadata model (None or a field None: not
+                recorded); an image-only model ignores them.
+        """
         members = zip(self.members, self.temperatures, strict=True)
-        calibrated = [logits_to_proba(self._logits(m, image), t or 1.0)[0] for m, t in members]
+        calibrated = [
+            logits_to_proba(self._logits(m, image, metadata), t or 1.0)[0] for m, t in members
+        ]
         proba = average_probabilities(calibrated, self.weights)
         if self.ensemble_temperature is None:
             return proba
@@ -245,19 +278,48 @@ class Predictor:
             )
         return words, refer
 
-    def cam_overlay(self, image: Image.Image, target: int, side: int = 320) -> np.ndarray:
-        """(side, side, 3) uint8 Grad-CAM of class ``target`` over the part the model sees."""
+    def cam_overlay(
+        self,
+        image: Image.Image,
+        target: int,
+        side: int = 320,
+        metadata: ImageMetadata | None = None,
+    ) -> np.ndarray:
+        """(side, side, 3) uint8 Grad-CAM of class ``target`` over the part the model sees (a
+        metadata model's with the metadata given bound)."""
         loaded = self.members[0]
         x = loaded.transform(image).unsqueeze(0).to(self.device)
-        cam = compute_cams(loaded.model, x, targets=[target])[0]
+        meta = self._metadata(loaded, metadata)
+        cam = compute_cams(loaded.model, x, targets=[target], metadata=meta)[0]
         seen = centre_square(image, side)
         return overlay(np.asarray(seen), cam)
 
-    def predict(self, image: Image.Image, notes: Sequence[str] = ()) -> PredictionResult:
-        """Everything the page shows for one RGB image (see :class:`PredictionResult`)."""
-        proba = self.probabilities(image)
+    def _metadata_note(self, metadata: ImageMetadata | None) -> str | None:
+        """What the answer made of the age, sex and site (given or not)."""
+        given = metadata is not None and metadata != ImageMetadata()
+        if not self.uses_metadata:
+            return "Age, sex and site are not inputs of this model; ignored." if given else None
+        if not given:
+            return (
+                "This model also reads age, sex and site; none were given, so each counts as "
+                "not recorded."
+            )
+        missing = [k for k, v in vars(metadata).items() if v is None]
+        return f"Not given, so counted as not recorded: {', '.join(missing)}." if missing else None
+
+    def predict(
+        self,
+        image: Image.Image,
+        notes: Sequence[str] = (),
+        metadata: ImageMetadata | None = None,
+    ) -> PredictionResult:
+        """Everything the page shows for one RGB image (see :class:`PredictionResult`);
+        ``metadata``: the optional age, sex and site a metadata model reads."""
+        proba = self.probabilities(image, metadata)
         order = np.argsort(-proba, kind="stable")
         notes = list(notes)
+        if note := self._metadata_note(metadata):
+            notes.append(note)
         if not self.calibrated:
             notes.append(
                 f"Uncalibrated: no temperature was fitted for this run ({RunFolder.CALIBRATION} "
@@ -270,7 +332,7 @@ class Predictor:
             probabilities={c: float(p) for c, p in zip(self.classes, proba, strict=True)},
             top3=[(self.classes[i], float(proba[i])) for i in order[:3]],
             decision=describe_decision(proba, self.classes, self.operating_point, self.chosen_on),
-            cam_overlay=self.cam_overlay(image, int(order[0])),
+            cam_overlay=self.cam_overlay(image, int(order[0]), metadata=metadata),
             cam_class=self.classes[order[0]],
             run_info=self.describe(),
             notes=notes,
@@ -279,7 +341,11 @@ class Predictor:
         )
 
     def predict_file(
-        self, path: str | Path, name: str | None = None, max_bytes: int | None = None
+        self,
+        path: str | Path,
+        name: str | None = None,
+        max_bytes: int | None = None,
+        metadata: ImageMetadata | None = None,
     ) -> PredictionResult:
         """Validate an uploaded file (:func:`skinlib.app.inputs.read_upload`), then predict.
 
@@ -287,4 +353,4 @@ class Predictor:
             UploadError: with a message for the page when the file cannot be used.
         """
         upload = read_upload(path, name, max_bytes=max_bytes)
-        return self.predict(upload.image, upload.notes)
+        return self.predict(upload.image, upload.notes, metadata)

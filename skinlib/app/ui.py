@@ -17,6 +17,7 @@ from PIL import Image
 from skinlib.app.inputs import UPLOAD_SUFFIXES, read_upload
 from skinlib.app.predictor import PredictionResult, Predictor
 from skinlib.data.classes import class_name
+from skinlib.data.metadata import ImageMetadata
 from skinlib.errors import SkinlibError
 from skinlib.runs.folder import RunFolder
 
@@ -95,8 +96,10 @@ def answer(
     path: str | Path | None,
     name: str | None = None,
     max_bytes: int | None = None,
+    metadata: ImageMetadata | None = None,
 ) -> PageAnswer:
-    """What the page shows for one file.
+    """What the page shows for one file (``metadata``: the optional age, sex and site a
+    metadata model reads).
 
     Never raises: a refused file or a failing model becomes a message in the status box, so the
     page is never left waiting and the server keeps answering.
@@ -106,7 +109,7 @@ def answer(
     name = name or Path(path).name
     try:
         upload = read_upload(path, name, max_bytes=max_bytes)
-        result = predictor.predict(upload.image, upload.notes)
+        result = predictor.predict(upload.image, upload.notes, metadata)
     except SkinlibError as err:
         return PageAnswer(f"**Could not use this file.** {err}")
     except Exception:  # a bug or an exotic image must not take the page down
@@ -139,6 +142,28 @@ def _example_gallery(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Imag
         kept.append(path)
         thumbnails.append((_resized(image, 160), path.name))
     return kept, thumbnails
+
+
+def _page_metadata(age, sex, site) -> ImageMetadata:
+    """The page's optional fields as metadata: an empty field is not recorded."""
+    return ImageMetadata(
+        age=None if age is None or age == "" else float(age), sex=sex or None, site=site or None
+    )
+
+
+def _metadata_inputs(predictor: Predictor) -> list:
+    """Age, sex and site fields, for a run that reads them (none for an image-only run)."""
+    # gradio takes seconds to import: only when the page is built
+    import gradio as gr
+
+    if not predictor.uses_metadata:
+        return []
+    levels = predictor.metadata_levels()
+    return [
+        gr.Number(label="Age in years (optional)", value=None, minimum=0, elem_id="age"),
+        gr.Dropdown(levels["sex"], value=None, label="Sex (optional)", elem_id="sex"),
+        gr.Dropdown(levels["site"], value=None, label="Body site (optional)", elem_id="site"),
+    ]
 
 
 def _theme():
@@ -192,6 +217,7 @@ def build_app(predictor: Predictor, examples: Sequence[str | Path] = (), max_upl
                     visible=bool(examples),
                     elem_id="examples",
                 )
+                fields = _metadata_inputs(predictor)  # read with the next image
             with gr.Column():
                 status = gr.Markdown("Upload an image or pick an example.", elem_id="status")
                 probs = gr.Label(
@@ -210,19 +236,21 @@ def build_app(predictor: Predictor, examples: Sequence[str | Path] = (), max_upl
         gr.Markdown(predictor.describe(), elem_id="run-info")
         outputs = [status, preview, probs, top3, decision, cam, trust]
 
-        def on_upload(path):
+        def on_upload(path, *values):
             # the file box is emptied again so that the next image can be dropped straight in
-            return None, *answer(predictor, path, max_bytes=max_bytes)
+            meta = _page_metadata(*values) if values else None
+            return None, *answer(predictor, path, max_bytes=max_bytes, metadata=meta)
 
-        def on_example(evt):
+        def on_example(evt, *values):
             path = examples[evt.index]  # by index: the browser never names a server file
-            return answer(predictor, path, name=f"example {path.name}")
+            meta = _page_metadata(*values) if values else None
+            return answer(predictor, path, name=f"example {path.name}", metadata=meta)
 
         # Gradio passes the selection to a parameter annotated gr.SelectData; a real class here,
         # because this module's string annotations cannot see the locally imported ``gr``.
         on_example.__annotations__["evt"] = gr.SelectData
-        upload.upload(on_upload, upload, [upload, *outputs])
-        gallery.select(on_example, None, outputs)
+        upload.upload(on_upload, [upload, *fields], [upload, *outputs])
+        gallery.select(on_example, fields or None, outputs)
     return demo
 
 

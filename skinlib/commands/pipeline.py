@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the steps and exit")
     p.add_argument("--status", action="store_true", help="where each training stands, and exit")
     p.add_argument("--no-progress", action="store_true", help="hide papermill's progress bar")
+    p.add_argument(
+        "--budget-min",
+        type=float,
+        metavar="MIN",
+        help="the whole study's time budget in minutes, shared among its runs as the profile's "
+        "budget: section says (the same as --set budget.total_min=MIN)",
+    )
     jobs = p.add_argument_group(
         "training jobs", "override the profile's cluster: section (see README, On a cluster)"
     )
@@ -43,11 +50,19 @@ def _cluster_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
+def budget_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides with ``--budget-min`` as the one that sets the budget's total."""
+    if args.budget_min is None:
+        return list(args.overrides)
+    return [*args.overrides, f"budget.total_min={args.budget_min:g}"]
+
+
 def run(args: argparse.Namespace) -> int:
     # here, not at the top: the CLI imports every command to list it, and `skinlib --help` stays light
     from skinlib.profile import load_study_profile
     from skinlib.study.pipeline import build_steps, run_pipeline
 
+    args.overrides = budget_overrides(args)
     if args.status:
         return status.run(args, _cluster_options(args))
     if args.list:

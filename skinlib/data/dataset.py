@@ -1,10 +1,17 @@
-"""The torch Dataset over a common-schema table, and the collate that drops unreadable images."""
+"""The torch Dataset over a common-schema table, and the collate that drops unreadable images.
+
+An item is ``(image, class index)``; a metadata model's dataset (``metadata`` given) yields
+:class:`WithMetadata` items instead, which collate into a :class:`WithMetadata` batch, so the
+image-only path is exactly what it was and :func:`batch_parts` reads either.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset, default_collate
@@ -15,6 +22,22 @@ from skinlib.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 ON_BAD = ("raise", "substitute", "drop")
+
+
+class WithMetadata(NamedTuple):
+    """An item of a metadata model's dataset, and (collated by ``default_collate``) its batch."""
+
+    image: torch.Tensor  # (3, H, W); a batch (N, 3, H, W)
+    label: int | torch.Tensor  # class index; a batch (N,)
+    metadata: torch.Tensor  # (D,) age, sex and site encoded (skinlib.data.metadata); a batch (N, D)
+
+
+def batch_parts(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(images, labels, metadata) of a collated batch; metadata None for an image-only one."""
+    if isinstance(batch, WithMetadata):
+        return batch.image, batch.label, batch.metadata
+    images, labels = batch
+    return images, labels, None
 
 
 class ImageDataset(Dataset):
@@ -29,6 +52,8 @@ class ImageDataset(Dataset):
             place, so batches keep their size. ``drop`` (evaluation with data.skip_bad): the item
             is None and :func:`collate_readable` leaves it out, because a substitute would be
             scored against the wrong row. Both count the path in ``skipped`` (per worker).
+        metadata: (len(table), D) encoded metadata of the rows (a metadata model's input);
+            items are then :class:`WithMetadata`, a substitute with its own row's metadata.
     """
 
     def __init__(
@@ -37,6 +62,7 @@ class ImageDataset(Dataset):
         classes: Sequence[str],
         transform: Callable,
         on_bad: str = "raise",
+        metadata: np.ndarray | None = None,
     ):
         if on_bad not in ON_BAD:
             raise ConfigError(f"on_bad={on_bad!r}; choose one of {ON_BAD}")
@@ -49,6 +75,9 @@ class ImageDataset(Dataset):
         self.transform = transform
         self.on_bad = on_bad
         self.skipped: set[str] = set()
+        if metadata is not None and len(metadata) != len(self.paths):
+            raise DataError(f"{len(metadata)} metadata rows for {len(self.paths)} images")
+        self.metadata = None if metadata is None else torch.as_tensor(metadata).float()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,31 +89,38 @@ class ImageDataset(Dataset):
             log.warning("skipping unreadable image: %s", err)
             self.skipped.add(self.paths[j])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | None:
+    def _item(self, j: int) -> tuple[torch.Tensor, int] | WithMetadata:
+        image = self.transform(load_image(self.paths[j]))
+        if self.metadata is None:
+            return image, self.labels[j]
+        return WithMetadata(image, self.labels[j], self.metadata[j])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | WithMetadata | None:
         if self.on_bad != "substitute":
             try:
-                return self.transform(load_image(self.paths[i])), self.labels[i]
+                return self._item(i)
             except DataError as err:
                 self._skip(i, err)
                 return None
         for offset in range(len(self.paths)):
             j = (i + offset) % len(self.paths)
             try:
-                return self.transform(load_image(self.paths[j])), self.labels[j]
+                return self._item(j)
             except DataError as err:
                 self._skip(j, err)
         raise DataError("no readable image left in the dataset")
 
 
-def collate_readable(batch: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate_readable(batch: list) -> tuple:
     """Stack the readable items of a batch (``drop`` datasets give None for the others).
 
     Returns:
-        (images (K, C, H, W), labels (K,), readable (N,) bool mask over the batch's items).
+        (images (K, C, H, W), labels (K,), readable (N,) bool mask over the batch's items), and
+        with metadata a fourth entry, the (K, D) metadata of the readable items.
     """
     readable = torch.tensor([item is not None for item in batch], dtype=torch.bool)
     kept = [item for item in batch if item is not None]
     if not kept:
         return torch.empty(0), torch.empty(0, dtype=torch.long), readable
-    images, labels = default_collate(kept)
-    return images, labels, readable
+    images, labels, metadata = batch_parts(default_collate(kept))
+    return (images, labels, readable) if metadata is None else (images, labels, readable, metadata)

@@ -298,7 +298,10 @@ def logits_and_features(loaded, images: Sequence[Image.Image], batch_size: int =
     """Logits (N, C) and pooled penultimate features (N, D) of PIL images under a loaded run.
 
     timm models expose ``forward_features`` and ``forward_head(..., pre_logits=True)``; the
-    logits come from the same forward pass, so both describe the same input.
+    logits come from the same forward pass, so both describe the same input. A metadata model
+    (:class:`skinlib.models.metadata.MetadataNet`, the same interface) sees every image here
+    with its metadata not recorded: unknown inputs carry none, and a score that told them from
+    the known images by their missing metadata would say nothing about the images.
     """
     model = loaded.model
     device = next(model.parameters()).device

@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from skinlib.data.dataset import ImageDataset
+from skinlib.data.dataset import ImageDataset, batch_parts
 from skinlib.errors import DataError
 from skinlib.evaluation.predictions import Predictions, probabilities_to_logits
+from skinlib.models.metadata import logits as model_logits
 from skinlib.progress import tqdm
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def predict_table(
 
     Args:
         loaded: the run (model in eval mode, its classes and evaluation transform).
-        table: common-schema table; its labels must be among the run's classes.
+        table: common-schema table; its labels must be among the run's classes. A metadata
+            model reads its ``age``, ``sex`` and ``site`` (a column it lacks: missing).
         tta: True for all of :data:`TTA_VIEWS`, or a list of view names; probabilities are
             averaged over the views.
     """
@@ -76,12 +78,15 @@ def predict_table(
     classes = list(loaded.classes)
     binary = _is_binary(loaded)
     labels = _labels_for(table, classes)
-    dataset = ImageDataset(table.reset_index(drop=True), classes, loaded.transform)
+    rows = table.reset_index(drop=True)
+    metadata = None if loaded.metadata is None else loaded.metadata.transform(rows)
+    dataset = ImageDataset(rows, classes, loaded.transform, metadata=metadata)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
     device = next(loaded.model.parameters()).device
     chunks = []
-    for images, _ in tqdm(loader, desc="predict", disable=not progress, leave=False):
-        chunks.append(tta_logits(loaded.model, images.to(device), views, binary))
+    for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        images, _, meta = batch_parts(batch)
+        chunks.append(tta_logits(loaded.model, images.to(device), views, binary, meta))
     width = 1 if binary else len(classes)
     logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
     return Predictions(
@@ -99,6 +104,7 @@ def tta_logits(
     images: torch.Tensor,
     views: Sequence[str] = TTA_VIEWS,
     binary: bool = False,
+    metadata: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Test-time augmentation of one batch: the model's probabilities averaged over ``views``,
     returned as logits (:func:`probabilities_to_logits`), so they fit a predictions file.
@@ -106,14 +112,16 @@ def tta_logits(
     Args:
         images: (N, 3, H, W) preprocessed, on the model's device.
         views: names from :data:`TTA_VIEWS`; a single view returns the raw logits unchanged.
+        metadata: (N, D) a metadata model's inputs: the same for every view of an image.
 
     Returns:
         (N, C) logits; (N, 1) for a binary model.
     """
     views = list(views)
     if len(views) == 1:  # keep the raw logits (what training wrote)
-        return model(_view(images, views[0])).float().cpu().numpy()
-    proba = sum(_proba(model(_view(images, v)), binary) for v in views) / len(views)
+        return model_logits(model, _view(images, views[0]), metadata).float().cpu().numpy()
+    outputs = (model_logits(model, _view(images, v), metadata) for v in views)
+    proba = sum(_proba(out, binary) for out in outputs) / len(views)
     return probabilities_to_logits(proba.float().cpu().numpy(), binary)
 
 

@@ -5,6 +5,8 @@ A heat map is evidence only if it can be checked. Where ground-truth lesion mask
 share of map energy inside the lesion; elsewhere by ROAD faithfulness (how much the prediction
 changes when the most / least relevant pixels are removed). The target layer and the token
 reshape of each architecture come from :func:`skinlib.models.architectures.cam_spec`, so nothing here names one.
+A metadata model is explained with each image's own metadata bound
+(:class:`skinlib.models.metadata.BoundMetadata`): pytorch-grad-cam calls ``model(images)``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from skinlib.data.images import load_image
 from skinlib.data.transforms import centre_square
 from skinlib.evaluation.predictions import Predictions
 from skinlib.models.architectures import CamSpec, cam_spec
+from skinlib.models.metadata import BoundMetadata, bind
 
 METHODS = {
     "gradcam": GradCAM,
@@ -71,6 +74,7 @@ def compute_cams(
     method: str = "gradcam",
     spec: CamSpec | None = None,
     batch_size: int = 16,
+    metadata: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Maps (N, H, W) in [0, 1] at input resolution for preprocessed images (N, 3, H, W).
 
@@ -82,27 +86,34 @@ def compute_cams(
         method: gradcam | gradcam++ | scorecam | eigencam (EigenCAM ignores ``targets``).
         spec: target layers and token reshape; default :func:`skinlib.models.architectures.cam_spec` for the
             images' size (small images are explained at an earlier, finer stage).
+        metadata: (N, D) a metadata model's inputs for these images, bound to each chunk.
     """
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS)}")
     spec = spec or cam_spec(model, images.shape[-1])
     was_training = model.training
     model.eval()
+    net = bind(model, None if metadata is None else metadata[:1])  # rebound per chunk below
+    # ScoreCAM forwards masked copies of one image at a time: one image per chunk, so that the
+    # bound metadata row is that image's
+    step = 1 if metadata is not None and method == "scorecam" else batch_size
     out = []
     try:
         with (
             torch.enable_grad(),
             METHODS[method](
-                model=model,
+                model=net,
                 target_layers=spec.target_layers,
                 reshape_transform=spec.reshape_transform,
             ) as cam,
         ):
             cam.batch_size = batch_size  # ScoreCAM's forward passes per batch
-            for start in range(0, len(images), batch_size):
-                chunk = images[start : start + batch_size].to(_device(model))
-                wanted = None if targets is None else list(targets)[start : start + batch_size]
-                out.append(cam(input_tensor=chunk, targets=_targets(model, chunk, wanted)))
+            for start in range(0, len(images), step):
+                chunk = images[start : start + step].to(_device(model))
+                if isinstance(net, BoundMetadata):
+                    net.metadata = metadata[start : start + step]
+                wanted = None if targets is None else list(targets)[start : start + step]
+                out.append(cam(input_tensor=chunk, targets=_targets(net, chunk, wanted)))
     finally:
         model.train(was_training)
     # BaseCAM.__exit__ swallows IndexError: make sure every image got its map
@@ -185,6 +196,7 @@ def faithfulness_scores(
     metric: str = "road",
     percentiles: Sequence[int] = (20, 40, 60, 80),
     seed: int = 0,
+    metadata: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Faithfulness of each map where no masks exist (higher = the map shows what the model uses).
 
@@ -195,12 +207,14 @@ def faithfulness_scores(
             the image is multiplied by the map; near 0 = the map keeps what matters).
         seed: ROAD's imputation adds noise; it is drawn under this seed without touching the
             global random state.
+        metadata: (N, D) a metadata model's inputs for these images.
 
     Returns:
         (N,) scores.
     """
     if metric not in ("road", "cam_mult"):
         raise ValueError(f"metric must be 'road' or 'cam_mult', got {metric!r}")
+    model = bind(model, metadata)
     images = images.to(_device(model))
     wanted = _targets(model, images, targets)
     if metric == "road":
@@ -217,12 +231,13 @@ def score_cams(
     images: torch.Tensor,
     cams: np.ndarray,
     masks: Sequence[np.ndarray] | None = None,
+    metadata: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """Each map's scores: against its lesion mask (:func:`mask_scores`) where every image has
     one, else its ROAD faithfulness (column ``road``), since a map with neither is unchecked."""
     if masks is not None:
         return mask_scores(cams, masks)
-    return pd.DataFrame({"road": faithfulness_scores(model, images, cams)})
+    return pd.DataFrame({"road": faithfulness_scores(model, images, cams, metadata=metadata)})
 
 
 def summarise_cam_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -308,9 +323,10 @@ def gallery_overlays(
     """
     images = []
     for _, picked in selection.groupby("kind", sort=False):
-        pil = [load_image(p) for p in rows.iloc[picked["row"].tolist()]["path"]]
+        chosen = rows.iloc[picked["row"].tolist()]
+        pil = [load_image(p) for p in chosen["path"]]
         x = torch.stack([loaded.transform(im) for im in pil])
-        cams = compute_cams(loaded.model, x, method=method)
+        cams = compute_cams(loaded.model, x, method=method, metadata=loaded.encode(chosen))
         for im, cam in zip(pil, cams, strict=True):
             images.append(overlay(np.asarray(centre_square(im, side)), cam))
     return images
@@ -334,7 +350,8 @@ def map_scores(
 
     Args:
         loaded: the run's model (:func:`skinlib.models.checkpoint.load_model`).
-        rows: the images (``path``, optional ``mask_path``).
+        rows: the images (``path``, optional ``mask_path``; a metadata model's ``age``,
+            ``sex``, ``site``).
         mask_size: the side the run's images were seen at, asked only where masks exist.
         model: the name the rows carry in their ``model`` column.
 
@@ -344,10 +361,11 @@ def map_scores(
     pil = [load_image(p) for p in rows["path"]]
     x = torch.stack([loaded.transform(im) for im in pil])
     spec = cam_spec(loaded.model, x.shape[-1])
-    cams = compute_cams(loaded.model, x, method=method, spec=spec)
+    metadata = loaded.encode(rows)
+    cams = compute_cams(loaded.model, x, method=method, spec=spec, metadata=metadata)
     masks = None
     if mask_size is not None and "mask_path" in rows and rows["mask_path"].notna().all():
         size = mask_size()
         masks = [mask_as_seen(m, size) for m in rows["mask_path"]]
-    scores = score_cams(loaded.model, x, cams, masks)
+    scores = score_cams(loaded.model, x, cams, masks, metadata)
     return scores.assign(model=model, layer=spec.layer, grid=spec.grid), pil, cams

@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from skinlib.config import ModelConfig
+from skinlib.data.metadata import MetadataEncoder
 from skinlib.errors import ConfigError, TrainingError
+from skinlib.models.metadata import MetadataNet
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +80,36 @@ def _pretrained_kwargs(cfg: ModelConfig) -> dict:
     return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 
 
-def create_model(cfg: ModelConfig, num_classes: int, img_size: int | None = None) -> nn.Module:
+def create_model(
+    cfg: ModelConfig,
+    num_classes: int,
+    img_size: int | None = None,
+    metadata: MetadataEncoder | None = None,
+) -> nn.Module:
     """A timm model with a fresh head for ``num_classes`` outputs (1 for a binary task).
 
     Args:
-        cfg: architecture, pretrained weights, dropout and drop-path.
+        cfg: architecture, pretrained weights, dropout and drop-path; with ``cfg.metadata`` the
+            timm model is the backbone (``num_classes=0``) of a
+            :class:`~skinlib.models.metadata.MetadataNet`.
         num_classes: outputs of the new head.
         img_size: input side for models whose position embeddings or attention windows depend
             on it (ViT, Swin; timm resamples pretrained position embeddings and shrinks Swin's
             windows to fit, so tiny test images of 32 px work).
+        metadata: the encoder fitted on the training split (``cfg.metadata`` only): its width
+            and its encoding of "nothing recorded".
     """
     timm_name, family = resolve_arch(cfg.arch)
+    if cfg.metadata and metadata is None:
+        raise ConfigError("model.metadata=true needs the metadata encoder of the training split")
     source = _pretrained_kwargs(cfg)
-    kwargs = {"num_classes": num_classes, "drop_rate": cfg.drop_rate}
+    kwargs = {"num_classes": 0 if cfg.metadata else num_classes, "drop_rate": cfg.drop_rate}
     if cfg.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
     if family in ("vit", "swin") and img_size:
         kwargs["img_size"] = img_size
     try:
-        return _timm_model(timm_name, source, kwargs)
+        model = _timm_model(timm_name, source, kwargs)
     except (OSError, RuntimeError, ValueError) as err:
         if not cfg.pretrained:
             raise
@@ -106,6 +119,9 @@ def create_model(cfg: ModelConfig, num_classes: int, img_size: int | None = None
             "(e.g. model.weights=/path/to/model.safetensors) or at the cache folder, or train "
             "from scratch with model.pretrained=false"
         ) from None
+    if not cfg.metadata:
+        return model
+    return MetadataNet(model, num_classes, torch.from_numpy(metadata.missing_row()))
 
 
 def _timm_model(timm_name: str, source: dict, kwargs: dict) -> nn.Module:
@@ -121,12 +137,18 @@ def _timm_model(timm_name: str, source: dict, kwargs: dict) -> nn.Module:
         return timm.create_model(timm_name, **source, **kwargs)
 
 
+def image_backbone(model: nn.Module) -> nn.Module:
+    """The timm model that sees the images: the model itself, or a metadata model's backbone."""
+    return model.backbone if isinstance(model, MetadataNet) else model
+
+
 def data_config(model: nn.Module) -> dict:
     """Preprocessing the model expects (mean, std, interpolation, input_size, crop_pct)."""
-    return timm.data.resolve_model_data_config(model)
+    return timm.data.resolve_model_data_config(image_backbone(model))
 
 
 def family_of(model: nn.Module) -> str:
+    model = image_backbone(model)
     name = model.pretrained_cfg.get("architecture", type(model).__name__.lower())
     return resolve_arch(name)[1] if name else "cnn"
 
@@ -184,8 +206,11 @@ def cam_spec(model: nn.Module, input_size: int | None = None) -> CamSpec:
     Args:
         input_size: side of the images to explain; below about 200 px CNN and Swin maps move
             to an earlier stage (see ``MIN_CAM_GRID``). ViT's tokens have one grid in every block.
+
+    A metadata model is explained at its backbone's layers (named as in the backbone).
     """
     family = family_of(model)
+    model = image_backbone(model)
     if family == "vit":
         name = f"blocks.{len(model.blocks) - 1}.norm1"
         grid = input_size // model.patch_embed.patch_size[0] if input_size else 0
@@ -201,9 +226,10 @@ def cam_spec(model: nn.Module, input_size: int | None = None) -> CamSpec:
 def param_groups(
     model: nn.Module, lr: float, backbone_lr_mult: float, weight_decay: float
 ) -> list[dict]:
-    """Backbone and head as separate groups (head at ``lr``, backbone at ``lr * mult``);
-    norms and biases get no weight decay."""
-    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    """Backbone and head as separate groups (head at ``lr``, backbone at ``lr * mult``; a
+    metadata model's metadata MLP is new, so it goes with the head); norms and biases get no
+    weight decay."""
+    head_ids = _head_ids(model)
     groups: dict[tuple[str, bool], list] = {}
     for name, param in model.named_parameters():
         part = "head" if id(param) in head_ids else "backbone"
@@ -221,11 +247,18 @@ def param_groups(
 
 
 def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
-    """Freeze (two-stage training, stage one) or unfreeze everything but the head."""
-    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    """Freeze (two-stage training, stage one) or unfreeze everything but the head (and a
+    metadata model's metadata MLP)."""
+    head_ids = _head_ids(model)
     for param in model.parameters():
         if id(param) not in head_ids:
             param.requires_grad_(trainable)
+
+
+def _head_ids(model: nn.Module) -> set[int]:
+    """Ids of the parameters trained from scratch on top of the backbone."""
+    modules = model.new_modules() if isinstance(model, MetadataNet) else [model.get_classifier()]
+    return {id(p) for m in modules for p in m.parameters()}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,6 +3,8 @@ plain containers), what only resuming needs, and a trained model loaded from its
 
 Training writes ``best.pt`` and ``last.pt`` through :func:`save_checkpoint`; everything that
 answers with a trained model (evaluation, the study, the app) loads it with :func:`load_model`.
+A metadata model's checkpoint also holds ``metadata``, its encoder's state (vocabularies and age
+statistics of the training split), so that any table is encoded as training encoded it.
 The run folder (:class:`~skinlib.runs.folder.RunFolder`) says where the files are.
 """
 
@@ -15,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from skinlib.config import Config, config_from_dict
+from skinlib.data.metadata import MetadataEncoder
 from skinlib.data.transforms import build_transforms
 from skinlib.errors import SkinlibError
 from skinlib.io import atomic_path
@@ -37,6 +41,16 @@ class LoadedRun:
     run_dir: Path
     checkpoint: str
     data_config: dict
+    # a metadata model's encoder, fitted on its training split (None: the image alone)
+    metadata: MetadataEncoder | None = None
+
+    def encode(self, rows: pd.DataFrame) -> torch.Tensor | None:
+        """(N, D) the rows' age, sex and site as the model takes them (a column the rows lack:
+        missing), on the model's device; None for a model without metadata."""
+        if self.metadata is None:
+            return None
+        device = next(self.model.parameters()).device
+        return torch.from_numpy(self.metadata.transform(rows)).to(device)
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -87,17 +101,26 @@ def load_model(
     size = ckpt.get("image_size") or (
         folder.meta()["image_size"] if folder.meta_file.is_file() else cfg.data.image_size
     )
+    encoder = metadata_encoder(ckpt)
     # The checkpoint holds every weight: no need (nor network) for the pretrained ones.
     model = create_model(
         dataclasses.replace(cfg.model, pretrained=False),
         1 if binary else len(ckpt["classes"]),
         int(size),
+        metadata=encoder,
     )
     model.load_state_dict(inference_weights(ckpt))
     model.to(device).eval()
     data_cfg = ckpt["data_config"]
     transform = build_transforms(data_cfg, train=False, size=int(size))
-    return LoadedRun(model, cfg, list(ckpt["classes"]), transform, folder.path, which, data_cfg)
+    classes = list(ckpt["classes"])
+    return LoadedRun(model, cfg, classes, transform, folder.path, which, data_cfg, encoder)
+
+
+def metadata_encoder(ckpt: dict) -> MetadataEncoder | None:
+    """The metadata encoder a checkpoint stores (``metadata``: its plain state), or None."""
+    state = ckpt.get("metadata")
+    return None if state is None else MetadataEncoder.from_state(state)
 
 
 def rng_state() -> dict:

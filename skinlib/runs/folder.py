@@ -27,6 +27,7 @@ import pandas as pd
 
 from skinlib import paths
 from skinlib.config import Config, load_config, save_config
+from skinlib.data.metadata import METADATA_COLUMNS
 from skinlib.data.splits import CALIBRATION, load_split, save_split
 from skinlib.errors import DataError, SkinlibError
 from skinlib.evaluation.conformal import StoredConformal, load_conformal, save_conformal
@@ -57,6 +58,9 @@ class RunFolder:
     CONFIG = "config.yaml"  # the resolved Config the run trained with
     META = "meta.json"  # written last by training: a run is complete once it says so
     SPLIT = "split.csv"  # the images of train, val, test (and calibration): what the run saw
+    # a metadata model's inputs per image (image_id, age, sex, site), beside the split so that
+    # the split file (and its recorded hash) is the same assignment whatever the model reads
+    METADATA = "metadata.csv"
     HISTORY = "metrics.csv"  # one row per epoch: losses and validation metrics
     CHECKPOINTS = "checkpoints"  # best.pt (selected on validation) and last.pt (to resume)
     TENSORBOARD = "tb"
@@ -101,6 +105,10 @@ class RunFolder:
     @property
     def split_file(self) -> Path:
         return self.path / self.SPLIT
+
+    @property
+    def metadata_file(self) -> Path:
+        return self.path / self.METADATA
 
     @property
     def history_file(self) -> Path:
@@ -156,10 +164,15 @@ class RunFolder:
         return read_json(self.meta_file)
 
     def split_table(self) -> pd.DataFrame:
-        """Every row of the run's split file (train, val, test, calibration), checked on reading."""
+        """Every row of the run's split file (train, val, test, calibration), checked on reading;
+        a metadata model's run adds the age, sex and site it was fed (``metadata.csv``)."""
         if not self.split_file.is_file():
             raise DataError(f"{self.split_file} not found: is {self.path} a finished skinlib run?")
-        return load_split(self.split_file)
+        table = load_split(self.split_file)
+        if not self.metadata_file.is_file():
+            return table
+        inputs = pd.read_csv(self.metadata_file, dtype={"image_id": str, "sex": str, "site": str})
+        return table.merge(inputs, on="image_id", how="left", validate="one_to_one")
 
     def split_rows(self, split: str) -> pd.DataFrame:
         """The rows of one split, in the file's order."""
@@ -243,6 +256,10 @@ class RunFolder:
         with atomic_path(self.config_file) as tmp:
             save_config(cfg, tmp)
         save_split(table, self.split_file)
+        self.metadata_file.unlink(missing_ok=True)  # an earlier run's, of another config
+        if cfg.model.metadata:
+            columns = ["image_id", *(c for c in METADATA_COLUMNS if c in table)]
+            atomic_write(self.metadata_file, lambda p: table[columns].to_csv(p, index=False))
 
     def write_history(self, history: pd.DataFrame) -> Path:
         return atomic_write(self.history_file, lambda p: history.to_csv(p, index=False))

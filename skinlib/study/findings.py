@@ -53,6 +53,38 @@ def ranking(rows: Sequence[dict], n_classes: int, metric: str = "balanced_accura
     return text
 
 
+def epochs(records: dict[str, dict]) -> str:
+    """How many epochs each run trained and what decided it: its time budget (the epochs that
+    fit from the step time it measured, ``train.epochs`` the cap), early stopping, or the epochs
+    as given.
+
+    Args:
+        records: run name -> the run's ``meta.json``.
+
+    >>> plan = {"epochs": 3, "cap": 5, "budget_min": 0.5, "step_s": 0.123, "limited_by": "budget"}
+    >>> print(epochs({"a": {"epochs_run": 3, "stopped_by": "epochs", "budget": plan},
+    ...               "b": {"epochs_run": 5, "stopped_by": "epochs"}}))
+    Epochs per run: a 3 of at most 5 (what fits its 0.5 min at 0.123 s per step); b 5 (as given).
+    """
+    return "Epochs per run: " + "; ".join(f"{r} {_epochs(m)}" for r, m in records.items()) + "."
+
+
+def _epochs(meta: dict) -> str:
+    ran, plan, stopped = meta["epochs_run"], meta.get("budget"), meta.get("stopped_by")
+    if not plan:
+        return f"{ran} (early stopping)" if stopped == "patience" else f"{ran} (as given)"
+    at = f"{plan['budget_min']:g} min at {plan['step_s']:.3g} s per step"
+    if stopped == "budget":
+        return f"{ran} of {plan['epochs']} planned (stopped at its budget, {at} measured)"
+    if stopped == "patience":
+        return f"{ran} of {plan['epochs']} planned (early stopping; {at})"
+    if plan["limited_by"] == "minimum":
+        return f"{ran} (none fits its {at}; one is the least a run trains)"
+    if plan["limited_by"] == "cap":
+        return f"{ran}, the cap (its {at} would fit more)"
+    return f"{ran} of at most {plan['cap']} (what fits its {at})"
+
+
 def calibration(table: pd.DataFrame, split: str = "test") -> str:
     """Which models temperature scaling helped on ``split`` (ECE before -> after), and which not.
 

@@ -163,10 +163,9 @@ def run_state(job: TrainingJob, profile: StudyProfile | None = None) -> tuple[st
     last = folder.checkpoint("last")
     if last.is_file():
         resumes = last.relative_to(folder.path)
-        return (
-            "partial",
-            f"{folder.epochs_done()} of {cfg.train.epochs} epochs; resumes from {resumes}",
-        )
+        # with a time budget the run planned its epochs, train.epochs the cap
+        of = f"at most {cfg.train.epochs}" if cfg.train.budget_min else cfg.train.epochs
+        return "partial", f"{folder.epochs_done()} of {of} epochs; resumes from {resumes}"
     return "missing", ""
 
 

@@ -209,6 +209,7 @@ def run_pipeline(
     state_file = root / "pipeline_state.json"
     state = read_json(state_file) if state_file.exists() else {}
     code, text = code_hash(), study.text()
+    started = time.perf_counter()
     outcome: dict[str, str] = {}
     held: dict[str, str] = {}  # steps that cannot run yet, and why
     stale: set[str] = set()  # steps whose runs were trained just now
@@ -245,6 +246,12 @@ def run_pipeline(
     if failed:
         _raise_for_failed_jobs(failed, held, study, profile_arg, overrides, settings)
     _write_methods(path, overrides, study.study, outcome)
+    if study.budget.total_min and "ran" in outcome.values():
+        log.info(
+            "the study took %.1f min of its %g min budget (wall clock, this command)",
+            (time.perf_counter() - started) / 60,
+            study.budget.total_min,
+        )
     return outcome
 
 

@@ -115,6 +115,8 @@ class Available:
     external: bool
     split_file: bool
     tta: bool = False  # some run has test-time-augmentation predictions (07)
+    # runs whose record names metadata inputs (model.metadata): age, sex and site beside the image
+    metadata_runs: tuple[str, ...] = ()
 
     def refs(self, *labels: str) -> tuple[str, ...]:
         return tuple(lbl for lbl in labels if lbl in self.labels)
@@ -143,6 +145,23 @@ def available(study: StudyRecord, sections: Sequence[Section], tables_dir: Path)
         external=external,
         split_file=bool(cfg.data.split_file),
         tta=any(r.tta for r in study.architectures),
+        metadata_runs=tuple(
+            r.name
+            for r in [*study.architectures, *study.strategies.values()]
+            if r.meta.get("metadata_inputs")
+        ),
+    )
+
+
+def _inputs_note(a: Available) -> str:
+    """Item 12's missing data, and whether metadata were inputs (as the runs recorded it)."""
+    skipped = "unreadable or missing images are skipped and counted"
+    if not a.metadata_runs:
+        return f"{skipped}; metadata are not model inputs"
+    runs = ", ".join(a.metadata_runs)
+    return (
+        f"{skipped}; age, sex and site are inputs of {runs} only, a missing value as its own "
+        "level (age: a missing indicator), encoded with the training split's statistics"
     )
 
 
@@ -163,7 +182,7 @@ def _answers(a: Available) -> dict[int, Answer]:
         9: Answer(REPORTED, a.refs("sec:methods-preprocessing")),
         10: Answer(REPORTED, data) if not a.synthetic and a.split_file else Answer(NOT_REPORTED, note="not applicable: the whole data set is used, no subset was selected"),
         11: Answer(NOT_REPORTED, note=f"not applicable: {synthetic_why}") if a.synthetic else Answer(AUTHOR, note="state that the public release is de-identified by its publishers; the study adds no identifying data"),
-        12: Answer(REPORTED, a.refs("sec:methods-data"), "unreadable or missing images are skipped and counted; metadata are not model inputs"),
+        12: Answer(REPORTED, a.refs("sec:methods-data", *(("sec:methods-models", "sec:methods-imbalance") if a.metadata_runs else ())), _inputs_note(a)),
         13: Answer(REPORTED, data, "generator settings") if a.synthetic else Answer(NOT_REPORTED, note="the code holds no acquisition metadata; describe the devices from the data set's paper"),
         14: Answer(REPORTED, data, "the generating class is the reference standard") if a.synthetic else Answer(AUTHOR, note="the data set's diagnosis confirmation (e.g. HAM10000 dx_type: histopathology, follow-up, expert consensus, confocal microscopy)"),
         15: Answer(NOT_REPORTED, note=f"not applicable: {synthetic_why}") if a.synthetic else Answer(AUTHOR, note="why the release's labels are an adequate reference standard"),

@@ -257,14 +257,18 @@ def loss_curves(history: pd.DataFrame, ax=None):
     return fig
 
 
+def _colours(n: int) -> list:
+    """``n`` colours of the palette, cycling past its ten (02 may compare more arms)."""
+    colours = palette()
+    return [colours[i % len(colours)] for i in range(n)]
+
+
 def grouped_bars(table: pd.DataFrame, ax=None, ylabel: str = "recall"):
     """Bars per row (class) and column (strategy): e.g. per-class recall side by side."""
     fig, ax = _axes(ax, (FULL_WIDTH, 2.5))
     index = table.index.name or "index"
     long = table.reset_index().melt(id_vars=index, var_name="group", value_name="value")
-    sns.barplot(
-        data=long, x=index, y="value", hue="group", ax=ax, palette=palette()[: table.shape[1]]
-    )
+    sns.barplot(data=long, x=index, y="value", hue="group", ax=ax, palette=_colours(table.shape[1]))
     ax.set(ylabel=ylabel, xlabel="", ylim=(0, 1))
     ax.legend(
         ncol=min(5, table.shape[1]),

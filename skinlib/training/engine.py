@@ -5,6 +5,8 @@ data layer hand it everything it needs, so one loop trains every model of the st
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import itertools
 import logging
 import math
@@ -20,9 +22,10 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from skinlib.config import Config
+from skinlib.config import Config, TrainConfig
 from skinlib.data.cache import build_cache
-from skinlib.data.dataset import ImageDataset, collate_readable
+from skinlib.data.dataset import ImageDataset, batch_parts, collate_readable
+from skinlib.data.metadata import MetadataEncoder
 from skinlib.data.prepare import prepare_table, table_classes
 from skinlib.data.splits import CALIBRATION, SPLITS, file_hash, split_fractions
 from skinlib.data.transforms import build_batch_augment, build_transforms
@@ -39,14 +42,17 @@ from skinlib.models.checkpoint import (
     for_inference,
     inference_weights,
     load_checkpoint,
+    metadata_encoder,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
+from skinlib.models.metadata import logits as model_logits
 from skinlib.progress import tqdm
 from skinlib.runs.folder import RunFolder
+from skinlib.training import budget
 from skinlib.training import distributed as dist
-from skinlib.training.imbalance import build_loss, build_sampler
+from skinlib.training.imbalance import build_sampler, loss_for_epoch
 from skinlib.training.monitor import MONITORS, epoch_metrics, window_mean
 from skinlib.training.runinfo import git_commit, hardware, resources, versions
 from skinlib.training.runtime import amp_dtype, resolve_device, seed_everything
@@ -67,18 +73,34 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     train_images: int = 0
+    elapsed_s: float = 0.0  # wall time of the run up to the last checkpoint (its time budget)
+    stopped_by: str = ""  # why the epochs ended: "epochs", "patience" or "budget"
 
 
 class Trainer:
-    """Holds the pieces of one run; :func:`train` is the entry point."""
+    """Holds the pieces of one run; :func:`train` is the entry point.
 
-    def __init__(self, cfg: Config, table: pd.DataFrame, progress: bool = True):
+    Args:
+        started: when the run began (``time.perf_counter()``), for its time budget; default now.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        table: pd.DataFrame,
+        progress: bool = True,
+        started: float | None = None,
+    ):
         self.cfg, self.progress = cfg, progress
+        self.started = time.perf_counter() if started is None else started
+        self.elapsed_before = 0.0  # a resumed run's wall time before this process
+        self.plan: budget.Plan | None = None  # train.budget_min's plan (plan_budget, restore)
         self.rank, self.world, local = dist.setup()
         self.device = resolve_device(cfg.train.device, local)
         self.binary = cfg.data.task == "binary"
         self.classes = table_classes(table, cfg)
         self.folder = RunFolder.of(cfg.study, cfg.run_name)
+        self.metadata = self._metadata_encoder(table)
         self._build_model()
         self.skipped_missing = int(table.attrs.get("skipped_missing", 0))
         self.table = self._cached(table)
@@ -99,18 +121,32 @@ class Trainer:
             # CPU kernels are already deterministic; forcing the flag there slows attention ~5x.
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.model = create_model(cfg.model, 1 if self.binary else len(self.classes), self.size)
+        n_out = 1 if self.binary else len(self.classes)
+        self.model = create_model(cfg.model, n_out, self.size, metadata=self.metadata)
         # The model's preprocessing, at the size this run feeds it.
         self.data_cfg = {**data_config(self.model), "input_size": (3, self.size, self.size)}
         self.model.to(self.device)
         if cfg.train.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
+    @property
+    def train_config(self) -> TrainConfig:
+        """``cfg.train`` as this run trains it: with a time budget, its planned epochs (and the
+        warm-up and EMA decay that follow from them)."""
+        return self.plan.train_config(self.cfg.train) if self.plan else self.cfg.train
+
+    @property
+    def epochs(self) -> int:
+        """The epochs this run trains at most: ``train.epochs``, or the budget's plan."""
+        return self.train_config.epochs
+
     def _build_optimisation(self) -> None:
-        """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup."""
-        cfg = self.cfg.train
-        counts = np.bincount(self.train_labels, minlength=len(self.classes))
-        self.loss_fn = build_loss(self.cfg.imbalance, counts, self.binary).to(self.device)
+        """Loss, optimiser, schedule, mixed precision, EMA, sample selection and mixup, for the
+        epochs the run trains (built again once a time budget has planned them)."""
+        cfg = self.train_config
+        # class counts of the training split: the priors and weights never see val or test
+        self.train_counts = np.bincount(self.train_labels, minlength=len(self.classes))
+        self.loss_fn = self._loss(0)
         self.optimizer = build_optimizer(self.model, cfg)
         steps = max(1, math.ceil(self._steps_per_epoch() / cfg.accum_steps))
         self.scheduler, self.per_step = build_scheduler(self.optimizer, cfg, steps)
@@ -123,6 +159,19 @@ class Trainer:
         self.batch_augment = build_batch_augment(self.data_cfg, cfg.augment)
         if self.batch_augment is not None:
             self.batch_augment.to(self.device)
+
+    def _metadata_encoder(self, table: pd.DataFrame) -> MetadataEncoder | None:
+        """model.metadata: age, sex and site encoded with the training split's vocabularies and
+        age statistics (validation and test rows are only transformed)."""
+        if not self.cfg.model.metadata:
+            return None
+        return MetadataEncoder().fit(table[table["split"] == "train"])
+
+    def _loss(self, epoch: int) -> nn.Module:
+        """The training loss of ``epoch`` (deferred re-weighting switches it at its epoch)."""
+        imb, epochs = self.cfg.imbalance, self.epochs  # a time budget's planned epochs
+        loss = loss_for_epoch(imb, self.train_counts, epoch, epochs, self.binary)
+        return loss.to(self.device)
 
     def _cached(self, table: pd.DataFrame) -> pd.DataFrame:
         if not self.cfg.data.cache:
@@ -139,7 +188,8 @@ class Trainer:
         transform = build_transforms(self.data_cfg, train, augment, size or self.size)
         # with data.skip_bad, training substitutes an unreadable image; evaluation drops it
         on_bad = ("substitute" if train else "drop") if self.cfg.data.skip_bad else "raise"
-        return ImageDataset(rows, self.classes, transform, on_bad=on_bad)
+        metadata = None if self.metadata is None else self.metadata.transform(rows)
+        return ImageDataset(rows, self.classes, transform, on_bad=on_bad, metadata=metadata)
 
     def _build_data(self) -> None:
         split = self.table["split"]
@@ -173,7 +223,7 @@ class Trainer:
     def _ema(self):
         if not self.cfg.train.ema:
             return None
-        return ModelEmaV3(self.model, decay=self.cfg.train.ema_decay)
+        return ModelEmaV3(self.model, decay=self.train_config.ema_decay)
 
     def _mixup(self):
         t = self.cfg.train
@@ -237,12 +287,12 @@ class Trainer:
             labels = labels.float()
         return images, labels
 
-    def _losses(self, images, targets) -> torch.Tensor:
+    def _losses(self, images, targets, metadata=None) -> torch.Tensor:
         with self._autocast():
-            logits = self.net(images)
+            logits = self.net(images) if metadata is None else self.net(images, metadata)
         return self.loss_fn(logits.float(), targets)
 
-    def _step_loss(self, images, targets) -> tuple[torch.Tensor, float]:
+    def _step_loss(self, images, targets, metadata=None) -> tuple[torch.Tensor, float]:
         """(loss to back-propagate, mean loss of the whole batch for the log).
 
         With adaptive sample selection the batch is scored without gradients (and without
@@ -250,9 +300,11 @@ class Trainer:
         back-propagated.
         """
         if self.selector is None:
-            loss = self._losses(images, targets).mean()
+            loss = self._losses(images, targets, metadata).mean()
             return loss, loss.item()
-        return selected_loss(self._losses, self.model, images, targets, self.selector)
+        return selected_loss(
+            self._losses, self.model, images, targets, self.selector, metadata=metadata
+        )
 
     def _begin_epoch(self, epoch: int) -> None:
         """Seed this epoch from (seed, epoch) alone, so a resumed epoch draws the same batches and
@@ -261,10 +313,12 @@ class Trainer:
         seed_everything(seed)  # augmentation in the main process, mixup
         self.train_loader.generator.manual_seed(seed)  # the base seed of the workers' RNGs
         self.sampler.set_epoch(epoch)
+        if self.cfg.imbalance.drw_epoch:
+            self.loss_fn = self._loss(epoch)  # a function of the epoch: resuming re-weights alike
         freeze = epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not freeze)
         if self.cfg.train.progressive_resize:
-            frac = min(1.0, 0.5 + epoch / max(1, self.cfg.train.epochs))
+            frac = min(1.0, 0.5 + epoch / max(1, self.epochs))
             size = max(32, int(self.size * frac) // 8 * 8)
             self.train_set.transform = build_transforms(
                 self.data_cfg, True, self.cfg.train.augment, size
@@ -275,10 +329,18 @@ class Trainer:
         cap = self.cfg.train.max_steps_per_epoch
         return min(steps, cap) if cap else steps
 
-    def _train_step(self, step: int, steps: int, images, labels, epoch: int) -> float:
-        """Forward, backward and (every accum_steps) an optimiser step; the batch's mean loss."""
+    def _train_step(
+        self, step: int, steps: int, images, labels, epoch: int, metadata=None
+    ) -> float:
+        """Forward, backward and (every accum_steps) an optimiser step; the batch's mean loss.
+
+        ``metadata``: the batch's (N, D) encoded metadata, for a metadata model (mixup and
+        cutmix mix the images and labels; each keeps its first image's metadata).
+        """
         images, targets = self._to_device(images, labels)
-        loss, batch_loss = self._step_loss(images, targets)
+        if metadata is not None:
+            metadata = metadata.to(self.device, non_blocking=True)
+        loss, batch_loss = self._step_loss(images, targets, metadata)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; try a lower "
@@ -298,15 +360,16 @@ class Trainer:
         show = self.progress and dist.is_main()
         bar = tqdm(
             total=steps,
-            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+            desc=f"epoch {epoch + 1}/{self.epochs}",
             leave=False,
             disable=not show,
         )
         total, count, start = 0.0, 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        for step, (images, labels) in enumerate(itertools.islice(self.train_loader, steps)):
+        for step, batch in enumerate(itertools.islice(self.train_loader, steps)):
+            images, labels, metadata = batch_parts(batch)
             images = self._augment_batch(images)
-            total += self._train_step(step, steps, images, labels, epoch) * len(images)
+            total += self._train_step(step, steps, images, labels, epoch, metadata) * len(images)
             count += len(images)
             # refresh=False: the bar redraws at its own pace (mininterval), so a notebook saved
             # by papermill keeps a few lines per epoch instead of one per step
@@ -338,6 +401,110 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
 
+    # --- the time budget -----------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        """Wall seconds of the run so far, a resumed run's earlier processes included."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def plan_budget(self) -> None:
+        """With ``train.budget_min``: time the first steps and plan the epochs that fit
+        (:mod:`skinlib.training.budget`). The timed steps are undone (initial weights back, a
+        fresh optimiser, schedule and EMA built for the plan), so the run then trains exactly as
+        its config with ``train.epochs`` set to the plan would."""
+        minutes = self.cfg.train.budget_min
+        if not minutes:
+            return
+        initial = copy.deepcopy(self.model.state_dict())  # BatchNorm statistics included
+        step_s, start_s = self._time_training_steps()
+        per_image = self._time_evaluation()
+        evaluated = sum(len(self.rows[s]) for s in ("val", "test", CALIBRATION))
+        measured = budget.Measurement(
+            step_s=dist.all_reduce_mean(step_s),
+            start_s=dist.all_reduce_mean(start_s),
+            steps_per_epoch=self._steps_per_epoch(),
+            val_s=dist.all_reduce_mean(per_image * len(self.rows["val"]) / self.world),
+            final_s=dist.all_reduce_mean(per_image * evaluated / self.world),
+            spent_s=dist.all_reduce_mean(self.elapsed()),
+        )
+        self.model.load_state_dict(initial)
+        self.plan = budget.plan(minutes, measured, self.cfg.train)
+        self._build_optimisation()
+        log.info(
+            "%s: %.3g s per step, %.3g s per epoch with validation: %d of at most %d epochs fit "
+            "the %.3g min budget (%.3g min already spent)",
+            self.cfg.run_name,
+            measured.step_s,
+            measured.epoch_s,
+            self.plan.epochs,
+            self.plan.cap,
+            minutes,
+            measured.spent_s / 60,
+        )
+
+    def _synchronise(self) -> None:
+        if self.device.type == "cuda":  # kernels run asynchronously: wait before reading a clock
+            torch.cuda.synchronize(self.device)
+
+    def _time_training_steps(self) -> tuple[float, float]:
+        """(seconds per training step through the real loader, seconds to its first batch).
+
+        The first :data:`~skinlib.training.budget.WARMUP_STEPS` steps are run but not timed; a
+        loader shorter than the measurement is read again.
+        """
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        steps = self._steps_per_epoch()
+        tick = time.perf_counter()
+        batches = iter(self.train_loader)
+        batch = next(batches)
+        start_s = time.perf_counter() - tick
+        durations = []
+        for i in range(budget.WARMUP_STEPS + budget.TIMED_STEPS):
+            tick = time.perf_counter()
+            if i:
+                batch = next(batches, None)
+                if batch is None:  # a loader shorter than the measurement: read it again
+                    batches = iter(self.train_loader)
+                    batch = next(batches)
+            images, labels, metadata = batch_parts(batch)
+            images = self._augment_batch(images)
+            self._train_step(i % steps, steps, images, labels, 0, metadata)
+            self._synchronise()
+            durations.append(time.perf_counter() - tick)
+        return float(np.median(durations[budget.WARMUP_STEPS :])), start_s
+
+    @torch.no_grad()
+    def _time_evaluation(self) -> float:
+        """Seconds per validation image of evaluation (loading and forward pass), timed over a
+        few batches after an untimed first one."""
+        dataset = self._dataset(self.rows["val"], train=False)
+        loader = self._loader(dataset, collate_fn=collate_readable)
+        model = self.eval_model().eval()
+        fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
+        seconds, counts = [], []
+        tick = time.perf_counter()
+        for images, _, _, *metadata in itertools.islice(loader, 1 + budget.EVAL_BATCHES):
+            if len(images):
+                with self._autocast():
+                    x = images.to(self.device, memory_format=fmt)
+                    model_logits(model, x, metadata[0] if metadata else None)
+            self._synchronise()
+            seconds.append(time.perf_counter() - tick)
+            counts.append(len(images))
+            tick = time.perf_counter()
+        timed = slice(1, None) if len(seconds) > 1 else slice(None)
+        return sum(seconds[timed]) / max(1, sum(counts[timed]))
+
+    def _no_room(self, epoch_s: float) -> bool:
+        """The budget's guard: another epoch of ``epoch_s`` and the final predictions would
+        overrun it (the machine slowed down after the measurement)."""
+        plan = self.plan
+        if plan is None:
+            return False
+        over = budget.no_room(self.elapsed(), epoch_s, plan.final_s, plan.budget_min)
+        return bool(dist.all_reduce_mean(float(over)))  # every rank stops, or none
+
     # --- evaluation --------------------------------------------------------------------------
 
     def eval_model(self) -> nn.Module:
@@ -358,11 +525,12 @@ class Trainer:
         model.eval()
         fmt = torch.channels_last if self.cfg.train.channels_last else torch.contiguous_format
         chunks, readable = [], []
-        for images, _, ok in loader:
+        for images, _, ok, *metadata in loader:  # metadata: a metadata model's, when readable
             readable.append(ok.numpy())
             if len(images):
                 with self._autocast():
-                    out = model(images.to(self.device, memory_format=fmt))
+                    x = images.to(self.device, memory_format=fmt)
+                    out = model_logits(model, x, metadata[0] if metadata else None)
                 chunks.append(out.float().cpu().numpy())
         width = 1 if self.binary else len(self.classes)
         logits = np.concatenate(chunks) if chunks else np.zeros((0, width))
@@ -397,22 +565,15 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         s = self.state
-        return {
+        state = {
             "model": self.model.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "selector": self.selector.state_dict() if self.selector is not None else None,
-            "run_state": {
-                "epoch": s.epoch,
-                "best_score": s.best_score,
-                "best_epoch": s.best_epoch,
-                "stale": s.stale,
-                "history": s.history,
-                "train_seconds": s.train_seconds,
-                "train_images": s.train_images,
-            },
+            "run_state": dataclasses.asdict(s),
+            "budget": self.plan.record() if self.plan else None,  # a resume keeps the plan
             "rng": rng_state(),
             "classes": self.classes,
             "image_size": self.size,
@@ -421,6 +582,9 @@ class Trainer:
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.data_cfg.items()
             },
         }
+        if self.metadata is not None:  # what evaluation needs to encode any table alike
+            state["metadata"] = self.metadata.state()
+        return state
 
     def restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path, self.device)
@@ -429,6 +593,15 @@ class Trainer:
                 f"{path}: checkpoint classes {ckpt['classes']} differ from the data's "
                 f"{self.classes}; start a new run (another train.run name)"
             )
+        stored = metadata_encoder(ckpt)
+        if (stored and stored.state()) != (self.metadata and self.metadata.state()):
+            raise TrainingError(
+                f"{path}: the checkpoint's metadata encoding differs from this training split's; "
+                "start a new run (another train.run name)"
+            )
+        if ckpt.get("budget"):  # the epochs planned when the run began, never planned again
+            self.plan = budget.Plan.from_record(ckpt["budget"])
+            self._build_optimisation()
         self.model.load_state_dict(ckpt["model"])
         if self.ema is not None and ckpt["ema"] is not None:
             self.ema.module.load_state_dict(ckpt["ema"])
@@ -438,6 +611,7 @@ class Trainer:
         if self.selector is not None and ckpt["selector"] is not None:
             self.selector.load_state_dict(ckpt["selector"])
         self.state = RunState(**ckpt["run_state"])
+        self.elapsed_before = self.state.elapsed_s
         if "rng" in ckpt:  # (checkpoints of early versions have none)
             set_rng_state(ckpt["rng"])
 
@@ -453,12 +627,29 @@ class Trainer:
         if cfg.monitor_window < 1:
             raise ConfigError(f"train.monitor_window={cfg.monitor_window}; give 1 or more epochs")
         writer = self._writer()
-        for epoch in range(self.state.epoch + 1, cfg.epochs):
+        epoch_s = self.plan.epoch_s if self.plan else 0.0  # measured again by every epoch
+        self.state.stopped_by = "epochs"
+        for epoch in range(self.state.epoch + 1, self.epochs):
             if cfg.patience and self.state.stale >= cfg.patience:  # also after a resume
                 log.info("early stop: %s did not improve for %d epochs", cfg.monitor, cfg.patience)
+                self.state.stopped_by = "patience"
                 break
+            if self.state.epoch >= 0 and self._no_room(epoch_s):
+                log.warning(
+                    "%s: stopped after %d of %d planned epochs: another would overrun the %.3g "
+                    "min budget (%.1f min spent)",
+                    self.cfg.run_name,
+                    self.state.epoch + 1,
+                    self.epochs,
+                    self.plan.budget_min,
+                    self.elapsed() / 60,
+                )
+                self.state.stopped_by = "budget"
+                break
+            start = time.perf_counter()
             row = self._run_epoch(epoch)
             improved = self._update_state(epoch, row)
+            self.state.elapsed_s = self.elapsed()
             if dist.is_main():
                 self._log_epoch(row, writer)
                 state = self.checkpoint_state()
@@ -467,6 +658,7 @@ class Trainer:
                 save_checkpoint(self.folder.checkpoint("last"), state)
                 self.write_metrics()
             dist.barrier()
+            epoch_s = time.perf_counter() - start  # the last epoch, checkpoints included
         if writer is not None:
             writer.close()
 
@@ -583,6 +775,8 @@ class Trainer:
                 "n_params": count_parameters(self.model),
                 "epochs_run": s.epoch + 1,
                 "best_epoch": s.best_epoch + 1,
+                "stopped_by": s.stopped_by,  # epochs (all given or planned), patience, budget
+                "budget": self._budget_record(),
                 "train_seconds": s.train_seconds,
                 "train_images_per_s": s.train_images / max(s.train_seconds, 1e-9),
                 "eval_images_per_s": eval_rate,
@@ -592,8 +786,25 @@ class Trainer:
                 "versions": versions(),
                 "hardware": hardware(self.device),
                 "data_config": best["data_config"],
+                **self._metadata_record(),
             },
         )
+
+    def _budget_record(self) -> dict | None:
+        """The time budget as the run's record states it: the plan, what ran, the wall time."""
+        if self.plan is None:
+            return None
+        return {
+            **self.plan.record(),
+            "epochs_run": self.state.epoch + 1,
+            "elapsed_s": self.elapsed(),
+        }
+
+    def _metadata_record(self) -> dict:
+        """What a metadata model was fed (meta.json: for the methods), nothing otherwise."""
+        if self.metadata is None:
+            return {}
+        return {"metadata_inputs": self.metadata.feature_names()}
 
 
 def train(
@@ -605,8 +816,10 @@ def train(
         cfg: the whole configuration (saved as ``config.yaml`` in the run folder).
         table: a common-schema table with a ``split`` column; by default built from ``cfg.data``.
         resume: continue from ``checkpoints/last.pt`` (same config) after an interruption; a
-            complete run with the same config is returned as it is.
+            complete run with the same config is returned as it is. A run with a time budget
+            (``train.budget_min``) keeps the epochs it planned when it began.
     """
+    started = time.perf_counter()  # a time budget counts from here
     folder = RunFolder.of(cfg.study, cfg.run_name)
     if resume and folder.is_complete(cfg):
         log.info("%s is complete; nothing to resume", folder.path)
@@ -614,7 +827,7 @@ def train(
     table = prepare_table(cfg, progress) if table is None else table
     if "split" not in table:
         raise ConfigError("the table passed to train() needs a split column (skinlib.data.splits)")
-    trainer = Trainer(cfg, table, progress)
+    trainer = Trainer(cfg, table, progress, started)
     last = folder.checkpoint("last")
     if resume and last.is_file() and not folder.trained_with(cfg):
         log.warning("%s was started with another config; training it afresh", folder.path)
@@ -622,8 +835,10 @@ def train(
     if resume and last.is_file():
         trainer.restore(last)
         log.info("resuming %s after epoch %d", cfg.run_name, trainer.state.epoch + 1)
-    elif dist.is_main():
-        folder.start_fresh(cfg, table)
+    else:
+        if dist.is_main():
+            folder.start_fresh(cfg, table)
+        trainer.plan_budget()
     dist.barrier()
     trainer.fit()
     trainer.finish()

@@ -1,4 +1,5 @@
-"""Class imbalance: class weights, focal loss, label smoothing and oversampling, combinable.
+"""Class imbalance: class weights, focal loss, logit adjustment, deferred re-weighting, label
+smoothing and oversampling, combinable.
 
 Every loss here returns one value per sample (``reduction="none"``): the training loop averages
 them, or averages only the samples that adaptive sample selection keeps.
@@ -106,28 +107,133 @@ class BinaryFocalLoss(nn.Module):
         return bce * (1 - p_t).pow(self.gamma)
 
 
+class LogitAdjusted(nn.Module):
+    """A per-sample loss on the logits plus a fixed per-class offset, ``base(z + offset, y)``.
+
+    With ``offset = tau * log prior`` it is the logit-adjusted loss of Menon et al. (ICLR 2021);
+    with ``offset = log n_c`` the balanced softmax of Ren et al. (NeurIPS 2020), the same loss at
+    tau 1 (a softmax does not change when every logit moves by the same ``log N``). Only the loss
+    sees the offset: the model's own logits are what validation, calibration and inference use,
+    and they estimate the balanced (class-prior-free) posterior, which is the point of the method.
+
+    Args:
+        base: a per-sample loss (:class:`FocalLoss` at gamma 0 is cross-entropy).
+        offset: (C,) added to every row of the logits; (1,) for a binary model's one logit.
+    """
+
+    def __init__(self, base: nn.Module, offset: torch.Tensor):
+        super().__init__()
+        self.base = base
+        self.register_buffer("offset", offset.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.base(logits.float() + self.offset, target)
+
+
+LOSSES = ("ce", "focal", "logit_adjusted", "balanced_softmax")
+
+
 def build_loss(
-    cfg: ImbalanceConfig, class_counts: Sequence[int], binary: bool = False
+    cfg: ImbalanceConfig,
+    class_counts: Sequence[int],
+    binary: bool = False,
+    reweight: bool = False,
 ) -> nn.Module:
-    """The per-sample training loss the config asks for."""
-    if cfg.loss not in ("ce", "focal"):
-        raise ConfigError(f"imbalance.loss={cfg.loss!r}; choose ce or focal")
+    """The per-sample training loss the config asks for.
+
+    Args:
+        class_counts: images per class in the training split (never validation or test).
+        reweight: the deferred re-weighting phase (:func:`loss_for_epoch`): effective-number
+            weights of the counts the sampler presents replace ``imbalance.class_weights``.
+    """
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"imbalance.loss={cfg.loss!r}; choose one of {LOSSES}")
+    if cfg.loss == "balanced_softmax" and cfg.tau != 1.0:
+        raise ConfigError(
+            f"imbalance.tau={cfg.tau:g} with balanced_softmax, which is logit adjustment at tau "
+            "1: use imbalance.loss=logit_adjusted for another strength"
+        )
     gamma = cfg.gamma if cfg.loss == "focal" else 0.0
-    weights = class_weights(class_counts, cfg.class_weights, cfg.beta)
+    if reweight:
+        weights = class_weights(presented_counts(class_counts, cfg.sampler), "effective", cfg.beta)
+    else:
+        weights = class_weights(class_counts, cfg.class_weights, cfg.beta)
+    weighted = reweight or cfg.class_weights != "none"
+    offset = _logit_offset(cfg, class_counts, binary)
     if binary:
-        pos_weight = None if cfg.class_weights == "none" else float(weights[1] / weights[0])
-        return BinaryFocalLoss(gamma, pos_weight, cfg.label_smoothing)
+        pos_weight = float(weights[1] / weights[0]) if weighted else None
+        loss = BinaryFocalLoss(gamma, pos_weight, cfg.label_smoothing)
+        return loss if offset is None else LogitAdjusted(loss, offset)
     alpha = cfg.alpha if cfg.loss == "focal" else None
     if alpha is not None and len(alpha) != len(class_counts):
         raise ConfigError(
             f"imbalance.alpha has {len(alpha)} values for {len(class_counts)} classes"
         )
-    return FocalLoss(
-        gamma, alpha, None if cfg.class_weights == "none" else weights, cfg.label_smoothing
-    )
+    loss = FocalLoss(gamma, alpha, weights if weighted else None, cfg.label_smoothing)
+    return loss if offset is None else LogitAdjusted(loss, offset)
+
+
+def _logit_offset(
+    cfg: ImbalanceConfig, class_counts: Sequence[int], binary: bool
+) -> torch.Tensor | None:
+    """tau * log prior (logit adjustment) or log n_c (balanced softmax) of the training batches;
+    a binary model's one logit is shifted by the log prior odds of the positive class."""
+    if cfg.loss not in ("logit_adjusted", "balanced_softmax"):
+        return None
+    if cfg.loss == "balanced_softmax":
+        log_prior = np.log(presented_counts(class_counts, cfg.sampler))
+    else:
+        log_prior = cfg.tau * np.log(presented_prior(class_counts, cfg.sampler))
+    if binary:
+        log_prior = log_prior[1:] - log_prior[:1]
+    return torch.tensor(log_prior, dtype=torch.float32)
+
+
+def loss_for_epoch(
+    cfg: ImbalanceConfig, class_counts: Sequence[int], epoch: int, epochs: int, binary: bool = False
+) -> nn.Module:
+    """The loss of one epoch: :func:`build_loss`, re-weighted from
+    :meth:`~skinlib.config.ImbalanceConfig.drw_start` on.
+
+    A function of the epoch alone, so a resumed run re-weights from the same epoch.
+    """
+    start = cfg.drw_start(epochs)
+    return build_loss(cfg, class_counts, binary, reweight=start is not None and epoch >= start)
 
 
 SAMPLERS = ("none", "weighted", "sqrt")
+# a sampler draws an image of class c with weight n_c ** -power (sample_weights)
+SAMPLER_POWER = {"none": 0.0, "weighted": 1.0, "sqrt": 0.5}
+
+
+def presented_counts(class_counts: Sequence[int], sampler: str = "none") -> np.ndarray:
+    """Expected draws per class in one epoch (as many draws as training images): the counts
+    themselves without a sampler, N * n_c ** (1 - power) / sum_j n_j ** (1 - power) with one.
+
+    A sampler that rebalances changes the class prior the loss sees: under equal draws per class
+    (``weighted``) every class is 1 / C of the batches, so logit adjustment and balanced softmax
+    shift nothing and deferred re-weighting weighs every class alike; under ``sqrt`` the prior is
+    proportional to the square root of the counts. Adjusting by the training split's own shares
+    instead would correct for an imbalance the sampler has already removed.
+
+    >>> presented_counts([90, 10], "weighted").tolist(), presented_counts([64, 16, 16], "sqrt").tolist()
+    ([50.0, 50.0], [48.0, 24.0, 24.0])
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"imbalance.sampler={sampler!r}; choose one of {SAMPLERS}")
+    n = np.asarray(class_counts, dtype=np.float64)
+    if np.any(n <= 0):
+        raise ConfigError(
+            f"class counts {list(class_counts)}: every class needs at least one training image"
+        )
+    drawn = n ** (1.0 - SAMPLER_POWER[sampler])
+    return drawn / drawn.sum() * n.sum()
+
+
+def presented_prior(class_counts: Sequence[int], sampler: str = "none") -> np.ndarray:
+    """The class prior of the training batches (:func:`presented_counts` as shares)."""
+    counts = presented_counts(class_counts, sampler)
+    return counts / counts.sum()
 
 
 def sample_weights(labels: Sequence[int], num_classes: int, power: float = 1.0) -> torch.Tensor:
@@ -154,6 +260,6 @@ def build_sampler(cfg: ImbalanceConfig, labels: Sequence[int], num_classes: int,
     """
     if cfg.sampler not in SAMPLERS:
         raise ConfigError(f"imbalance.sampler={cfg.sampler!r}; choose one of {SAMPLERS}")
-    power = {"weighted": 1.0, "sqrt": 0.5}.get(cfg.sampler)
-    weights = None if power is None else sample_weights(labels, num_classes, power)
+    power = SAMPLER_POWER[cfg.sampler]
+    weights = None if cfg.sampler == "none" else sample_weights(labels, num_classes, power)
     return EpochSampler(len(labels), seed, weights)

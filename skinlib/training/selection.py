@@ -85,24 +85,28 @@ def batchnorm_stats_frozen(model: nn.Module) -> Iterator[None]:
 
 
 def selected_loss(
-    losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    losses: Callable[..., torch.Tensor],
     model: nn.Module,
     images: torch.Tensor,
     targets: torch.Tensor,
     selector: SelectionController,
+    metadata: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Score the batch, keep the samples the controller picks, and return their mean loss.
 
     Args:
-        losses: (images, targets) -> per-sample losses (N,), through ``model``.
+        losses: (images, targets[, metadata]) -> per-sample losses (N,), through ``model``.
         model: the module ``losses`` runs (its BatchNorm statistics are frozen while scoring).
         images: (N, C, H, W); targets: (N,) class indices or (N, C) soft targets.
         selector: the threshold controller.
+        metadata: (N, D) a metadata model's inputs, chosen with their images.
 
     Returns:
         (mean loss of the chosen samples, with gradients; mean score of the whole batch).
     """
+    extra = () if metadata is None else (metadata,)
     with torch.no_grad(), batchnorm_stats_frozen(model):
-        scores = losses(images, targets)
+        scores = losses(images, targets, *extra)
     chosen = selector.select(scores)
-    return losses(images[chosen], targets[chosen]).mean(), scores.mean().item()
+    kept = [x[chosen] for x in extra]
+    return losses(images[chosen], targets[chosen], *kept).mean(), scores.mean().item()

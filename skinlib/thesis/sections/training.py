@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from skinlib.models import metadata as metadata_branch
 from skinlib.models.architectures import resolve_arch
 from skinlib.profile import NEUTRAL_IMBALANCE
 from skinlib.thesis.citations import ARCH_PAPERS, citation
@@ -41,7 +42,37 @@ def models_section(study: StudyRecord) -> Section:
         f"timm{citation('wightman2019timm')} with a new classification head for the study's classes "
         "and trained by the same training loop:"
     )
-    return Section("Models", "sec:methods-models", [[intro], lines])
+    fused = metadata_sentence(study.architectures)
+    return Section("Models", "sec:methods-models", [[intro], lines, [fused] if fused else []])
+
+
+def metadata_sentence(runs: Sequence[RunRecord]) -> str:
+    """How the runs whose record names metadata inputs fused them with the image, or ""."""
+    fused = [r for r in runs if recorded(r, "metadata_inputs")]
+    if not fused:
+        return ""
+    names = ", ".join(f"`{r.name}`" for r in fused)
+    levels = per_run(fused, _metadata_levels)
+    return (
+        f"{names} also read the patient's age, sex and the lesion's anatomical site"
+        f"{citation('ha2020identifying')}: age standardised with the training split's mean and "
+        "standard deviation (0, with a missing indicator, where not recorded); sex and site "
+        "one-hot over the levels the training split records, plus an unknown level for a missing "
+        f"value or one the training split lacks ({levels}). A two-layer perceptron "
+        f"({metadata_branch.HIDDEN} and {metadata_branch.EMBEDDING} units, ReLU, dropout "
+        f"{metadata_branch.DROPOUT:g}) embeds that vector, and the embedding is concatenated with "
+        "the backbone's pooled image features before the linear classification head. The "
+        "encoding was fitted on the training split alone and stored with the weights, so "
+        "validation, test and external images are encoded alike, and a set without a column is "
+        "scored with it missing."
+    )
+
+
+def _metadata_levels(run: RunRecord) -> str:
+    names = recorded(run, "metadata_inputs") or []
+    sexes = sum(n.startswith("sex=") for n in names) - 1
+    sites = sum(n.startswith("site=") for n in names) - 1
+    return f"{sexes} sex and {sites} site levels"
 
 
 def _initialisation(m) -> str:
@@ -114,7 +145,11 @@ def training_section(study: StudyRecord) -> Section:
 def _loss_sentence(runs: Sequence[RunRecord]) -> str:
     def words(run: RunRecord) -> str:
         i = run.config.imbalance
-        loss = f"focal loss (gamma {i.gamma:g})" if i.loss == "focal" else "cross-entropy"
+        loss = {
+            "focal": f"focal loss (gamma {i.gamma:g})",
+            "logit_adjusted": f"logit-adjusted cross-entropy (tau {i.tau:g})",
+            "balanced_softmax": "balanced softmax cross-entropy",
+        }.get(i.loss, "cross-entropy")
         if i.loss == "focal" and i.alpha:
             loss += f" with per-class alpha {fmt(i.alpha)}"
         parts = [loss]
@@ -122,6 +157,12 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
             parts.append("class weights inversely proportional to the class frequency")
         elif i.class_weights == "effective":
             parts.append(f"class-balanced weights (effective number of samples, beta {i.beta:g})")
+        if i.drw_epoch:
+            start = i.drw_start(run.config.train.epochs) + 1
+            parts.append(
+                f"deferred re-weighting (class-balanced weights, beta {i.beta:g}, from epoch "
+                f"{start} on)"
+            )
         if i.sampler == "weighted":
             parts.append("oversampling (each class drawn equally often)")
         elif i.sampler == "sqrt":
@@ -136,10 +177,43 @@ def _loss_sentence(runs: Sequence[RunRecord]) -> str:
     for run in runs:
         i = run.config.imbalance
         keys |= {"lin2017focal"} if i.loss == "focal" else set()
+        keys |= {"menon2021logit"} if i.loss == "logit_adjusted" else set()
+        keys |= {"ren2020balanced"} if i.loss == "balanced_softmax" else set()
         keys |= {"mahajan2018weakly"} if i.sampler == "sqrt" else set()
-        keys |= {"cui2019classbalanced"} if i.class_weights == "effective" else set()
+        keys |= {"cui2019classbalanced"} if i.class_weights == "effective" or i.drw_epoch else set()
+        keys |= {"cao2019ldam"} if i.drw_epoch else set()
         keys |= {"szegedy2016labelsmoothing"} if i.label_smoothing else set()
-    return f"Loss and class-imbalance handling: {per_run(runs, words)}{citation(*sorted(keys))}."
+    sentence = (
+        f"Loss and class-imbalance handling: {per_run(runs, words)}{citation(*sorted(keys))}."
+    )
+    return " ".join([sentence, *lever_sentences(runs)])
+
+
+def lever_sentences(runs: Sequence[RunRecord]) -> list[str]:
+    """What logit adjustment, the balanced softmax and deferred re-weighting did, for the
+    runs that used them (nothing for runs that used none)."""
+    imb = [r.config.imbalance for r in runs]
+    out = []
+    if any(i.loss in ("logit_adjusted", "balanced_softmax") for i in imb):
+        out.append(
+            f"Logit adjustment{citation('menon2021logit')} adds tau times the logarithm of each "
+            f"class's prior to its logit inside the training loss, and the balanced softmax"
+            f"{citation('ren2020balanced')} the logarithm of its count (the same at tau 1); the "
+            "prior is the class distribution of the training batches, the training split's class "
+            "shares as the sampler draws them (the shares themselves without a sampler, uniform "
+            "under oversampling, in proportion to the square roots of the counts under "
+            "square-root sampling). Validation, calibration, the thresholds and every prediction "
+            "use the unadjusted logits."
+        )
+    if any(i.drw_epoch for i in imb):
+        out.append(
+            f"Deferred re-weighting{citation('cao2019ldam')} trained with unweighted "
+            "cross-entropy first and, from the stated epoch on, with class-balanced weights"
+            f"{citation('cui2019classbalanced')} (1 - beta) / (1 - beta to the power n), n the "
+            "images of the class the sampler draws per epoch (its training-split count without a "
+            "sampler), normalised to sum to the number of classes."
+        )
+    return out
 
 
 def _optimiser_name(name: str) -> str:
@@ -217,13 +291,15 @@ def imbalance_section(study: StudyRecord) -> Section | None:
     budget = ", ".join(f"`{k}` {fmt(v)}" for k, (_, v) in shared.items())
     sentences = [
         f"The imbalance comparison trained `{profile.imbalance.arch}` once per strategy from the "
-        "same neutral base (plain cross-entropy without class weights, sampler, sample selection "
-        "or label smoothing) and the same budget"
+        "same neutral base (plain cross-entropy on the image alone, without class weights, "
+        "sampler, sample selection or label smoothing) and the same budget"
         + (f" ({budget})" if budget else "")
         + "; each arm differs from that base only in: "
         + "; ".join(arms)
         + "."
     ]
+    used = list(study.strategies.values())
+    sentences += lever_sentences(used) + [s for s in [metadata_sentence(used)] if s]
     return Section("Imbalance comparison", "sec:methods-imbalance", [sentences])
 
 
