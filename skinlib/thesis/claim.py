@@ -209,7 +209,7 @@ def _answers(a: Available) -> dict[int, Answer]:
         36: Answer(NOT_REPORTED, note=f"not applicable: {synthetic_why}") if a.synthetic else Answer(NOT_REPORTED, note="metadata are summarised by class, not by partition; add a table by partition"),
         37: _performance(a),
         38: Answer(REPORTED, a.refs("tab:comparison", "tab:operating_points", "fig:thresholds_roc")),
-        39: Answer(REPORTED, a.refs("fig:xai_gallery"), "false negatives and false positives with their maps"),
+        39: _failures(a),
         40: Answer(AUTHOR, note="discussion: limitations"),
         41: Answer(AUTHOR, note="discussion: intended use and clinical role"),
         42: Answer(REPORTED, a.refs("sec:methods-compute"), "the profile and the code at the recorded commit are the protocol"),
@@ -248,18 +248,37 @@ def _internal_testing(a: Available) -> Answer:
 
 
 def _performance(a: Available) -> Answer:
-    """Item 37: subgroups are reported once 08 wrote its subgroup table."""
-    if "tab:trust_subgroups" in a.labels:
+    """Item 37: subgroups are reported once 08 wrote its subgroup table, skin tone once 09 wrote
+    its per-band table."""
+    groups = {
+        "tab:trust_subgroups": "balanced accuracy by subgroup",
+        "tab:skin_tone_performance": "by skin-tone band (ITA)",
+    }
+    shown = [label for label in groups if label in a.labels]
+    if not shown:
         return Answer(
             REPORTED,
-            a.refs(
-                "tab:comparison", "tab:calibration", "tab:trust_subgroups", "fig:trust_subgroups"
-            ),
-            "test split; balanced accuracy by subgroup for the audited run",
+            a.refs("tab:comparison", "tab:calibration"),
+            "test split; no subgroup analysis",
         )
+    figures = ["fig:trust_subgroups"] if "tab:trust_subgroups" in shown else []
     return Answer(
-        REPORTED, a.refs("tab:comparison", "tab:calibration"), "test split; no subgroup analysis"
+        REPORTED,
+        a.refs("tab:comparison", "tab:calibration", *shown, *figures),
+        "test split; " + "; ".join(groups[label] for label in shown) + " for the audited run",
     )
+
+
+def _failures(a: Available) -> Answer:
+    """Item 39: the maps of 06's errors, and 09's confused pairs and top losses where it ran."""
+    found = {
+        "fig:xai_gallery": "false negatives and false positives with their maps",
+        "tab:confused_pairs": "the most confused class pairs with lesion intervals",
+        "fig:top_losses": "the test images the model is surest and wrong about",
+        "tab:label_issue_counts": "possible label errors (confident learning)",
+    }
+    shown = [label for label in found if label in a.labels] or ["fig:xai_gallery"]
+    return Answer(REPORTED, a.refs(*shown), "; ".join(found[label] for label in shown))
 
 
 def claim_items(a: Available) -> list[ClaimRow]:
