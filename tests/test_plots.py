@@ -126,7 +126,7 @@ def test_gallery_titles_never_overlap_at_print_size(gallery):
     overlaps = [(i, j) for i in range(n) for j in range(i + 1, n) if boxes[i].overlaps(boxes[j])]
     assert not overlaps
     width = fig.bbox.width
-    assert all(0 <= b.x0 and b.x1 <= width for b in boxes)  # inside the page width
+    assert all(b.x0 >= 0 and b.x1 <= width for b in boxes)  # inside the page width
 
 
 def test_save_figure_writes_pdf_and_png_at_300_dpi(tmp_path):
