@@ -65,14 +65,55 @@ def readable(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
             ]
             out = out.drop(columns=[low, high])
     out.columns = [_header(c) if isinstance(c, str) else c for c in out.columns]
+    for col in out.columns:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(lambda v: in_words(v) if isinstance(v, str) else v)
+    if pd.api.types.is_object_dtype(out.index) or pd.api.types.is_string_dtype(out.index):
+        out.index = out.index.map(lambda v: in_words(v) if isinstance(v, str) else v)
     if isinstance(out.index.name, str):
-        out.index.name = out.index.name.replace("_", " ")
+        out.index.name = _header(out.index.name)
     return out
+
+
+# Identifiers the code uses as table rows or headers (scores, methods, metrics), in the words a
+# reader of the thesis expects; only whole words are replaced, class names and numbers never.
+WORDS = {
+    "max_probability": "maximum probability",
+    "msp": "maximum softmax probability",
+    "margin": "margin of the top two",
+    "mahalanobis": "Mahalanobis distance",
+    "lac": "LAC",
+    "aps": "APS",
+    "raps": "RAPS",
+    "Mondrian": "per class (Mondrian)",
+    "image-level": "(one image per lesion)",
+    "aurc": "AURC",
+    "ece": "ECE",
+    "mce": "MCE",
+    "nll": "NLL",
+    "auc": "AUC",
+}
+HEADERS = {
+    "bal. acc. all": "bal. acc., no deferral",
+    "image coverage": "coverage per image",
+    "image mean size": "mean size per image",
+    "confidence": "confidence score",
+}
+
+
+def in_words(text: str) -> str:
+    """A cell's identifiers in words (:data:`WORDS`), word by word.
+
+    >>> in_words("lac Mondrian 90%"), in_words("max_probability"), in_words("mel")
+    ('LAC per class (Mondrian) 90%', 'maximum probability', 'mel')
+    """
+    return " ".join(WORDS.get(word, word) for word in text.split(" "))
 
 
 def _header(name: str) -> str:
     """A column name in words, with the thesis's usual abbreviation of balanced accuracy."""
-    return name.replace("_", " ").replace("balanced accuracy", "bal. acc.")
+    words = in_words(name.replace("_", " ").replace("balanced accuracy", "bal. acc."))
+    return HEADERS.get(words, words)
 
 
 def display_table(df: pd.DataFrame, digits: int = 3):

@@ -114,3 +114,16 @@ def test_claim_12_says_whether_metadata_are_model_inputs_as_the_runs_recorded(st
     assert "not model inputs" not in row
     assert "age, sex and site are inputs of imbalance" in row and "metadata only" in row
     assert "sec:methods-models" in row and "sec:methods-imbalance" in row
+
+
+def test_claim_37_and_39_name_09s_audit_only_once_it_wrote_its_tables(study_dirs):
+    file = study_dirs()
+    write_tables("mini", "comparison")  # 07 ran, 09 did not
+    write.write_methods(file)
+    assert "skin_tone" not in _claim_row(37) and "confused_pairs" not in _claim_row(39)
+    write_tables("mini", "skin_tone_performance", "confused_pairs", "label_issue_counts")
+    write.write_methods(file)
+    assert "tab:skin_tone_performance" in _claim_row(37) and "skin-tone band" in _claim_row(37)
+    row = _claim_row(39)
+    assert "tab:confused_pairs" in row and "tab:label_issue_counts" in row
+    assert "most confused class pairs" in row

@@ -348,6 +348,7 @@ def test_notebooks_wait_for_their_jobs_and_rerun_after_a_retraining():
         "06_xai",
         "07_comparison",
         "08_trust",
+        "09_audit",
     }
     assert "03_train_vit_tiny" in stale and "02_imbalance" not in stale
     assert "01_eda" not in held and "02_imbalance" not in held

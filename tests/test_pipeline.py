@@ -24,6 +24,8 @@ FIGURES = [
     "comparison_curves",
     "train_resnet18_confusion",
     "train_vit_tiny_loss",
+    "label_issues_gallery",
+    "top_losses",
 ]
 TABLES = [
     "eda_counts",
@@ -38,6 +40,10 @@ TABLES = [
     "comparison",
     "comparison_details",
     "paired_tests",
+    "label_issue_counts",
+    "skin_tone_bands",
+    "skin_tone_performance",
+    "confused_pairs",
 ]
 
 
@@ -61,7 +67,7 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_every_step_runs_and_writes_its_outputs(smoke):
     root, outcome = smoke
-    assert set(outcome.values()) == {"ran"} and len(outcome) == 9  # 01-08, 03 per architecture
+    assert set(outcome.values()) == {"ran"} and len(outcome) == 10  # 01-09, 03 per architecture
     for name in FIGURES:
         for suffix in (".pdf", ".png"):
             assert (root / "fig" / "smoke" / f"{name}{suffix}").stat().st_size > 1000, name

@@ -44,7 +44,7 @@ def test_steps_expand_per_architecture_and_only_pulls_dependencies():
     study = load_study_profile("params/demo.yaml")
     steps = build_steps(study, "params/demo.yaml", [])
     names = [s.name for s in steps]
-    assert names[0] == "01_eda" and names[-1] == "08_trust"
+    assert names[0] == "01_eda" and names[-2:] == ["08_trust", "09_audit"]
     assert [n for n in names if n.startswith("03_train_")] == [
         f"03_train_{a}" for a in study.architectures
     ]

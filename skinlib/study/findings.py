@@ -431,3 +431,130 @@ def unknown_detection(table: pd.DataFrame) -> str:
         else "best score per kind"
     )
     return f"Unknown-input detection ({how}): " + "; ".join(parts) + "."
+
+
+# --- 09 audit ---------------------------------------------------------------------------------
+
+
+def label_issues(counts: pd.DataFrame, splits: str = "validation and test") -> str:
+    """How many held-out images confident learning flags, the class with the largest share
+    flagged, and (where the data record it) how often the flagged labels were confirmed by
+    histopathology against all audited labels.
+
+    Args:
+        counts: :meth:`skinlib.study.front.Study.label_issues`'s counts (index ``class``, last
+            row the total; ``images, flagged, flagged_share``, optional ``histo_*``).
+        splits: the held-out splits audited, in words.
+
+    >>> c = pd.DataFrame({"images": [50, 150, 200], "flagged": [5, 3, 8],
+    ...     "flagged_share": [0.1, 0.02, 0.04]}, index=["mel", "nv", "all classes"])
+    >>> print(label_issues(c))
+    Confident learning flags 8 of 200 held-out images (4.0%; validation and test) as possible label errors; the largest share in mel (5 of 50, 10.0%). Nothing was relabelled or dropped: the flags are for an expert to review.
+    """
+    total, classes = counts.iloc[-1], counts.iloc[:-1]
+    text = (
+        f"Confident learning flags {int(total['flagged'])} of {int(total['images'])} held-out "
+        f"images ({total['flagged_share']:.1%}; {splits}) as possible label errors"
+    )
+    if total["flagged"]:
+        top = classes.sort_values("flagged_share", ascending=False, kind="stable").iloc[0]
+        text += (
+            f"; the largest share in {top.name} ({int(top['flagged'])} of {int(top['images'])}, "
+            f"{top['flagged_share']:.1%})"
+        )
+        if "histo_flagged" in counts and pd.notna(total["histo_flagged"]):
+            text += (
+                f". {total['histo_flagged']:.0%} of the flagged labels were confirmed by "
+                f"histopathology, against {total['histo_all']:.0%} of all audited labels"
+            )
+    return text + ". Nothing was relabelled or dropped: the flags are for an expert to review."
+
+
+def skin_tone_bands(bands: pd.DataFrame) -> str:
+    """How the images spread over the ITA bands: the share of the two lightest, and how many
+    images are brown or dark (the least represented skin, the caveat that ITA is a proxy).
+
+    Args:
+        bands: :meth:`skinlib.study.front.Study.skin_tone_bands` (index ``band``, an
+            ``all splits`` column).
+    """
+    counts = bands["all splits"]
+    total = int(counts.sum())
+    light = int(counts.reindex(["very light", "light"]).fillna(0).sum())
+    darker = counts.reindex(["brown", "dark"]).fillna(0).astype(int)
+    missing = int(counts.get("not measurable", 0))
+    text = (
+        f"Of {total} images, {light / max(total, 1):.0%} show very light or light skin (ITA above "
+        f"41°); {darker['brown']} are brown and {darker['dark']} dark (ITA at or below 10°)"
+    )
+    if missing:
+        text += f", and the skin of {missing} could not be measured"
+    return (
+        text + ". ITA read from dermoscopic images is a proxy for skin colour under the "
+        "dermoscope's light, not a Fitzpatrick skin type."
+    )
+
+
+def skin_tone_performance(audit: pd.DataFrame) -> str:
+    """The band furthest below the rest (the subgroup audit's sentence, :func:`worst_subgroup`)
+    and the positive set's sensitivity at the stored threshold in each band, with intervals.
+
+    Args:
+        audit: :meth:`skinlib.study.front.Study.skin_tone_audit` rows and ``attrs``.
+    """
+    text = worst_subgroup(audit)
+    points = audit.attrs.get("operating_point")
+    if points is not None and "positive" in audit.attrs:
+        positive = "+".join(audit.attrs["positive"])
+        rows = points.droplevel("attribute")
+        small = set(audit.loc[audit["small"], "group"])
+        parts = [
+            f"{band}{' (small)' if band in small else ''} "
+            + format_ci(r["sensitivity"], r.get("sensitivity_low"), r.get("sensitivity_high"))
+            + f" ({int(r['positives'])} positives)"
+            for band, r in rows.iterrows()
+            if r["positives"] > 0
+        ]
+        if parts:
+            text += (
+                f" {positive} sensitivity at the stored threshold by band: "
+                + "; ".join(parts)
+                + "."
+            )
+    return text
+
+
+def confused_pairs(pairs: pd.DataFrame) -> str:
+    """The most confused pair on test with its share of the true class and interval, and the
+    share of all errors the listed pairs make.
+
+    Args:
+        pairs: :meth:`skinlib.study.front.Study.confused_pairs` rows.
+    """
+    if pairs.empty:
+        return "The model misclassifies no test image."
+    top = pairs.iloc[0]
+    share = format_ci(
+        top["share_of_true_class"],
+        top.get("share_of_true_class_low"),
+        top.get("share_of_true_class_high"),
+    )
+    return (
+        f"The most frequent error reads {top['true class']} as {top['predicted class']}: "
+        f"{int(top['images'])} test images of {int(top['lesions'])} lesions, a share of "
+        f"{share} of the {top['true class']} images (lesion bootstrap); the {len(pairs)} pairs "
+        f"listed make {pairs['share_of_errors'].sum():.0%} of all test errors."
+    )
+
+
+def top_losses(losses: pd.DataFrame) -> str:
+    """How sure the model is on its surest errors, and which true classes they come from."""
+    if losses.empty:
+        return "The model misclassifies no test image."
+    classes = losses["true"].value_counts()
+    which = ", ".join(f"{c} ({n})" for c, n in classes.items())
+    return (
+        f"On its {len(losses)} surest errors the model gives the wrong class a probability of "
+        f"{losses['predicted_probability'].min():.2f} to {losses['predicted_probability'].max():.2f}; "
+        f"their true classes: {which}."
+    )

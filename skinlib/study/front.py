@@ -3,7 +3,7 @@
 Notebooks create a :class:`Study` from their ``profile`` parameter and call its methods; every
 number, table and figure comes from here, and every file lands where :mod:`skinlib.paths` says.
 Each notebook's methods live in :mod:`skinlib.study.steps` (``eda`` 01, ``comparison`` 02/03/07,
-``posthoc`` 04/05, ``xai`` 06, ``trust`` 08) on :class:`~skinlib.study.steps.base.StudyBase`
+``posthoc`` 04/05, ``xai`` 06, ``trust`` 08, ``audit`` 09, which audits 08's run) on :class:`~skinlib.study.steps.base.StudyBase`
 (profile, table, runs, stored predictions, saving); they only wire the profile and runs to the
 functions of their subject's module.
 """
@@ -11,6 +11,7 @@ functions of their subject's module.
 from __future__ import annotations
 
 from skinlib.runs.folder import ENSEMBLE_RUN
+from skinlib.study.steps.audit import AuditSteps
 from skinlib.study.steps.comparison import ComparisonSteps
 from skinlib.study.steps.eda import ExplorationSteps
 from skinlib.study.steps.trust import TrustSteps
@@ -19,7 +20,7 @@ from skinlib.study.steps.xai import ExplanationSteps
 ENSEMBLE = ENSEMBLE_RUN
 
 
-class Study(ExplorationSteps, ComparisonSteps, ExplanationSteps, TrustSteps):
+class Study(ExplorationSteps, ComparisonSteps, ExplanationSteps, AuditSteps, TrustSteps):
     """One profile's study: data, runs, results, figures and tables, every notebook's steps.
 
     Args:

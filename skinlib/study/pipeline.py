@@ -81,6 +81,8 @@ def build_steps(profile: StudyProfile, profile_arg: str, overrides: list[str]) -
         ),
         # after 07 so that the ensemble it builds also gets its conformal.json
         Step("08_trust", "08_trust.ipynb", base, [*train_names, "04_calibration"]),
+        # audits 08's run: its temperature (04) and stored operating point (05)
+        Step("09_audit", "09_audit.ipynb", base, [*train_names, "04_calibration", "05_thresholds"]),
     ]
 
 

@@ -33,9 +33,10 @@ RESULT_SECTIONS = {
 
 @dataclass(frozen=True)
 class Item:
-    """One checklist item: its number, CLAIM section and topic, and what it asks."""
+    """One checklist item: its number, section and topic, and what it asks (the same shape for
+    CLAIM and for TRIPOD+AI, :mod:`skinlib.thesis.tripod`, whose numbers have letters: 3a)."""
 
-    number: int
+    number: int | str
     section: str
     topic: str
     asks: str
@@ -132,7 +133,7 @@ def available(study: StudyRecord, sections: Sequence[Section], tables_dir: Path)
     figures = paths.study_figures_dir(study.profile.study)
     if figures.is_dir():
         labels |= {f"fig:{p.stem}": f"Figure {p.stem}" for p in figures.glob("*.pdf")}
-    for name in ("methods", "claim"):
+    for name in ("methods", "claim", "tripod"):
         labels.pop(f"tab:{name}", None)
     runs = study.architectures or list(study.strategies.values())
     cfg = runs[0].config if runs else study.profile.config
@@ -209,7 +210,7 @@ def _answers(a: Available) -> dict[int, Answer]:
         36: Answer(NOT_REPORTED, note=f"not applicable: {synthetic_why}") if a.synthetic else Answer(NOT_REPORTED, note="metadata are summarised by class, not by partition; add a table by partition"),
         37: _performance(a),
         38: Answer(REPORTED, a.refs("tab:comparison", "tab:operating_points", "fig:thresholds_roc")),
-        39: Answer(REPORTED, a.refs("fig:xai_gallery"), "false negatives and false positives with their maps"),
+        39: _failures(a),
         40: Answer(AUTHOR, note="discussion: limitations"),
         41: Answer(AUTHOR, note="discussion: intended use and clinical role"),
         42: Answer(REPORTED, a.refs("sec:methods-compute"), "the profile and the code at the recorded commit are the protocol"),
@@ -248,26 +249,52 @@ def _internal_testing(a: Available) -> Answer:
 
 
 def _performance(a: Available) -> Answer:
-    """Item 37: subgroups are reported once 08 wrote its subgroup table."""
-    if "tab:trust_subgroups" in a.labels:
+    """Item 37: subgroups are reported once 08 wrote its subgroup table, skin tone once 09 wrote
+    its per-band table."""
+    groups = {
+        "tab:trust_subgroups": "balanced accuracy by subgroup",
+        "tab:skin_tone_performance": "by skin-tone band (ITA)",
+    }
+    shown = [label for label in groups if label in a.labels]
+    if not shown:
         return Answer(
             REPORTED,
-            a.refs(
-                "tab:comparison", "tab:calibration", "tab:trust_subgroups", "fig:trust_subgroups"
-            ),
-            "test split; balanced accuracy by subgroup for the audited run",
+            a.refs("tab:comparison", "tab:calibration"),
+            "test split; no subgroup analysis",
         )
+    figures = ["fig:trust_subgroups"] if "tab:trust_subgroups" in shown else []
     return Answer(
-        REPORTED, a.refs("tab:comparison", "tab:calibration"), "test split; no subgroup analysis"
+        REPORTED,
+        a.refs("tab:comparison", "tab:calibration", *shown, *figures),
+        "test split; " + "; ".join(groups[label] for label in shown) + " for the audited run",
     )
+
+
+def _failures(a: Available) -> Answer:
+    """Item 39: the maps of 06's errors, and 09's confused pairs and top losses where it ran."""
+    found = {
+        "fig:xai_gallery": "false negatives and false positives with their maps",
+        "tab:confused_pairs": "the most confused class pairs with lesion intervals",
+        "fig:top_losses": "the test images the model is surest and wrong about",
+        "tab:label_issue_counts": "possible label errors (confident learning)",
+    }
+    shown = [label for label in found if label in a.labels] or ["fig:xai_gallery"]
+    return Answer(REPORTED, a.refs(*shown), "; ".join(found[label] for label in shown))
 
 
 def claim_items(a: Available) -> list[ClaimRow]:
     """Every CLAIM 2024 item with this study's answer; an item whose locations do not exist
     (its notebook has not run) is marked not reported, with the reason."""
-    answers = _answers(a)
+    rows = resolve(ITEMS, _answers(a))
+    _check_complete(rows)
+    return rows
+
+
+def resolve(items: Sequence[Item], answers: dict) -> list[ClaimRow]:
+    """Each item with its answer; one reported where nothing it points at exists yet (its
+    notebook has not run) becomes not reported, with the reason."""
     rows = []
-    for item in ITEMS:
+    for item in items:
         answer = answers[item.number]
         if answer.status == REPORTED and not answer.labels:
             answer = Answer(
@@ -275,7 +302,6 @@ def claim_items(a: Available) -> list[ClaimRow]:
                 note="its section, table or figure has not been generated yet: run the pipeline",
             )
         rows.append(ClaimRow(item, answer))
-    _check_complete(rows)
     return rows
 
 
@@ -309,8 +335,23 @@ def _where_latex(answer: Answer) -> str:
     return f"\\emph{{Not reported:}} {latex_escape(answer.note)}"
 
 
-def to_latex(rows: Sequence[ClaimRow]) -> str:
-    """A ``longtable`` (needs ``\\usepackage{longtable}``) of the 44 items and where each is."""
+@dataclass(frozen=True)
+class Checklist:
+    """How a checklist is named in the thesis: its caption, table label, citation and module."""
+
+    name: str  # "The CLAIM 2024 checklist"
+    label: str  # tab:claim
+    cite: str  # bibliography key
+    module: str  # the module that writes it (named in the generated file's header)
+
+
+CLAIM = Checklist(
+    "The CLAIM 2024 checklist", "tab:claim", "tejani2024claim", "skinlib.thesis.claim"
+)
+
+
+def to_latex(rows: Sequence[ClaimRow], checklist: Checklist = CLAIM) -> str:
+    """A ``longtable`` (needs ``\\usepackage{longtable}``) of the items and where each is."""
     body = []
     section = ""
     for row in rows:
@@ -319,15 +360,15 @@ def to_latex(rows: Sequence[ClaimRow]) -> str:
             body.append(f"\\multicolumn{{3}}{{@{{}}l}}{{\\textbf{{{latex_escape(section)}}}}}\\\\")
         asks = f"\\textit{{{latex_escape(row.item.topic)}.}} {latex_escape(row.item.asks)}"
         body.append(f"{row.item.number} & {asks} & {_where_latex(row.answer)}\\\\")
-    cite = inline_latex("[@tejani2024claim]")
+    cite = inline_latex(f"[@{checklist.cite}]")
     head = "No. & Item & Where this study reports it\\\\"
     return "\n".join(
         [
-            "% generated by skinlib.thesis.claim; rerun the pipeline to update",
+            f"% generated by {checklist.module}; rerun the pipeline to update",
             "\\begin{small}",
             "\\begin{longtable}{@{}r p{0.45\\linewidth} p{0.43\\linewidth}@{}}",
-            f"\\caption{{The CLAIM 2024 checklist{cite}: where each item is reported.}}"
-            "\\label{tab:claim}\\\\",
+            f"\\caption{{{checklist.name}{cite}: where each item is reported.}}"
+            f"\\label{{{checklist.label}}}\\\\",
             "\\toprule",
             head,
             "\\midrule",
@@ -346,7 +387,9 @@ def to_latex(rows: Sequence[ClaimRow]) -> str:
     )
 
 
-def to_markdown(rows: Sequence[ClaimRow], titles: dict[str, str] | None = None) -> str:
+def to_markdown(
+    rows: Sequence[ClaimRow], titles: dict[str, str] | None = None, checklist: Checklist = CLAIM
+) -> str:
     """The same checklist as a Markdown table (labels shown as the titles they stand for)."""
     titles = titles or {}
 
@@ -358,9 +401,9 @@ def to_markdown(rows: Sequence[ClaimRow], titles: dict[str, str] | None = None) 
         return f"*{prefix}:* {answer.note}"
 
     lines = [
-        "<!-- generated by skinlib.thesis.claim; rerun the pipeline to update -->",
+        f"<!-- generated by {checklist.module}; rerun the pipeline to update -->",
         "",
-        "CLAIM 2024 checklist [@tejani2024claim]: where each item is reported.",
+        f"{checklist.name} [@{checklist.cite}]: where each item is reported.",
         "",
         "| No. | Section | Item | Where this study reports it |",
         "| --- | --- | --- | --- |",

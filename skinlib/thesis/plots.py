@@ -4,6 +4,7 @@ figure; only notebooks and the pipeline save (:func:`save_figure`); nothing here
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -297,17 +298,10 @@ def forest(table: pd.DataFrame, ax=None, label: str = "balanced accuracy"):
     return fig
 
 
-def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 6, fig=None):
-    """A grid of images (e.g. Grad-CAM overlays) with short titles."""
-    n = max(1, len(images))
-    nrows = int(np.ceil(n / ncols))
-    fig = fig or plt.figure(figsize=(FULL_WIDTH, FULL_WIDTH / ncols * nrows * 1.2))
-    for i, (img, title) in enumerate(zip(images, titles, strict=True)):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.imshow(img)
-        ax.set_title(title, fontsize=7)
-        ax.axis("off")
-    return fig
+def image_gallery(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 6):
+    """A grid of images (e.g. Grad-CAM overlays) with titles wrapped to their panels
+    (:func:`titled_gallery`)."""
+    return titled_gallery(images, titles, ncols=ncols)
 
 
 def cam_gallery(
@@ -318,7 +312,9 @@ def cam_gallery(
     ncols: int = 3,
     alpha: float = 0.5,
 ):
-    """Each image beside its map laid over it, titled (e.g. "false negative, p(mel)=0.12").
+    """Each image beside its map laid over it, the pair titled (e.g. "false negative,
+    p(mel)=0.12"): the title is centred over the pair and wrapped to its width, so that at print
+    size it never runs into the next pair's.
 
     Args:
         images: (H, W, 3) RGB, uint8 or float in [0, 1].
@@ -327,14 +323,27 @@ def cam_gallery(
     """
     n = max(1, len(images))
     nrows = int(np.ceil(n / ncols))
-    fig = fig or plt.figure(figsize=(FULL_WIDTH, FULL_WIDTH / (2 * ncols) * nrows * 1.25))
+    side = FULL_WIDTH / (2 * ncols)
+    fig = fig or plt.figure(figsize=(FULL_WIDTH, side * nrows * 1.45))
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.04, hspace=0.45)
+    # characters of 7 pt type (about 3.6 pt wide) that fit over a pair, less a margin
+    width = max(12, int(2 * side * 72 / 3.6 * 0.85))
     for i, (img, cam, title) in enumerate(zip(images, cams, titles, strict=True)):
+        pair = []
         for j, shown in enumerate((img, overlay(img, cam, alpha))):
             ax = fig.add_subplot(nrows, 2 * ncols, 2 * i + j + 1)
             ax.imshow(shown)
             ax.axis("off")
-            if j == 0:
-                ax.set_title(title, fontsize=7, loc="left")
+            pair.append(ax)
+        left, right = pair[0].get_position(), pair[1].get_position()
+        fig.text(
+            (left.x0 + right.x1) / 2,
+            left.y1 + 0.01,
+            _wrap(title, width),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     return fig
 
 
@@ -402,4 +411,44 @@ def subgroup_forest(table: pd.DataFrame, ax=None, label: str = "balanced accurac
     ]
     ax.set_yticks(y, names)
     ax.set_xlabel(f"difference in {label}\n(group minus the rest of the test set, 95% CI)")
+    return fig
+
+
+# --- 09 audit -----------------------------------------------------------------------------------
+
+
+def _wrap(title: str, chars: int) -> str:
+    """Each line of ``title`` wrapped to ``chars`` characters (its own line breaks kept)."""
+    return "\n".join(textwrap.fill(line, chars) for line in str(title).split("\n"))
+
+
+def titled_gallery(
+    images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 4, fontsize: float = 7
+):
+    """A grid of images, each under a title of one or more lines, that reads at the printed
+    size: every line is wrapped to its panel's width (so a title never runs into its
+    neighbour's) and constrained layout spaces the rows for the tallest title.
+
+    Args:
+        images: (H, W, 3) RGB arrays (uint8, or float in [0, 1]).
+        titles: one per image; ``\\n`` separates its lines.
+        ncols: images per row across the full text width.
+    """
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    panel = FULL_WIDTH / ncols  # inches
+    # characters of about 0.6 em that fit in 90% of a panel at this size
+    chars = max(8, int(panel * 72 * 0.9 / (0.6 * fontsize)))
+    wrapped = [_wrap(title, chars) for title in titles]
+    lines = max((t.count("\n") + 1 for t in wrapped), default=1)
+    height = nrows * (panel + lines * fontsize * 1.35 / 72 + 0.05)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(FULL_WIDTH, height), layout="constrained", squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, wrapped, strict=False):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=fontsize, linespacing=1.15)
     return fig

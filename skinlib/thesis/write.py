@@ -1,8 +1,8 @@
 """The thesis's generated methods chapter and CLAIM checklist, rendered and written to disk.
 
 :func:`write_methods` reads what the runs recorded (:mod:`skinlib.thesis.records`), builds the
-sections (:mod:`skinlib.thesis.sections`) and the checklist (:mod:`skinlib.thesis.claim`), and
-writes ``methods.{tex,md}`` and ``claim.{tex,md}`` into ``thesis/generated/<study>/``.
+sections (:mod:`skinlib.thesis.sections`) and the checklists (:mod:`skinlib.thesis.claim`, :mod:`skinlib.thesis.tripod`),
+and writes ``methods.{tex,md}``, ``claim.{tex,md}`` and ``tripod.{tex,md}`` into ``thesis/generated/<study>/``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from skinlib import paths
 from skinlib.io import write_text
 from skinlib.profile import load_study_profile
-from skinlib.thesis import claim
+from skinlib.thesis import claim, tripod
 from skinlib.thesis.latex import inline_latex, latex_escape
 from skinlib.thesis.records import read_study
 from skinlib.thesis.sections import Section, methods_sections
@@ -52,7 +52,7 @@ def to_markdown(sections: Sequence[Section]) -> str:
 
 
 def write_methods(profile: str | Path, overrides: Sequence[str] = ()) -> dict[str, Path]:
-    """Write ``methods.{tex,md}`` and ``claim.{tex,md}`` into ``thesis/generated/<study>/``.
+    """Write ``methods.{tex,md}``, ``claim.{tex,md}`` and ``tripod.{tex,md}`` into ``thesis/generated/<study>/``.
 
     Called by the pipeline after the study's steps; it reads only what the runs recorded.
     """
@@ -62,9 +62,14 @@ def write_methods(profile: str | Path, overrides: Sequence[str] = ()) -> dict[st
     out = paths.generated_tables_dir(study_profile.study)
     found = claim.available(study, sections, out)
     rows = claim.claim_items(found)
+    checks = tripod.tripod_items(found)
     return {
         "methods.tex": write_text(out / "methods.tex", to_latex(sections)),
         "methods.md": write_text(out / "methods.md", to_markdown(sections)),
         "claim.tex": write_text(out / "claim.tex", claim.to_latex(rows)),
         "claim.md": write_text(out / "claim.md", claim.to_markdown(rows, found.labels)),
+        "tripod.tex": write_text(out / "tripod.tex", claim.to_latex(checks, tripod.TRIPOD)),
+        "tripod.md": write_text(
+            out / "tripod.md", claim.to_markdown(checks, found.labels, tripod.TRIPOD)
+        ),
     }

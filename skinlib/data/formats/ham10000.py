@@ -51,6 +51,15 @@ HAM10000_SITES = (
 HAM10000_DX_TYPES = ("histo", "follow_up", "consensus", "confocal")
 
 
+# How each dx_type confirmed a diagnosis, as a table or sentence says it (Tschandl et al. 2018)
+HAM10000_DX_NAMES = {
+    "histo": "histopathology",
+    "follow_up": "follow-up",
+    "consensus": "expert consensus",
+    "confocal": "confocal microscopy",
+}
+
+
 HAM10000_IMAGE_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
 
 

@@ -2,7 +2,7 @@
 ``meta.json``, ``split.csv``, ``calibration.json``, ``thresholds.json``, and the files the later
 steps leave (``predictions_test_tta.csv``, ``ensemble.json``, the notebooks' tables).
 
-A sentence about a step (TTA, maps, conformal sets, deferral, paired tests) appears only where
+A sentence about a step (TTA, maps, conformal sets, deferral, paired tests, the audit) appears only where
 that step's file exists: the profile says what a step would do, not that it ran (``pipeline
 --only`` skips steps).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from skinlib.thesis.phrasing import name_list
 from skinlib.thesis.records import StudyRecord
+from skinlib.thesis.sections.audit import audit_section
 from skinlib.thesis.sections.augmentation import describe_augmentation
 from skinlib.thesis.sections.base import Section
 from skinlib.thesis.sections.compute import compute_section
@@ -56,6 +57,7 @@ def methods_sections(study: StudyRecord) -> list[Section]:
         imbalance_section(study),
         differences_section(study),
         evaluation_section(study),
+        audit_section(study),
         compute_section(study),
     ]
     if study.missing:
