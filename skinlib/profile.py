@@ -37,6 +37,9 @@ NEUTRAL_IMBALANCE: dict[str, Any] = {
     "imbalance.sampler": "none",
     "imbalance.label_smoothing": 0.0,
     "imbalance.drw_epoch": 0.0,
+    # logit adjustment's strength at its published default: an architecture's recipe may tune it,
+    # the arms start from 1 (balanced softmax refuses any other)
+    "imbalance.tau": 1.0,
     "train.selection_rate": 1.0,
     "model.metadata": False,  # the image alone: the metadata branch is an arm of its own
 }

@@ -327,3 +327,12 @@ def test_the_laptop_profiles_lever_arms_are_the_neutral_base_plus_their_own_chan
         "resnet18": ("logit_adjusted", 0.5, 0, True),
         "efficientnet_b0": ("ce", 1.0, 0, False),
     }
+
+
+def test_an_architectures_tuned_tau_does_not_leak_into_the_arms():
+    """ResNet-18's recipe sets tau 0.5; the arms (balanced softmax refuses it) start from 1."""
+    study = load_study_profile("params/ham10000_cpu.yaml")
+    assert study.run_config("resnet18").imbalance.tau == 0.5
+    for name in study.imbalance.strategies:
+        cfg = study.strategy_config(name)
+        assert cfg.imbalance.tau == 1.0, name
